@@ -1,0 +1,12 @@
+"""URL includes of the apps, each in its own line so parallel work does not collide."""
+
+from django.urls import include, path
+
+app_urlpatterns = [
+    # path("console/tenants/", include("tenants.urls")),
+    # path("console/billing/", include("billing.urls")),
+    # path("me/", include("customers.urls")),
+    # path("api/", include("portal.api_urls")),
+]
+
+__all__ = ["app_urlpatterns", "include", "path"]

@@ -1,0 +1,34 @@
+from typing import Any
+
+from django.http import HttpRequest
+from django.urls import NoReverseMatch, reverse
+
+from portal.roles import has_perm, role_of
+
+# (label, url name, permission). Apps add their pages here; a page a role may not use is not shown.
+NAVIGATION = [
+    ("Console", "console:home", "console.view"),
+    ("Tenants", "tenants:list", "console.view"),
+    ("Transfers", "billing:transfers", "console.view"),
+    ("Sync", "billing:sync_runs", "console.view"),
+    ("Audit log", "audit", "audit.view"),
+    ("My company", "customer:home", "customer.view"),
+    ("Statement", "customer:statement", "customer.view"),
+    ("Team", "customer:team", "customer.manage"),
+]
+
+
+def navigation(request: HttpRequest) -> dict[str, Any]:
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return {"nav_items": [], "user_role": None}
+    items = []
+    for label, name, permission in NAVIGATION:
+        if not has_perm(user, permission):
+            continue
+        try:
+            items.append({"label": label, "url": reverse(name)})
+        except NoReverseMatch:
+            continue  # the page is not built yet
+    role = role_of(user)
+    return {"nav_items": items, "user_role": role}

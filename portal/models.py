@@ -1,0 +1,79 @@
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+
+class AuditEvent(models.Model):
+    """One row per state change, written in the same transaction as the change.
+
+    Append-only: the migration installs database triggers that refuse UPDATE and DELETE.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.DO_NOTHING,
+                              db_constraint=False, related_name="+")
+    actor_label = models.CharField(max_length=200, blank=True)
+    # A plain id, not a foreign key: the audit trail outlives anything it mentions.
+    tenant_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    action = models.CharField(max_length=100, db_index=True)
+    data = models.JSONField(default=dict, blank=True)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    request_id = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["tenant_id", "-id"], name="audit_tenant_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.action}"
+
+
+class Job(models.Model):
+    """A piece of long work (a bulk action, a sync, a provider operation) whose progress and
+    outcome a page shows live. Apps keep their own domain rows; this is what the browser polls."""
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        RETRYING = "retrying", "Retrying"
+        NEEDS_ATTENTION = "needs_attention", "Needs attention"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    FINISHED = frozenset({State.SUCCEEDED, State.FAILED})
+
+    id = models.BigAutoField(primary_key=True)
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    kind = models.CharField(max_length=100)
+    title = models.CharField(max_length=300)
+    state = models.CharField(max_length=20, choices=State.choices, default=State.QUEUED)
+    total = models.PositiveIntegerField(default=0)
+    done = models.PositiveIntegerField(default=0)
+    # Per-row outcomes for bulk work: [{"key": ..., "label": ..., "ok": bool, "message": ...}]
+    results = models.JSONField(default=list, blank=True)
+    message = models.CharField(max_length=1000, blank=True)
+    params = models.JSONField(default=dict, blank=True)
+    tenant_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    @property
+    def percent(self) -> int:
+        if self.state == self.State.SUCCEEDED:
+            return 100
+        if not self.total:
+            return 0
+        return min(100, int(self.done * 100 / self.total))
+
+    @property
+    def is_finished(self) -> bool:
+        return self.state in self.FINISHED

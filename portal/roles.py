@@ -1,0 +1,85 @@
+"""Roles are Django groups. A user has at most one; staff roles and customer roles never mix."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+
+
+class Role(enum.StrEnum):
+    RESELLER_ADMIN = "reseller_admin"
+    RESELLER_BILLING = "reseller_billing"
+    RESELLER_SUPPORT = "reseller_support"
+    CUSTOMER_OWNER = "customer_owner"
+    CUSTOMER_VIEWER = "customer_viewer"
+
+    @property
+    def label(self) -> str:
+        return self.value.replace("_", " ").capitalize()
+
+
+STAFF_ROLES = frozenset({Role.RESELLER_ADMIN, Role.RESELLER_BILLING, Role.RESELLER_SUPPORT})
+CUSTOMER_ROLES = frozenset({Role.CUSTOMER_OWNER, Role.CUSTOMER_VIEWER})
+
+# What each staff role may do; pages and actions ask for a permission, not a role name.
+PERMISSIONS: dict[str, frozenset[Role]] = {
+    "console.view": frozenset(STAFF_ROLES),
+    "tenants.manage": frozenset({Role.RESELLER_ADMIN}),
+    "tenants.freeze": frozenset({Role.RESELLER_ADMIN, Role.RESELLER_SUPPORT}),
+    "billing.move_money": frozenset({Role.RESELLER_ADMIN, Role.RESELLER_BILLING}),
+    "billing.sync": frozenset({Role.RESELLER_ADMIN, Role.RESELLER_BILLING}),
+    "audit.view": frozenset({Role.RESELLER_ADMIN}),
+    "customer.view": frozenset(CUSTOMER_ROLES),
+    "customer.manage": frozenset({Role.CUSTOMER_OWNER}),
+}
+
+
+def role_of(user: Any) -> Role | None:
+    if not getattr(user, "is_authenticated", False):
+        return None
+    cached = getattr(user, "_portal_role", False)
+    if cached is not False:
+        return cached  # type: ignore[no-any-return]
+    names = set(user.groups.values_list("name", flat=True))
+    role = next((r for r in Role if r.value in names), None)
+    if role is None and user.is_superuser:
+        role = Role.RESELLER_ADMIN
+    user._portal_role = role
+    return role
+
+
+def has_perm(user: Any, permission: str) -> bool:
+    role = role_of(user)
+    return role is not None and role in PERMISSIONS[permission]
+
+
+def is_staff_role(user: Any) -> bool:
+    return role_of(user) in STAFF_ROLES
+
+
+F = TypeVar("F", bound=Callable[..., HttpResponse])
+
+
+def require(permission: str) -> Callable[[F], F]:
+    """View decorator: anonymous users go to the login page, others without the permission get 403."""
+    if permission not in PERMISSIONS:
+        raise KeyError(permission)
+
+    def decorator(view: F) -> F:
+        @wraps(view)
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if not request.user.is_authenticated:
+                return redirect_to_login(request.get_full_path())
+            if not has_perm(request.user, permission):
+                raise PermissionDenied
+            return view(request, *args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorator

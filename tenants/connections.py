@@ -1,0 +1,36 @@
+"""Provider clients for the portal's provider connections. The one place that builds them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+
+from tenants.models import ProviderConnection
+
+
+def client_for(connection: ProviderConnection, *, transport: Any = None) -> Any:
+    """A provider client (providers.base.ProviderClient) for this connection; close it after use."""
+    from providers import build_client
+
+    return build_client(
+        connection.kind,
+        base_url=connection.base_url,
+        credentials_path=connection.credentials_path or None,
+        parent_api_key_path=connection.parent_api_key_path or None,
+        voiceit_credentials_path=connection.voiceit_credentials_path or None,
+        timeout=(float(settings.PROVIDER_CONNECT_TIMEOUT), float(settings.PROVIDER_READ_TIMEOUT)),
+        transport=transport,
+    )
+
+
+def capability_reasons(connection: ProviderConnection) -> dict[str, str | None]:
+    """{capability value: None if supported, else the reason it is not}, for pages."""
+    from providers import build_client  # noqa: F401  (import side effects register the matrices)
+    from providers.capabilities import Capability
+
+    client = client_for(connection)
+    try:
+        return {cap.value: (None if client.supports(cap) else client.unsupported_reason(cap)) for cap in Capability}
+    finally:
+        client.close()

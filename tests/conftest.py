@@ -1,0 +1,229 @@
+"""Fixtures shared by the whole suite: the personas, a live sandbox, provider connections."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+PASSWORD = "correct-horse-battery-staple-9"
+
+
+# --- database ---------------------------------------------------------------------------
+
+
+def _is_transactional(request: pytest.FixtureRequest) -> bool:
+    names = set(request.fixturenames)
+    if names & {"transactional_db", "live_server"}:
+        return True
+    marker = request.node.get_closest_marker("django_db")
+    return bool(marker and marker.kwargs.get("transaction"))
+
+
+@pytest.fixture(autouse=True)
+def _audit_flush_guard(request: pytest.FixtureRequest) -> Iterator[None]:
+    """SQLite has no TRUNCATE, so the test framework empties tables after transactional
+    tests with DELETE, which the append-only audit trigger refuses unless a row sits in
+    portal_audit_unlock (see the portal 0002 migration). Each test starts locked."""
+    transactional = _is_transactional(request)
+    uses_db = transactional or "db" in request.fixturenames
+    if not uses_db:
+        yield
+        return
+    # Set the database fixture up first, so it is torn down (flushed) after this one.
+    request.getfixturevalue("transactional_db" if transactional else "db")
+    from django.db import connection
+
+    sqlite = connection.vendor == "sqlite"
+    if sqlite:
+        with connection.cursor() as cursor:
+            cursor.execute("DELETE FROM portal_audit_unlock")
+    yield
+    if sqlite and transactional:
+        with connection.cursor() as cursor:
+            cursor.execute("INSERT INTO portal_audit_unlock (reason) VALUES ('test flush')")
+
+
+# --- personas ---------------------------------------------------------------------------
+
+
+def make_user(username: str, role: str | None, **extra: Any) -> Any:
+    from django.contrib.auth.models import Group, User
+
+    user = User.objects.create_user(username=username, email=f"{username}@example.com", password=PASSWORD, **extra)
+    if role:
+        user.groups.add(Group.objects.get(name=role))
+    return user
+
+
+@pytest.fixture
+def reseller_admin(db: None) -> Any:
+    return make_user("admin1", "reseller_admin")
+
+
+@pytest.fixture
+def reseller_billing(db: None) -> Any:
+    return make_user("billing1", "reseller_billing")
+
+
+@pytest.fixture
+def reseller_support(db: None) -> Any:
+    return make_user("support1", "reseller_support")
+
+
+# --- the sandbox ------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Sandbox:
+    """A live sandbox on a real socket, with its own state file and credentials."""
+
+    base_url: str
+    db_path: Path
+    out_dir: Path
+    admin_token: str
+    running: Any
+
+    @property
+    def credentials_path(self) -> Path:
+        return self.out_dir / "credentials.json"
+
+    @property
+    def parent_api_key_path(self) -> Path:
+        return self.out_dir / "parent_api_key"
+
+    @property
+    def voiceit_path(self) -> Path:
+        return self.out_dir / "voiceit.json"
+
+    @property
+    def account_id(self) -> int:
+        return int(json.loads(self.credentials_path.read_text())["account_id"])
+
+    def admin(self, method: str, path: str, body: Any = None) -> httpx.Response:
+        response = httpx.request(
+            method,
+            f"{self.base_url}/_sandbox/{path}",
+            json=body,
+            headers={"X-Sandbox-Token": self.admin_token},
+            timeout=10,
+        )
+        response.raise_for_status()
+        return response
+
+    def set_faults(self, rules: list[dict[str, Any]], seed: int = 1) -> None:
+        self.admin("PUT", "faults", {"seed": seed, "rules": rules})
+
+    def clear_faults(self) -> None:
+        self.admin("DELETE", "faults")
+
+    def store(self) -> Any:
+        from sandbox.store import Store
+
+        return Store(str(self.db_path))
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
+    from sandbox.init import init_sandbox
+    from sandbox.server import start_in_thread
+
+    db_path = tmp_path / "sandbox.sqlite3"
+    out_dir = tmp_path / "sandbox-creds"
+    init_sandbox(str(db_path), str(out_dir))
+    admin_token = (out_dir / "sandbox_admin_token").read_text().strip()
+    running = start_in_thread(str(db_path), admin_token=admin_token)
+    try:
+        yield Sandbox(running.base_url, db_path, out_dir, admin_token, running)
+    finally:
+        running.shutdown()
+        shutil.rmtree(out_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def vox_connection(db: None, sandbox: Sandbox) -> Any:
+    from tenants.models import ProviderConnection
+
+    return ProviderConnection.objects.create(
+        name="Voximplant (sandbox)",
+        kind="voximplant",
+        base_url=sandbox.base_url,
+        credentials_path=str(sandbox.credentials_path),
+        parent_api_key_path=str(sandbox.parent_api_key_path),
+        parent_account_id=sandbox.account_id,
+        currency="USD",
+    )
+
+
+@pytest.fixture
+def voiceit_connection(db: None, sandbox: Sandbox) -> Any:
+    from tenants.models import ProviderConnection
+
+    return ProviderConnection.objects.create(
+        name="VoiceIt (sandbox)",
+        kind="voiceit",
+        base_url=sandbox.base_url,
+        voiceit_credentials_path=str(sandbox.voiceit_path),
+        currency="USD",
+    )
+
+
+# --- browser ----------------------------------------------------------------------------
+
+
+def chromium_path() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    path = chromium_path()
+    if path is None:
+        message = "Debian's chromium package is not installed (make test installs it as root)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message + "; under CI a skipped browser test is a failure")
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=path,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                "--disable-dev-shm-usage",
+            ],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(15000)
+    yield page
+    context.close()
+
+
+SCREENSHOT_DIR = Path(__file__).resolve().parent.parent / "var" / "test-output" / "screenshots"
+
+
+def screenshot(page: Any, name: str) -> Path:
+    SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOT_DIR / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
