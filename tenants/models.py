@@ -112,3 +112,30 @@ class Membership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} @ {self.tenant}"
+
+
+class UnknownProviderAccount(models.Model):
+    """A provider account the sync saw that no tenant stands for yet: a candidate for import.
+
+    Written in bulk by billing's balance sync, adopted by tenants.services.tenant_import.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    connection = models.ForeignKey(ProviderConnection, on_delete=models.CASCADE, related_name="unknown_accounts")
+    provider_account_id = models.BigIntegerField()
+    account_name = models.CharField(max_length=100, blank=True)
+    account_email = models.CharField(max_length=254, blank=True)
+    balance = models.DecimalField(max_digits=18, decimal_places=4, null=True, blank=True)
+    currency = models.CharField(max_length=3, blank=True)
+    active = models.BooleanField(null=True, blank=True)
+    frozen = models.BooleanField(null=True, blank=True)
+    first_seen_at = models.DateTimeField(auto_now_add=True)
+    last_seen_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["connection", "provider_account_id"], name="unknown_account_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account_name} ({self.provider_account_id})"

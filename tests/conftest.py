@@ -227,3 +227,114 @@ def screenshot(page: Any, name: str) -> Path:
     path = SCREENSHOT_DIR / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+# --- celery -----------------------------------------------------------------------------
+
+
+def database_url_for_subprocess() -> str:
+    """The URL of the database this test run uses (the test database), for child processes."""
+    from django.db import connection
+
+    settings_dict = connection.settings_dict
+    if connection.vendor == "sqlite":
+        name = settings_dict["NAME"]
+        if str(name).startswith("file:") or name == ":memory:":
+            raise RuntimeError("worker tests need a file-backed SQLite test database")
+        return f"sqlite:///{name}"
+    user = settings_dict.get("USER") or ""
+    password = settings_dict.get("PASSWORD") or ""
+    auth = f"{user}:{password}@" if password else (f"{user}@" if user else "")
+    return f"postgres://{auth}{settings_dict.get('HOST') or '127.0.0.1'}:{settings_dict.get('PORT') or 5432}/{settings_dict['NAME']}"
+
+
+@dataclasses.dataclass
+class WorkerProcess:
+    proc: Any
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def kill(self) -> None:
+        """SIGKILL, as an OOM killer or a lost machine would."""
+        import signal
+
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        import signal
+        import subprocess
+
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def purge_broker() -> None:
+    from portal.celery import app
+
+    with app.connection_for_write() as conn:
+        conn.default_channel.queue_purge("celery")
+
+
+def start_worker(log_path: Path, extra_env: dict[str, str] | None = None) -> WorkerProcess:
+    import subprocess
+    import sys
+    import time
+
+    root = Path(__file__).resolve().parent.parent
+    env = dict(os.environ)
+    env.update({
+        "DJANGO_SETTINGS_MODULE": "portal.settings_test",
+        "DATABASE_URL": database_url_for_subprocess(),
+        "PYTHONUNBUFFERED": "1",
+    })
+    env.update(extra_env or {})
+    log_file = open(log_path, "w")  # noqa: SIM115 - handed to the child process
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "portal", "worker", "--pool", "solo", "--loglevel", "INFO",
+         "--without-gossip", "--without-mingle", "--without-heartbeat", "-Q", "celery"],
+        cwd=root, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    worker = WorkerProcess(proc, log_path)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the Celery worker exited early:\n{worker.log()}")
+        if " ready." in worker.log():
+            return worker
+        time.sleep(0.2)
+    worker.stop()
+    raise RuntimeError(f"the Celery worker did not become ready in 60 s:\n{worker.log()}")
+
+
+@pytest.fixture
+def celery_worker(transactional_db: None, tmp_path: Path) -> Iterator[WorkerProcess]:
+    """A real `celery worker` process (solo pool) on the test database and the configured
+    broker (the filesystem transport by default, Redis when CELERY_BROKER_URL says so).
+    Needs committed data, hence transactional_db. The broker queue is purged first."""
+    purge_broker()
+    worker = start_worker(tmp_path / "worker.log")
+    try:
+        yield worker
+    finally:
+        worker.stop()
+
+
+@pytest.fixture
+def celery_eager() -> Iterator[None]:
+    """Run tasks in the calling process (for service tests that do not need a worker)."""
+    from portal.celery import app
+
+    previous = app.conf.task_always_eager, app.conf.task_eager_propagates
+    app.conf.task_always_eager, app.conf.task_eager_propagates = True, True
+    try:
+        yield
+    finally:
+        app.conf.task_always_eager, app.conf.task_eager_propagates = previous
