@@ -83,3 +83,18 @@ def require(permission: str) -> Callable[[F], F]:
         return wrapper  # type: ignore[return-value]
 
     return decorator
+
+
+def group_for(role: Role | str) -> Any:
+    """The group of a role. Created on demand: a migration makes them, but a flushed test
+    database (transactional tests) has none."""
+    from django.contrib.auth.models import Group
+
+    return Group.objects.get_or_create(name=Role(role).value)[0]
+
+
+def assign_role(user: Any, role: Role | str) -> None:
+    """Give a user exactly one role."""
+    user.groups.remove(*user.groups.filter(name__in=[r.value for r in Role]))
+    user.groups.add(group_for(role))
+    user.__dict__.pop("_portal_role", None)

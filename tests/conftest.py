@@ -55,11 +55,13 @@ def _audit_flush_guard(request: pytest.FixtureRequest) -> Iterator[None]:
 
 
 def make_user(username: str, role: str | None, **extra: Any) -> Any:
-    from django.contrib.auth.models import Group, User
+    from django.contrib.auth.models import User
+
+    from portal.roles import assign_role
 
     user = User.objects.create_user(username=username, email=f"{username}@example.com", password=PASSWORD, **extra)
     if role:
-        user.groups.add(Group.objects.get(name=role))
+        assign_role(user, role)
     return user
 
 
@@ -192,6 +194,9 @@ def browser() -> Iterator[Any]:
         pytest.skip(message)
     from playwright.sync_api import sync_playwright
 
+    # Playwright's sync API keeps an event loop running in this thread; the ORM calls the
+    # tests make between browser steps are still synchronous and safe.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=path,
@@ -338,3 +343,19 @@ def celery_eager() -> Iterator[None]:
         yield
     finally:
         app.conf.task_always_eager, app.conf.task_eager_propagates = previous
+
+
+@pytest.fixture
+def customer_tenants(db: None) -> list[Any]:
+    """Two tenants on a connection whose provider is never called (pages read the portal's rows)."""
+    from tenants.models import ProviderConnection, Tenant
+
+    connection = ProviderConnection.objects.create(
+        name="Offline Voximplant", kind="voximplant", base_url="http://127.0.0.1:9", currency="USD"
+    )
+    return [
+        Tenant.objects.create(company_name=name, connection=connection, provider_account_id=1000 + i,
+                              account_name=f"tenant-{i}x", account_email=f"t{i}@example.com", status="active",
+                              balance="100.0000", currency="USD")
+        for i, name in enumerate(["Acme Telecom", "Globex Calls"])
+    ]
