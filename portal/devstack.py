@@ -18,15 +18,46 @@ from django.conf import settings
 def _commands(python: str, var_dir: Path, port: str, sandbox_port: str) -> dict[str, list[str]]:
     return {
         "sandbox": [
-            python, "-m", "sandbox", "serve", "--host", "127.0.0.1", "--port", sandbox_port,
-            "--db", str(var_dir / "sandbox" / "sandbox.sqlite3"),
-            "--admin-token", (var_dir / "sandbox" / "sandbox_admin_token").read_text().strip(),
+            python,
+            "-m",
+            "sandbox",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            sandbox_port,
+            "--db",
+            str(var_dir / "sandbox" / "sandbox.sqlite3"),
+            "--admin-token",
+            (var_dir / "sandbox" / "sandbox_admin_token").read_text().strip(),
         ],
         "web": [python, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],
-        "worker": [python, "-m", "celery", "-A", "portal", "worker", "--loglevel", "INFO", "--concurrency", "2",
-                   "--pool", "prefork"],
-        "beat": [python, "-m", "celery", "-A", "portal", "beat", "--loglevel", "INFO",
-                 "--schedule", str(var_dir / "celerybeat-schedule")],
+        "worker": [
+            python,
+            "-m",
+            "celery",
+            "-A",
+            "portal",
+            "worker",
+            "--loglevel",
+            "INFO",
+            "--concurrency",
+            "2",
+            "--pool",
+            "prefork",
+        ],
+        "beat": [
+            python,
+            "-m",
+            "celery",
+            "-A",
+            "portal",
+            "beat",
+            "--loglevel",
+            "INFO",
+            "--schedule",
+            str(var_dir / "celerybeat-schedule"),
+        ],
     }
 
 
@@ -52,8 +83,11 @@ def main() -> int:
         # Own process groups, so the terminal's Ctrl-C reaches us once and we stop them in order.
         procs[name] = subprocess.Popen(cmd, cwd=base, start_new_session=True)
         print(f"[devstack] started {name} (pid {procs[name].pid})", flush=True)
-    print(f"[devstack] portal at http://127.0.0.1:{port}/  sandbox at http://127.0.0.1:{sandbox_port}/"
-          "  (Ctrl-C stops everything)", flush=True)
+    print(
+        f"[devstack] portal at http://127.0.0.1:{port}/  sandbox at http://127.0.0.1:{sandbox_port}/"
+        "  (Ctrl-C stops everything)",
+        flush=True,
+    )
     exit_code = 0
     try:
         while not stopping:

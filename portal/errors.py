@@ -9,8 +9,15 @@ from typing import Any
 class PortalError(Exception):
     status = 400
 
-    def __init__(self, message: str, *, field: str | None = None, code: str = "invalid",
-                 status: int | None = None, details: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        code: str = "invalid",
+        status: int | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.field = field

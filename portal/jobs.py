@@ -10,10 +10,23 @@ from django.utils import timezone
 from portal.models import Job
 
 
-def job_create(*, kind: str, title: str, total: int = 0, created_by: Any = None, tenant_id: int | None = None,
-               params: dict[str, Any] | None = None) -> Job:
-    return Job.objects.create(kind=kind, title=title[:300], total=total, tenant_id=tenant_id, params=params or {},
-                              created_by=created_by if getattr(created_by, "is_authenticated", False) else None)
+def job_create(
+    *,
+    kind: str,
+    title: str,
+    total: int = 0,
+    created_by: Any = None,
+    tenant_id: int | None = None,
+    params: dict[str, Any] | None = None,
+) -> Job:
+    return Job.objects.create(
+        kind=kind,
+        title=title[:300],
+        total=total,
+        tenant_id=tenant_id,
+        params=params or {},
+        created_by=created_by if getattr(created_by, "is_authenticated", False) else None,
+    )
 
 
 def job_start(*, job_id: int, total: int | None = None, message: str = "") -> None:

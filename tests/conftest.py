@@ -295,17 +295,38 @@ def start_worker(log_path: Path, extra_env: dict[str, str] | None = None) -> Wor
 
     root = Path(__file__).resolve().parent.parent
     env = dict(os.environ)
-    env.update({
-        "DJANGO_SETTINGS_MODULE": "portal.settings_test",
-        "DATABASE_URL": database_url_for_subprocess(),
-        "PYTHONUNBUFFERED": "1",
-    })
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "portal.settings_test",
+            "DATABASE_URL": database_url_for_subprocess(),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     env.update(extra_env or {})
     log_file = open(log_path, "w")  # noqa: SIM115 - handed to the child process
     proc = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "portal", "worker", "--pool", "solo", "--loglevel", "INFO",
-         "--without-gossip", "--without-mingle", "--without-heartbeat", "-Q", "celery"],
-        cwd=root, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "portal",
+            "worker",
+            "--pool",
+            "solo",
+            "--loglevel",
+            "INFO",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "-Q",
+            "celery",
+        ],
+        cwd=root,
+        env=env,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     worker = WorkerProcess(proc, log_path)
     deadline = time.monotonic() + 60
@@ -354,8 +375,15 @@ def customer_tenants(db: None) -> list[Any]:
         name="Offline Voximplant", kind="voximplant", base_url="http://127.0.0.1:9", currency="USD"
     )
     return [
-        Tenant.objects.create(company_name=name, connection=connection, provider_account_id=1000 + i,
-                              account_name=f"tenant-{i}x", account_email=f"t{i}@example.com", status="active",
-                              balance="100.0000", currency="USD")
+        Tenant.objects.create(
+            company_name=name,
+            connection=connection,
+            provider_account_id=1000 + i,
+            account_name=f"tenant-{i}x",
+            account_email=f"t{i}@example.com",
+            status="active",
+            balance="100.0000",
+            currency="USD",
+        )
         for i, name in enumerate(["Acme Telecom", "Globex Calls"])
     ]

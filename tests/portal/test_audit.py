@@ -11,8 +11,9 @@ pytestmark = pytest.mark.django_db
 def test_it_records_actor_tenant_action_data_and_request_id(rf) -> None:
     user = make_user("auditor", "reseller_admin")
     request = rf.post("/x", REMOTE_ADDR="203.0.113.7")
-    event = audit_log(actor=user, action="tenants.tenant.frozen", tenant_id=42, data={"reason": "unpaid"},
-                      request=request)
+    event = audit_log(
+        actor=user, action="tenants.tenant.frozen", tenant_id=42, data={"reason": "unpaid"}, request=request
+    )
     event.refresh_from_db()
     assert event.actor == user
     assert event.actor_label == "auditor"
@@ -46,8 +47,12 @@ def test_the_database_refuses_to_change_or_delete_audit_rows(operation: str) -> 
 
 def test_the_audit_page_is_for_reseller_admins_only(client) -> None:
     audit_log(actor=None, action="portal.test.visible", data={"k": "v"})
-    for username, role, status in [("a", "reseller_admin", 200), ("b", "reseller_billing", 403),
-                                   ("s", "reseller_support", 403), ("o", "customer_owner", 403)]:
+    for username, role, status in [
+        ("a", "reseller_admin", 200),
+        ("b", "reseller_billing", 403),
+        ("s", "reseller_support", 403),
+        ("o", "customer_owner", 403),
+    ]:
         client.force_login(make_user(username, role))
         response = client.get("/console/audit/")
         assert response.status_code == status, username

@@ -53,7 +53,12 @@ def test_database_urls() -> None:
     pg = parse_database_url("postgres://bob:s%40cret@db.local:6543/portal?sslmode=require")
     assert pg["ENGINE"] == "django.db.backends.postgresql"
     assert (pg["USER"], pg["PASSWORD"], pg["HOST"], pg["PORT"], pg["NAME"]) == (
-        "bob", "s@cret", "db.local", "6543", "portal")
+        "bob",
+        "s@cret",
+        "db.local",
+        "6543",
+        "portal",
+    )
     assert pg["OPTIONS"] == {"sslmode": "require"}
     lite = parse_database_url("sqlite:////tmp/x/portal.sqlite3")
     assert lite["NAME"] == "/tmp/x/portal.sqlite3"

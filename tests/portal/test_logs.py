@@ -7,11 +7,19 @@ JWT = "eyJhbGciOiJSUzI1NiIsImtpZCI6ImFiYyJ9.eyJpc3MiOjEyMzQ1LCJpYXQiOjF9.c2lnbmF
 
 
 def test_it_redacts_every_kind_of_secret() -> None:
-    text = (f"Authorization: Bearer {JWT} key={PEM} api_key=abcdef123456 password=hunter2hunter2 "
-            f"'api_token': 'tok-999' Basic dXNlcjpwYXNzd29yZA==")
+    text = (
+        f"Authorization: Bearer {JWT} key={PEM} api_key=abcdef123456 password=hunter2hunter2 "
+        f"'api_token': 'tok-999' Basic dXNlcjpwYXNzd29yZA=="
+    )
     out = redact(text)
-    for secret in [JWT, "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC", "abcdef123456", "hunter2hunter2", "tok-999",
-                   "dXNlcjpwYXNzd29yZA=="]:
+    for secret in [
+        JWT,
+        "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC",
+        "abcdef123456",
+        "hunter2hunter2",
+        "tok-999",
+        "dXNlcjpwYXNzd29yZA==",
+    ]:
         assert secret not in out
     assert "[REDACTED]" in out
 

@@ -26,8 +26,9 @@ def run_manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[s
 
 
 def test_check_deploy_passes_with_no_warning_under_production_settings(tmp_path) -> None:
-    result = run_manage("check", "--deploy", "--fail-level", "WARNING",
-                        env={**PRODUCTION_ENV, "PORTAL_VAR_DIR": str(tmp_path)})
+    result = run_manage(
+        "check", "--deploy", "--fail-level", "WARNING", env={**PRODUCTION_ENV, "PORTAL_VAR_DIR": str(tmp_path)}
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
 

@@ -50,8 +50,10 @@ class Command(BaseCommand):
 
         from tenants.models import ProviderConnection
 
-        account_id = int(json.loads((sandbox_dir / "credentials.json").read_text()).get("account_id")
-                         or json.loads((sandbox_dir / "credentials.json").read_text())["result"]["account_id"])
+        account_id = int(
+            json.loads((sandbox_dir / "credentials.json").read_text()).get("account_id")
+            or json.loads((sandbox_dir / "credentials.json").read_text())["result"]["account_id"]
+        )
         vox, _ = ProviderConnection.objects.get_or_create(
             name="Voximplant (sandbox)",
             defaults={
@@ -77,8 +79,9 @@ class Command(BaseCommand):
     def _user(self, username: str, role: str, **extra: Any) -> User:
         user = User.objects.filter(username=username).first()
         if user is None:
-            user = User.objects.create_user(username=username, email=f"{username}@demo.example", password=DEMO_PASSWORD,
-                                            **extra)
+            user = User.objects.create_user(
+                username=username, email=f"{username}@demo.example", password=DEMO_PASSWORD, **extra
+            )
             assign_role(user, role)
         return user
 
