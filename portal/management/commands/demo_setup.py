@@ -91,7 +91,7 @@ class Command(BaseCommand):
 
     def _customers(self, vox: Any, db_path: Path) -> None:
         from sandbox.server import start_in_thread
-        from sandbox.store import Store
+        from tenants.connections import client_for
         from tenants.models import Membership, Tenant
         from tenants.services import tenant_import
 
@@ -104,7 +104,12 @@ class Command(BaseCommand):
                 vox.base_url = running.base_url
                 admin = User.objects.get(username="admin")
                 taken = set(Tenant.objects.filter(connection=vox).values_list("provider_account_id", flat=True))
-                candidates = [a for a in Store(str(db_path)).child_account_ids(limit=50) if a not in taken]
+                client = client_for(vox)
+                try:
+                    first_page = next(iter(client.iter_account_pages(page_size=50)), [])
+                finally:
+                    client.close()
+                candidates = [a.account_id for a in first_page if a.account_id not in taken]
                 for (_, _, company), account_id in zip(missing, candidates, strict=False):
                     tenant_import(actor=admin, connection=vox, provider_account_id=account_id, company_name=company)
             finally:

@@ -1,0 +1,109 @@
+"""A tiny JSON writer that renders money exactly.
+
+``Money(units)`` values are written as exact decimal numbers (see :func:`sandbox.money.fmt`);
+``Decimal`` values are written from their exact text. Everything else follows ``json``.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+from .money import fmt
+
+try:  # the C accelerator, as json itself uses
+    from _json import encode_basestring_ascii as _esc  # type: ignore[import-not-found]
+except ImportError:  # pragma: no cover
+    from json.encoder import py_encode_basestring_ascii as _esc
+
+
+class Money(int):
+    """An integer count of ten-thousandths that serialises as an exact decimal number."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"Money({fmt(int(self))})"
+
+
+def esc(text: str) -> str:
+    return _esc(text)
+
+
+def _decimal_text(value: Decimal) -> str:
+    if not value.is_finite():
+        raise ValueError("non-finite Decimal")
+    text = format(value, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    if text in ("-0", ""):
+        text = "0"
+    return text
+
+
+def _write(obj: Any, out: list[str]) -> None:
+    t = type(obj)
+    if t is str:
+        out.append(_esc(obj))
+    elif t is Money:
+        out.append(fmt(int(obj)))
+    elif t is bool:
+        out.append("true" if obj else "false")
+    elif t is int:
+        out.append(int.__repr__(obj))
+    elif obj is None:
+        out.append("null")
+    elif t is dict:
+        if not obj:
+            out.append("{}")
+            return
+        out.append("{")
+        first = True
+        for key, value in obj.items():
+            if not first:
+                out.append(",")
+            first = False
+            out.append(_esc(str(key)))
+            out.append(":")
+            _write(value, out)
+        out.append("}")
+    elif t is list or t is tuple:
+        if not obj:
+            out.append("[]")
+            return
+        out.append("[")
+        first = True
+        for value in obj:
+            if not first:
+                out.append(",")
+            first = False
+            _write(value, out)
+        out.append("]")
+    elif t is Decimal:
+        out.append(_decimal_text(obj))
+    elif t is RawJSON:
+        out.append(obj.text)
+    elif t is float:
+        out.append(json.dumps(obj, allow_nan=False))
+    elif isinstance(obj, dict):
+        _write(dict(obj), out)
+    elif isinstance(obj, list | tuple):
+        _write(list(obj), out)
+    else:
+        raise TypeError(f"cannot serialise {t.__name__}")
+
+
+class RawJSON:
+    """Pre-rendered JSON text embedded as is."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+def dumps(obj: Any) -> str:
+    out: list[str] = []
+    _write(obj, out)
+    return "".join(out)

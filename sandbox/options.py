@@ -1,0 +1,276 @@
+"""Behaviours the provider docs leave open, each a named option with a safe default.
+
+Set at start with ``--options JSON`` / ``SANDBOX_OPTIONS`` and at run time with
+``PUT /_sandbox/options``. ``python -m sandbox options`` prints this table.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Option:
+    default: Any
+    kind: str  # "bool" | "int" | "choice" | "rates" | "str" | "int_or_null"
+    doc: str
+    choices: tuple[str, ...] = ()
+
+
+DEFAULT_RATES = {"USD": "1", "EUR": "0.92", "RUR": "90.5", "KZT": "470"}
+
+OPTIONS: dict[str, Option] = {
+    # --- authentication -------------------------------------------------------------------
+    "jwt_clock_skew_seconds": Option(
+        10, "int", "Seconds of clock skew tolerated on JWT `iat` (future) and `exp` (past). Docs: none stated."
+    ),
+    "jwt_max_ttl_seconds": Option(3600, "int", "Largest accepted `exp - iat` (docs: 3600); larger gives error 454."),
+    "jwt_impersonate_children": Option(
+        True,
+        "bool",
+        "A parent's key may act on a child by putting the child's id in `iss` (or in an `account_id` form "
+        "field). Docs sentence is cut off (Unknown 5).",
+    ),
+    "legacy_auth": Option(
+        True, "bool", "Accept deprecated `account_id|account_name|account_email` + `api_key|account_password`."
+    ),
+    "addaccount_requires_parent_credentials": Option(
+        True,
+        "bool",
+        "AddAccount/CloneAccount need `parent_account_api_key|parent_account_password` even with a valid JWT "
+        "(docs list them as required; Unknown 4). Missing gives error 485.",
+    ),
+    "numeric_booleans": Option(
+        False, "bool", "Accept `1`/`0` as booleans (only true/false, any case, is documented; Unknown 14)."
+    ),
+    # --- children ------------------------------------------------------------------------------
+    "children_require_filter": Option(
+        False,
+        "bool",
+        "GetChildrenAccounts without child_account_id/name/email: false = list all (2016 sample), "
+        "true = error 485 (current docs wording; Unknown 9).",
+    ),
+    "children_filter_match": Option(
+        "substring",
+        "choice",
+        "How GetChildrenAccounts matches child_account_name/child_account_email: `substring` (old docs: "
+        "'name part'; case-insensitive for email) or `exact` (Unknown 9).",
+        ("substring", "exact"),
+    ),
+    "children_count_cap_applies_to_brief": Option(
+        True, "bool", "An explicit `count` over 1000 is capped also for brief/medium output."
+    ),
+    "api_key_in_account_info": Option(
+        True, "bool", "Return `api_key` in AccountInfoType to JWT callers too (docs example shows it; Unknown 6)."
+    ),
+    "addaccount_accepts_currency": Option(
+        False,
+        "bool",
+        "AddAccount honours an undocumented `currency` parameter; otherwise children inherit the parent's "
+        "currency and the parameter is ignored (Unknown 7).",
+    ),
+    "children_per_day_limit": Option(
+        0, "int", "AddAccount/CloneAccount per parent per UTC day before error 397; 0 = unlimited."
+    ),
+    "blacklisted_names": Option(
+        "admin;administrator;root;support;voximplant;billing;postmaster;webmaster;hostmaster;security",
+        "str",
+        "`;` list of account names refused with error 173 (the real list is not public).",
+    ),
+    # --- money ---------------------------------------------------------------------------------------
+    "transfer_method": Option(
+        "enabled",
+        "choice",
+        "TransferMoneyToChildAccount availability (gone from current docs; Unknown 1): `enabled`, "
+        "`unknown_command` (103) or `forbidden` (104).",
+        ("enabled", "unknown_command", "forbidden"),
+    ),
+    "strict_mode_default": Option(
+        True, "bool", "strict_mode when the parameter is absent (undocumented; true refuses instead of clamping)."
+    ),
+    "transfer_allow_all": Option(True, "bool", "TransferMoneyToChildAccount accepts child_account_id=all."),
+    "amount_extra_precision": Option(
+        "reject",
+        "choice",
+        "Amounts with more than 4 decimals: `reject` (error 125) or `round` half-even (Unknown 13).",
+        ("reject", "round"),
+    ),
+    "cross_currency_transfers": Option(
+        "convert",
+        "choice",
+        "Transfer whose currency differs from the parent's or child's: `convert` at GetCurrencyRate rates "
+        "(half-even, 4 places) or `refuse` with error 210.",
+        ("convert", "refuse"),
+    ),
+    "transfer_to_inactive_child": Option(
+        "accept",
+        "choice",
+        "Transfers to a child with active=false: `accept` (new children start inactive, so funding before "
+        "activation must work) or `refuse` with `inactive_child_error_code` (Unknown 8).",
+        ("accept", "refuse"),
+    ),
+    "transfer_to_frozen_child": Option(
+        "accept",
+        "choice",
+        "Transfers to a frozen child: `accept` or `refuse` with `inactive_child_error_code` (Unknown 8).",
+        ("accept", "refuse"),
+    ),
+    "inactive_child_error_code": Option(131, "int", "Error code for refused transfers to inactive/frozen children."),
+    "duplicate_match": Option(
+        "reference",
+        "choice",
+        "What counts as a duplicate under check_duplicate_reference_from: the same payment_reference on any "
+        "earlier transfer by this parent (`reference`), or only for the same child (`reference_and_child`).",
+        ("reference", "reference_and_child"),
+    ),
+    "duplicate_reply": Option(
+        "ok",
+        "choice",
+        "Reply to a skipped duplicate (Unknown 2): `ok` = {result: 1, balance: <parent balance now>} and no "
+        "new transaction; `error` = error `duplicate_error_code`, no new transaction.",
+        ("ok", "error"),
+    ),
+    "duplicate_error_code": Option(515, "int", "Error code when duplicate_reply=error."),
+    "duplicate_from_timezone": Option(
+        "UTC",
+        "choice",
+        "Timezone of check_duplicate_reference_from: `UTC` or `account` (the parent's location).",
+        ("UTC", "account"),
+    ),
+    "currency_rates": Option(
+        dict(DEFAULT_RATES), "rates", "Rates per USD used by GetCurrencyRate and conversions (exact decimals)."
+    ),
+    # --- history -------------------------------------------------------------------------------
+    "history_dates_required": Option(
+        True, "bool", "GetTransactionHistory requires from_date and to_date (OpenAPI); false = last 30 days."
+    ),
+    "history_offset_over_cap": Option(
+        "error",
+        "choice",
+        "GetTransactionHistory offset > 10000: `error` (496) or `clamp` to 10000.",
+        ("error", "clamp"),
+    ),
+    "history_account_id_as_string": Option(
+        True, "bool", "TransactionInfoType.account_id is a JSON string (as documented) rather than a number."
+    ),
+    # --- VoiceIt ---------------------------------------------------------------------------------
+    "voiceit_switch_type": Option(
+        False, "bool", "Serve the removed POST /subaccount/{key}/switchType (legacy 2020); default 404."
+    ),
+    "voiceit_nested_subaccounts": Option(
+        False, "bool", "A sub-account may create sub-accounts itself; default 403 FBDN (Unknown 4)."
+    ),
+    "voiceit_free_email_on_delete": Option(
+        True, "bool", "A deleted sub-account's email can be reused by a new create (Unknown 5)."
+    ),
+    # --- misc ------------------------------------------------------------------------------------
+    "api_address": Option(
+        "", "str", "GetAccountInfo.api_address; empty = this sandbox's own base URL + /platform_api (Unknown 12)."
+    ),
+    "spend_max_amount": Option("0.5", "str", "Largest single charge made by --spend-rate / POST /_sandbox/spend."),
+}
+
+
+class OptionError(ValueError):
+    pass
+
+
+def _coerce(name: str, value: Any) -> Any:
+    opt = OPTIONS[name]
+    if opt.kind == "bool":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        raise OptionError(f"{name}: expected a boolean")
+    if opt.kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise OptionError(f"{name}: expected an integer")
+        try:
+            return int(value)
+        except ValueError as exc:
+            raise OptionError(f"{name}: expected an integer") from exc
+    if opt.kind == "choice":
+        if value not in opt.choices:
+            raise OptionError(f"{name}: expected one of {', '.join(opt.choices)}")
+        return value
+    if opt.kind == "str":
+        if not isinstance(value, str):
+            raise OptionError(f"{name}: expected a string")
+        return value
+    if opt.kind == "rates":
+        from decimal import Decimal, InvalidOperation
+
+        if not isinstance(value, dict) or not value:
+            raise OptionError(f"{name}: expected an object of currency -> rate")
+        out = {}
+        for cur, rate in value.items():
+            try:
+                dec = Decimal(str(rate))
+            except InvalidOperation as exc:
+                raise OptionError(f"{name}: bad rate for {cur}") from exc
+            if not dec.is_finite() or dec <= 0 or not isinstance(cur, str) or not cur.isalpha():
+                raise OptionError(f"{name}: bad rate for {cur}")
+            out[cur.upper()] = str(rate)
+        if out.get("USD") not in ("1", "1.0"):
+            out["USD"] = "1"
+        return out
+    raise OptionError(name)  # pragma: no cover
+
+
+class Options:
+    """Thread-safe current values. Read with ``opts["name"]``."""
+
+    def __init__(self, overrides: dict[str, Any] | None = None) -> None:
+        self._lock = threading.Lock()
+        self._values = {name: copy.deepcopy(opt.default) for name, opt in OPTIONS.items()}
+        if overrides:
+            self.update(overrides)
+
+    def __getitem__(self, name: str) -> Any:
+        return self._values[name]
+
+    def update(self, changes: dict[str, Any]) -> dict[str, Any]:
+        if not isinstance(changes, dict):
+            raise OptionError("expected a JSON object")
+        coerced = {}
+        for name, value in changes.items():
+            if name not in OPTIONS:
+                raise OptionError(f"unknown option: {name}")
+            coerced[name] = _coerce(name, value)
+        with self._lock:
+            self._values.update(coerced)
+        return self.snapshot()
+
+    def reset(self) -> None:
+        with self._lock:
+            self._values = {name: copy.deepcopy(opt.default) for name, opt in OPTIONS.items()}
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return copy.deepcopy(self._values)
+
+
+def parse_options_arg(text: str | None) -> dict[str, Any]:
+    """``--options`` / SANDBOX_OPTIONS: a JSON object, or ``@path`` to a JSON file."""
+    if not text:
+        return {}
+    if text.startswith("@"):
+        with open(text[1:], encoding="utf-8") as fh:
+            text = fh.read()
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise OptionError("options must be a JSON object")
+    return value
+
+
+def describe_markdown() -> str:
+    lines = ["| option | default | behaviour |", "|---|---|---|"]
+    for name, opt in OPTIONS.items():
+        default = json.dumps(opt.default)
+        lines.append(f"| `{name}` | `{default}` | {opt.doc} |")
+    return "\n".join(lines)
