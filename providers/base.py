@@ -1,0 +1,207 @@
+"""The provider-neutral interface the portal codes against.
+
+Each client implements the operations its provider supports and inherits, for the rest,
+methods that raise :class:`~providers.errors.Unsupported` with the capability matrix's
+reason. Check ``client.supports(cap)`` first; the provider's name is never the test.
+
+Account ids are ``int`` for Voximplant (child account id) and ``str`` for VoiceIt
+(the sub-account's apiKey); :data:`AccountId` covers both.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from types import TracebackType
+from typing import ClassVar, Self
+
+from providers.capabilities import Capability, CapabilityMatrix
+from providers.errors import Unsupported
+from providers.redaction import Secret
+
+__all__ = [
+    "AccountId",
+    "AccountSnapshot",
+    "CreatedAccount",
+    "MoneyTransfer",
+    "ProviderClient",
+    "RotatedCredentials",
+    "TransferResult",
+]
+
+AccountId = int | str
+
+
+@dataclass(frozen=True)
+class CreatedAccount:
+    """What a provider returned for a new tenant account. Secrets are :class:`Secret`."""
+
+    account_id: AccountId
+    email: str | None = None
+    active: bool | None = None
+    api_key: Secret | None = None
+    api_token: Secret | None = None
+    password: Secret | None = None
+
+
+@dataclass(frozen=True)
+class AccountSnapshot:
+    """One tenant account as listed by the provider (for sync)."""
+
+    account_id: AccountId
+    name: str | None
+    email: str | None
+    active: bool | None
+    frozen: bool | None
+    balance: Decimal | None
+    currency: str | None
+
+
+@dataclass(frozen=True)
+class TransferResult:
+    """The provider's answer to a transfer: the payer's balance afterwards, when reported."""
+
+    balance: Decimal | None
+
+
+@dataclass(frozen=True)
+class MoneyTransfer:
+    """One money movement from the provider's history (generic view)."""
+
+    transaction_id: int | str
+    account_id: AccountId
+    performed_at: datetime
+    amount: Decimal
+    currency: str | None
+    transaction_type: str
+    payment_reference: str | None
+    description: str | None
+
+
+@dataclass(frozen=True)
+class RotatedCredentials:
+    account_id: AccountId
+    api_token: Secret
+
+
+class ProviderClient(abc.ABC):
+    """Base of every provider client. Subclasses set ``kind`` and ``capability_matrix``."""
+
+    kind: ClassVar[str]
+    capability_matrix: ClassVar[CapabilityMatrix]
+
+    # -- capabilities -------------------------------------------------------------------
+
+    @property
+    def capabilities(self) -> frozenset[Capability]:
+        return self.capability_matrix.supported
+
+    def supports(self, capability: Capability) -> bool:
+        return self.capability_matrix.supports(capability)
+
+    def unsupported_reason(self, capability: Capability) -> str | None:
+        return self.capability_matrix.reason(capability)
+
+    def _unsupported(self, capability: Capability) -> Unsupported:
+        reason = self.capability_matrix.reason(capability) or f"{capability.name} is not implemented"
+        return Unsupported(reason, provider=self.kind, method=capability.value)
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release the HTTP connection pool."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- provider-neutral operations (default: Unsupported) ------------------------------
+
+    def create_account(
+        self,
+        *,
+        name: str,
+        email: str,
+        password: str,
+        first_name: str | None = None,
+        last_name: str | None = None,
+        active: bool = True,
+        managed: bool = True,
+    ) -> CreatedAccount:
+        """Capability.CREATE. ``managed`` matters to VoiceIt only (reseller pays)."""
+        raise self._unsupported(Capability.CREATE)
+
+    def find_account(self, *, name: str) -> AccountSnapshot | None:
+        """Capability.RECOVERABLE_CREATE: find an account created earlier, by its unique name."""
+        raise self._unsupported(Capability.RECOVERABLE_CREATE)
+
+    def clone_account(self, *, source_account_id: AccountId, name: str, email: str, password: str) -> CreatedAccount:
+        """Capability.CLONE."""
+        raise self._unsupported(Capability.CLONE)
+
+    def freeze_account(self, account_id: AccountId) -> None:
+        """Capability.FREEZE."""
+        raise self._unsupported(Capability.FREEZE)
+
+    def unfreeze_account(self, account_id: AccountId) -> None:
+        """Capability.UNFREEZE."""
+        raise self._unsupported(Capability.UNFREEZE)
+
+    def update_account(self, account_id: AccountId, *, email: str | None = None, password: str | None = None) -> None:
+        """Capability.UPDATE_PROFILE: change the account's login email and/or password."""
+        raise self._unsupported(Capability.UPDATE_PROFILE)
+
+    def iter_account_pages(self, *, page_size: int = 1000) -> Iterator[Sequence[AccountSnapshot]]:
+        """Capability.LIST_ACCOUNTS / LIST_BALANCES: every account, page by page."""
+        raise self._unsupported(Capability.LIST_ACCOUNTS)
+
+    def iter_accounts(self) -> Iterator[AccountSnapshot]:
+        for page in self.iter_account_pages():
+            yield from page
+
+    def transfer_money(
+        self,
+        *,
+        account_id: AccountId,
+        amount: Decimal,
+        payment_reference: str,
+        check_duplicate_reference_from: datetime,
+        currency: str | None = None,
+    ) -> TransferResult:
+        """Capability.TRANSFER_MONEY: reseller -> tenant, one account, positive amount."""
+        raise self._unsupported(Capability.TRANSFER_MONEY)
+
+    def iter_transactions(
+        self,
+        *,
+        from_date: datetime,
+        to_date: datetime,
+        account_id: AccountId | None = None,
+        payment_reference: str | None = None,
+        transaction_types: Sequence[str] | None = None,
+    ) -> Iterator[MoneyTransfer]:
+        """Capability.TRANSACTION_HISTORY."""
+        raise self._unsupported(Capability.TRANSACTION_HISTORY)
+
+    def close_account(self, account_id: AccountId) -> None:
+        """Capability.CLOSE_DELETE. Irreversible where supported."""
+        raise self._unsupported(Capability.CLOSE_DELETE)
+
+    def rotate_credentials(self, account_id: AccountId) -> RotatedCredentials:
+        """Capability.ROTATE_CREDENTIALS."""
+        raise self._unsupported(Capability.ROTATE_CREDENTIALS)
+
+    def check_credentials(self, *, api_key: str, api_token: Secret | str) -> bool:
+        """Capability.CHECK_CREDENTIALS: True if the tenant's own credentials work."""
+        raise self._unsupported(Capability.CHECK_CREDENTIALS)

@@ -1,0 +1,144 @@
+"""What each provider can do, and why not when it cannot.
+
+The portal asks ``client.supports(Capability.TRANSFER_MONEY)`` (or reads
+``client.capabilities``) instead of testing the provider's name, and shows
+``client.unsupported_reason(cap)`` to staff when the answer is no.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from types import MappingProxyType
+
+__all__ = ["Capability", "CapabilityMatrix", "VOICEIT_MATRIX", "VOXIMPLANT_MATRIX"]
+
+
+class Capability(enum.Enum):
+    #: Create a tenant account at the provider (generic ``create_account``).
+    CREATE = "create"
+    #: Create a tenant account as a copy of another (``clone_account``).
+    CLONE = "clone"
+    #: Suspend a tenant account through the API (``freeze_account``).
+    FREEZE = "freeze"
+    #: Resume a suspended tenant account (``unfreeze_account``).
+    UNFREEZE = "unfreeze"
+    #: Enumerate the tenant accounts the provider holds (``iter_account_pages``).
+    LIST_ACCOUNTS = "list_accounts"
+    #: Read every tenant's balance from the provider (``iter_account_pages`` carries balances).
+    LIST_BALANCES = "list_balances"
+    #: Move money from the reseller to a tenant account (``transfer_money``).
+    TRANSFER_MONEY = "transfer_money"
+    #: The provider skips a resent transfer carrying the same reference.
+    DEDUPLICATED_TRANSFER = "deduplicated_transfer"
+    #: Close or delete a tenant account (``close_account``).
+    CLOSE_DELETE = "close_delete"
+    #: Issue new API credentials for a tenant account (``rotate_credentials``).
+    ROTATE_CREDENTIALS = "rotate_credentials"
+    #: Probe whether a tenant's own credentials still work (``check_credentials``).
+    CHECK_CREDENTIALS = "check_credentials"
+    #: Read money movements, e.g. to find a transfer by reference (``iter_transactions``).
+    TRANSACTION_HISTORY = "transaction_history"
+    #: Change a tenant's email / password / language after creation.
+    UPDATE_PROFILE = "update_profile"
+    #: A create whose outcome is unknown can be found again at the provider.
+    RECOVERABLE_CREATE = "recoverable_create"
+    #: Switch a tenant between "reseller pays" and "customer pays".
+    CHANGE_BILLING_MODE = "change_billing_mode"
+
+
+class CapabilityMatrix:
+    """Capability -> ``None`` (supported) or the human reason it is not."""
+
+    def __init__(self, provider: str, entries: Mapping[Capability, str | None]) -> None:
+        missing = set(Capability) - set(entries)
+        if missing:
+            raise ValueError(f"{provider}: capability matrix lacks {sorted(c.name for c in missing)}")
+        for cap, reason in entries.items():
+            if reason is not None and not reason.strip():
+                raise ValueError(f"{provider}: {cap.name} is unsupported without a reason")
+        self.provider = provider
+        self._entries: Mapping[Capability, str | None] = MappingProxyType(dict(entries))
+
+    @property
+    def supported(self) -> frozenset[Capability]:
+        return frozenset(cap for cap, reason in self._entries.items() if reason is None)
+
+    def supports(self, capability: Capability) -> bool:
+        return self._entries[capability] is None
+
+    def reason(self, capability: Capability) -> str | None:
+        """Why ``capability`` is absent, or ``None`` when it is supported."""
+        return self._entries[capability]
+
+    def items(self) -> list[tuple[Capability, str | None]]:
+        return list(self._entries.items())
+
+    def __repr__(self) -> str:
+        return f"CapabilityMatrix({self.provider!r}, supported={sorted(c.name for c in self.supported)})"
+
+
+VOXIMPLANT_MATRIX = CapabilityMatrix(
+    "voximplant",
+    {
+        Capability.CREATE: None,
+        Capability.CLONE: None,
+        Capability.FREEZE: None,
+        Capability.UNFREEZE: None,
+        Capability.LIST_ACCOUNTS: None,
+        Capability.LIST_BALANCES: None,
+        Capability.TRANSFER_MONEY: None,
+        Capability.DEDUPLICATED_TRANSFER: None,
+        Capability.CLOSE_DELETE: (
+            "Voximplant has no call to close or delete a child account; "
+            "disable it instead (SetChildAccountInfo active=false)."
+        ),
+        Capability.ROTATE_CREDENTIALS: (
+            "Voximplant has no call to regenerate a child account's API key; "
+            "only its password can be changed (SetChildAccountInfo new_child_account_password)."
+        ),
+        Capability.CHECK_CREDENTIALS: (
+            "The portal holds no Voximplant child credentials to probe; read the child's state "
+            "with GetChildrenAccounts instead."
+        ),
+        Capability.TRANSACTION_HISTORY: None,
+        Capability.UPDATE_PROFILE: None,
+        Capability.RECOVERABLE_CREATE: None,
+        Capability.CHANGE_BILLING_MODE: (
+            "Every Voximplant child account has its own balance funded by the parent; "
+            "there is no billing mode to switch."
+        ),
+    },
+)
+
+VOICEIT_MATRIX = CapabilityMatrix(
+    "voiceit",
+    {
+        Capability.CREATE: None,
+        Capability.CLONE: "VoiceIt has no call to clone a sub-account.",
+        Capability.FREEZE: (
+            "VoiceIt has no suspend API; rotate the sub-account token and withhold it instead "
+            "(this does not stop dashboard logins with the sub-account's email and password)."
+        ),
+        Capability.UNFREEZE: "VoiceIt has no resume API; hand out a freshly rotated token instead.",
+        Capability.LIST_ACCOUNTS: "VoiceIt has no call to list sub-accounts; the portal database is the source of truth.",
+        Capability.LIST_BALANCES: "VoiceIt has no balance API (managed sub-accounts spend the master's funds).",
+        Capability.TRANSFER_MONEY: "VoiceIt has no credit transfer: there is no per-sub-account balance to fund.",
+        Capability.DEDUPLICATED_TRANSFER: "VoiceIt has no transfers at all.",
+        Capability.CLOSE_DELETE: None,
+        Capability.ROTATE_CREDENTIALS: None,
+        Capability.CHECK_CREDENTIALS: None,
+        Capability.TRANSACTION_HISTORY: "VoiceIt has no usage or transaction API; meter usage in the portal.",
+        Capability.UPDATE_PROFILE: (
+            "VoiceIt sets name, email, password and language only at creation; "
+            "later changes happen in VoiceIt's dashboard."
+        ),
+        Capability.RECOVERABLE_CREATE: (
+            "VoiceIt has no idempotency key and no lookup: a create that timed out may leave an "
+            "orphaned sub-account only VoiceIt's dashboard can show. Do not retry it blindly."
+        ),
+        Capability.CHANGE_BILLING_MODE: (
+            "VoiceIt removed switchType in 2026; recreate the sub-account instead (new key, data not migrated)."
+        ),
+    },
+)

@@ -1,0 +1,243 @@
+"""The two walks: every child exactly once while children are added, and the full
+transaction history of a window past the 10,000 offset cap."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from providers.errors import PagingError
+from providers.voximplant import ServiceAccountCredentials, VoximplantClient
+
+from .conftest import SandboxEnv
+
+PASSWORD = "Sandbox-Pa55word!"
+
+
+def seed_children(env: SandboxEnv, n: int) -> None:
+    from sandbox.seed import seed_children as seed
+
+    seed(str(env.db_path), n, seed=7)
+
+
+# -- children ----------------------------------------------------------------------------------------
+
+
+def test_iter_children_yields_every_child_once_with_full_info(env: SandboxEnv, vox: VoximplantClient) -> None:
+    seed_children(env, 57)
+    pages = list(vox.iter_children_pages(page_size=10))
+    assert [len(p) for p in pages] == [10, 10, 10, 10, 10, 7]
+    ids = [c.account_id for page in pages for c in page]
+    assert len(ids) == len(set(ids)) == 57 == env.store().children_count()
+    assert ids == sorted(ids)
+    assert all(c.account_name and c.balance is not None and isinstance(c.balance, Decimal) for p in pages for c in p)
+
+
+def test_iter_children_ids_pages_the_brief_listing_when_asked(env: SandboxEnv, vox: VoximplantClient) -> None:
+    seed_children(env, 23)
+    assert vox.iter_children_ids(id_page_size=5) == vox.iter_children_ids()
+    assert len(vox.iter_children_ids(id_page_size=5)) == 23
+
+
+def test_iter_children_stays_correct_when_children_are_added_mid_walk(env: SandboxEnv, vox: VoximplantClient) -> None:
+    seed_children(env, 40)
+    before = set(vox.iter_children_ids())
+    seen: Counter[int] = Counter()
+    added = []
+    for n, page in enumerate(vox.iter_children_pages(page_size=7)):
+        seen.update(c.account_id for c in page)
+        # Names that sort first: an offset walk ordered by name would shift under them.
+        added.append(
+            vox.add_account(
+                account_name=f"a{n:04d}-new", account_email=f"new{n}@tenants.example", account_password=PASSWORD
+            ).account_id
+        )
+    assert set(seen) == before  # nothing skipped
+    assert max(seen.values()) == 1  # nothing repeated
+    # The newcomers show up on the next walk.
+    assert set(added) <= {c.account_id for c in vox.iter_children()}
+
+
+def test_a_naive_offset_walk_by_name_does_break_under_the_same_additions(
+    env: SandboxEnv, vox: VoximplantClient
+) -> None:
+    """Control for the test above: the hazard is real in this sandbox."""
+    seed_children(env, 40)
+    seen: Counter[int] = Counter()
+    offset = 0
+    n = 0
+    while True:
+        page = vox.get_children_accounts(count=7, offset=offset, order_by="child_account_name")
+        seen.update(c.account_id for c in page.accounts)
+        if len(page.accounts) < 7:
+            break
+        offset += len(page.accounts)
+        vox.add_account(
+            account_name=f"a{n:04d}-new", account_email=f"new{n}@tenants.example", account_password=PASSWORD
+        )
+        n += 1
+    assert max(seen.values()) > 1  # rows seen twice (and, with removals, rows skipped)
+
+
+def test_iter_children_filters_active(env: SandboxEnv, vox: VoximplantClient) -> None:
+    a = vox.add_account(account_name="child-on", account_email="on@t.example", account_password=PASSWORD, active=True)
+    vox.add_account(account_name="child-off", account_email="off@t.example", account_password=PASSWORD)
+    assert [c.account_id for c in vox.iter_children(active=True)] == [a.account_id]
+
+
+def test_an_inconsistent_listing_is_a_paging_error(rsa_pem: str) -> None:
+    """A provider answering fewer distinct ids than its total_count (e.g. rows moved during
+    the walk) must fail loudly rather than sync half the children. Served by a stub: a
+    consistent sandbox cannot produce it."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            200, json={"result": [{"account_id": 5}, {"account_id": 5}], "total_count": 2, "count": 2}
+        )
+
+    creds = ServiceAccountCredentials.from_mapping({"account_id": 1, "key_id": "k", "private_key": rsa_pem})
+    client = VoximplantClient(credentials=creds, base_url="http://stub", transport=httpx.MockTransport(handler))
+    with pytest.raises(PagingError):
+        list(client.iter_children())
+
+
+# -- transaction history ----------------------------------------------------------------------------------
+
+
+def seed_history(env: SandboxEnv, start: datetime, n: int, step_seconds: float) -> list[int]:
+    """Insert ``n`` parent transactions, one every ``step_seconds`` from ``start``."""
+    from sandbox.store import Store
+
+    store = Store(str(env.db_path))
+    ids = []
+    with store.write() as conn:
+        for i in range(n):
+            ids.append(
+                Store.add_transaction(
+                    conn,
+                    account_id=env.account_id,
+                    amount=-(i % 97 + 1),
+                    currency="USD",
+                    transaction_type="resource_charge",
+                    ts=int(start.timestamp() + i * step_seconds),
+                    description=f"seeded {i}",
+                )
+            )
+    store.close()
+    return ids
+
+
+def test_history_windows_split_when_a_window_would_pass_the_offset_cap(env: SandboxEnv, vox: VoximplantClient) -> None:
+    start = datetime(2025, 3, 1, tzinfo=UTC)
+    ids = seed_history(env, start, 600, step_seconds=7)
+    end = start + timedelta(seconds=600 * 7)
+    # A small cap makes the split happen on a small data set; rows sit on every boundary.
+    rows = list(
+        vox.iter_transaction_history(
+            from_date=start, to_date=end, page_size=20, offset_cap=50, transaction_type="resource_charge"
+        )
+    )
+    assert [r.transaction_id for r in rows] == ids
+    assert [r.performed_at for r in rows] == sorted(r.performed_at for r in rows)
+    assert all(isinstance(r.amount, Decimal) and r.amount < 0 for r in rows)
+
+
+def test_history_more_than_ten_thousand_rows_in_a_window(env: SandboxEnv, vox: VoximplantClient) -> None:
+    """F15: 12,500 rows in one window; offset paging alone reaches at most 11,000."""
+    start = datetime(2025, 4, 1, tzinfo=UTC)
+    ids = seed_history(env, start, 12_500, step_seconds=1)
+    end = start + timedelta(hours=4)
+    first = vox.get_transaction_history(from_date=start, to_date=end, count=1000, transaction_type="resource_charge")
+    assert first.total_count == 12_500
+    seen = [
+        r.transaction_id
+        for r in vox.iter_transaction_history(from_date=start, to_date=end, transaction_type="resource_charge")
+    ]
+    assert len(seen) == len(set(seen)) == 12_500
+    assert seen == ids
+
+
+def test_history_too_dense_to_split_is_a_paging_error(env: SandboxEnv, vox: VoximplantClient) -> None:
+    start = datetime(2025, 5, 1, 12, 0, 0, tzinfo=UTC)
+    seed_history(env, start, 30, step_seconds=0)  # 30 rows in the same second
+    with pytest.raises(PagingError):
+        list(
+            vox.iter_transaction_history(
+                from_date=start,
+                to_date=start + timedelta(seconds=1),
+                page_size=5,
+                offset_cap=10,
+                transaction_type="resource_charge",
+            )
+        )
+
+
+def test_history_walk_reads_a_small_window_in_one_call(env: SandboxEnv, vox: VoximplantClient) -> None:
+    start = datetime(2025, 6, 1, tzinfo=UTC)
+    ids = seed_history(env, start, 15, step_seconds=60)
+    rows = list(
+        vox.iter_transaction_history(
+            from_date=start, to_date=start + timedelta(hours=1), transaction_type=["resource_charge"]
+        )
+    )
+    assert [r.transaction_id for r in rows] == ids
+    assert env.admin("GET", "faults").json()["requests_seen"] == 1
+
+
+_window_counter = iter(range(1, 10_000))
+
+
+@settings(max_examples=25, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    offsets=st.lists(st.integers(min_value=0, max_value=120), min_size=0, max_size=150),
+    page_size=st.integers(min_value=1, max_value=9),
+    cap=st.integers(min_value=3, max_value=40),
+)
+def test_history_walk_finds_every_row_whatever_the_distribution(
+    vox_inproc: tuple[SandboxEnv, VoximplantClient], offsets: list[int], page_size: int, cap: int
+) -> None:
+    env, vox = vox_inproc
+    # Each example gets its own day, far from the others.
+    start = datetime(2024, 1, 1, tzinfo=UTC) + timedelta(days=next(_window_counter))
+    from sandbox.store import Store
+
+    store = Store(str(env.db_path))
+    ids = []
+    with store.write() as conn:
+        for i, offset in enumerate(sorted(offsets)):
+            ids.append(
+                Store.add_transaction(
+                    conn,
+                    account_id=env.account_id,
+                    amount=-1,
+                    currency="USD",
+                    transaction_type="resource_charge",
+                    ts=int(start.timestamp()) + offset,
+                    description=f"h{i}",
+                )
+            )
+    store.close()
+    per_second = Counter(offsets)
+    walk = vox.iter_transaction_history(
+        from_date=start,
+        to_date=start + timedelta(seconds=120),
+        page_size=page_size,
+        offset_cap=cap,
+        transaction_type="resource_charge",
+    )
+    try:
+        rows = list(walk)
+    except PagingError:
+        # Only legitimate when a window that cannot be split (two adjacent seconds) holds
+        # more than `cap` rows.
+        assert any(n + per_second.get(s + 1, 0) > cap for s, n in per_second.items())
+        return
+    assert sorted(r.transaction_id for r in rows) == sorted(ids)
+    assert len(rows) == len(set(r.transaction_id for r in rows))
+    assert [r.performed_at for r in rows] == sorted(r.performed_at for r in rows)
