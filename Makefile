@@ -35,6 +35,7 @@ lint: install
 bench: install
 	$(BIN)/python bench/tenant_list.py --tenants 20000
 	$(BIN)/python bench/sync.py --children 20000
+	$(BIN)/python bench/customer_load.py
 
 clean:
 	rm -rf $(VENV) var

@@ -3,10 +3,11 @@
 from django.urls import include, path
 
 app_urlpatterns = [
-    # path("console/tenants/", include("tenants.urls")),
-    # path("console/billing/", include("billing.urls")),
-    # path("me/", include("customers.urls")),
-    # path("api/", include("portal.api_urls")),
+    path("console/tenants/", include("tenants.urls")),
+    path("console/billing/", include("billing.urls")),
+    path("me/", include("customers.urls")),
+    path("api/", include("portal.api.urls")),
+    path("console/api-tokens/", include("portal.api.console_views")),
 ]
 
 __all__ = ["app_urlpatterns", "include", "path"]

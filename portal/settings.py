@@ -38,6 +38,8 @@ INSTALLED_APPS = [
     "portal",
     "tenants",
     "billing",
+    "customers",
+    "drf_spectacular_sidecar",  # Swagger UI / Redoc assets served locally: /api/docs/ works offline
 ]
 
 MIDDLEWARE = [
@@ -50,6 +52,10 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "portal.middleware.RequestContextMiddleware",
+    # Logs out sessions of users whose tenant was closed after they logged in.
+    "customers.middleware.ClosedTenantMiddleware",
+    # Gives /api/ responses that Django (not DRF) produced the API's one JSON error shape.
+    "portal.api.middleware.ApiErrorShapeMiddleware",
     # Last, as django-axes asks.
     "axes.middleware.AxesMiddleware",
 ]
@@ -103,6 +109,24 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 SYNC_HOUR_UTC = env.int("SYNC_HOUR_UTC", 2, minimum=0)
 if SYNC_HOUR_UTC > 23:
     raise ImproperlyConfigured(f"SYNC_HOUR_UTC={SYNC_HOUR_UTC} must be between 0 and 23")
+# Billing (billing/conf.py validates these): money limits are decimal strings in the tenant's
+# currency; times are seconds.
+BILLING_TRANSFER_LIMIT = env.str("BILLING_TRANSFER_LIMIT", "5000")
+BILLING_DAILY_LIMIT_PER_STAFF = env.str("BILLING_DAILY_LIMIT_PER_STAFF", "20000")
+BILLING_APPROVAL_THRESHOLD = env.str("BILLING_APPROVAL_THRESHOLD", "1000")
+BILLING_TRANSFER_LEASE_SECONDS = env.int("BILLING_TRANSFER_LEASE_SECONDS", 120, minimum=1)
+BILLING_SETTLE_SECONDS = env.int("BILLING_SETTLE_SECONDS", 30, minimum=0)
+BILLING_PENDING_GRACE_SECONDS = env.int("BILLING_PENDING_GRACE_SECONDS", 60, minimum=0)
+BILLING_TRANSFER_MAX_ATTEMPTS = env.int("BILLING_TRANSFER_MAX_ATTEMPTS", 8, minimum=1)
+BILLING_UNKNOWN_REVIEW_AFTER_SECONDS = env.int("BILLING_UNKNOWN_REVIEW_AFTER_SECONDS", 86400, minimum=60)
+BILLING_SYNC_STALE_SECONDS = env.int("BILLING_SYNC_STALE_SECONDS", 600, minimum=1)
+BILLING_SYNC_PAGE_SIZE = env.int("BILLING_SYNC_PAGE_SIZE", 1000, minimum=1)
+BILLING_RECONCILE_HOUR_UTC = env.int("BILLING_RECONCILE_HOUR_UTC", (SYNC_HOUR_UTC + 1) % 24, minimum=0)
+BILLING_RECONCILE_DAYS = env.int("BILLING_RECONCILE_DAYS", 2, minimum=1)
+BILLING_PARENT_ALERT_DAYS = env.int("BILLING_PARENT_ALERT_DAYS", 7, minimum=0)
+BILLING_SPEND_WINDOW_DAYS = env.int("BILLING_SPEND_WINDOW_DAYS", 7, minimum=1)
+BILLING_BUDGET_MAX_AGE_SECONDS = env.int("BILLING_BUDGET_MAX_AGE_SECONDS", 300, minimum=0)
+BILLING_REFRESH_AFTER_TRANSFER = env.bool("BILLING_REFRESH_AFTER_TRANSFER", True)
 
 # Provider connection used by `make run` and as the default for new connections. The base URL
 # points at the local sandbox; credentials are files, never values in the database.
@@ -133,7 +157,8 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
     {"NAME": "portal.validators.MaximumLengthValidator", "OPTIONS": {"max_length": 4096}},
 ]
-AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+# customers.backends refuses users of closed tenants (ModelBackend otherwise).
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "customers.backends.TenantAwareModelBackend"]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
@@ -195,8 +220,30 @@ STORAGES = {
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    # The API's own policies live in portal/api/ (see its package docstring).
+    "DEFAULT_PARSER_CLASSES": ["portal.api.parsers.JSONBodyParser"],
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "portal.api.auth.ApiTokenAuthentication",
+        "portal.api.auth.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_THROTTLE_CLASSES": ["portal.api.throttles.PerTokenThrottle"],
+    "EXCEPTION_HANDLER": "portal.api.errors.exception_handler",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
-SPECTACULAR_SETTINGS = {"TITLE": "Reseller portal API", "VERSION": "1.0.0", "SERVE_INCLUDE_SCHEMA": False}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Reseller portal API",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # Assets from the drf-spectacular-sidecar package, served by whitenoise: no CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+# Requests per token (or per session user) on the API, e.g. "600/min".
+API_THROTTLE_RATE = env.str("API_THROTTLE_RATE", "1200/min")
+# How long a customer waits between two "refresh my balance now" provider calls, per tenant.
+CUSTOMER_REFRESH_INTERVAL = env.int("CUSTOMER_REFRESH_INTERVAL", 60, minimum=1)
 
 LOG_LEVEL = env.str("LOG_LEVEL", "INFO")
 LOGGING = {

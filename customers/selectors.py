@@ -1,0 +1,125 @@
+"""Every read a customer page or the customer API makes. Each takes the tenant, which the
+caller got from the logged-in user (customer_tenant) or the token; nothing here takes an id
+from a URL without scoping it to that tenant first."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.http import Http404
+from django.utils import timezone
+
+from tenants.models import Membership, Tenant
+
+HISTORY_DAYS = 90
+# The chart and the history API are bounded whatever the tenant's age.
+HISTORY_MAX_POINTS = 2000
+
+
+_UNSET = object()
+
+
+def membership_tenant(*, user: Any) -> Tenant | None:
+    """The customer's tenant through their membership (None for staff), fetched once per
+    request: ClosedTenantMiddleware asks first, the page or API view reuses the answer."""
+    cached = getattr(user, "_customer_tenant", _UNSET)
+    if cached is not _UNSET:
+        return cached  # type: ignore[return-value]
+    from tenants.selectors import tenant_for_user
+
+    tenant = tenant_for_user(user=user)
+    user._customer_tenant = tenant
+    return tenant
+
+
+def customer_tenant(*, user: Any) -> Tenant:
+    """The user's own tenant, or 404 (a staff user or an orphaned customer has none)."""
+    tenant = membership_tenant(user=user)
+    if tenant is None:
+        raise Http404("No company")
+    return tenant
+
+
+def balance_chart(*, tenant: Tenant, width: int = 720, height: int = 220) -> str:
+    """The balance chart of the last HISTORY_DAYS, cached per tenant. The key holds what
+    changes whenever billing records a new snapshot (the balance and its sync time) and the
+    day (the window moves), so a cached chart is never stale; the TTL only bounds memory."""
+    from django.core.cache import cache
+
+    from billing.charts import balance_chart_svg
+
+    synced = tenant.balance_synced_at.timestamp() if tenant.balance_synced_at else 0
+    key = (
+        f"customers:chart:{tenant.pk}:{tenant.balance}:{synced}:{tenant.currency}:"
+        f"{timezone.now().date().isoformat()}:{width}x{height}"
+    )
+    svg = cache.get(key)
+    if svg is None:
+        points = [(p["at"], p["balance"]) for p in balance_points(tenant=tenant)]
+        svg = str(balance_chart_svg(points, width=width, height=height, currency=tenant.currency or ""))
+        cache.set(key, svg, 600)
+    return svg
+
+
+def balance_points(*, tenant: Tenant, since: datetime | None = None) -> list[dict[str, Any]]:
+    """[{"at": datetime, "balance": Decimal}] oldest first, from billing's balance history
+    (snapshots, written only when the balance changed), bounded in time and count."""
+    from billing.selectors import balance_history
+
+    since = since or timezone.now() - timedelta(days=HISTORY_DAYS)
+    rows = balance_history(tenant=tenant, since=since, limit=HISTORY_MAX_POINTS)
+    return [{"at": at, "balance": balance} for at, balance in rows if balance is not None]
+
+
+def statement(*, tenant: Tenant, date_from: date | None = None, date_to: date | None = None) -> Any:
+    """billing's Statement (rows oldest first, each with its running balance; .note says when
+    the provider's history was not available) for whole UTC days [date_from, date_to]."""
+    from billing.selectors import statement_rows
+
+    if date_from and date_to and date_from > date_to:
+        date_from, date_to = date_to, date_from
+    start = datetime.combine(date_from, time.min, tzinfo=UTC) if date_from else None
+    end = datetime.combine(date_to, time.max, tzinfo=UTC) if date_to else None
+    return statement_rows(tenant=tenant, date_from=start, date_to=end)
+
+
+def team_members(*, tenant: Tenant) -> list[Membership]:
+    from tenants.selectors import tenant_members
+
+    return tenant_members(tenant=tenant)
+
+
+def member_get(*, tenant: Tenant, member_id: int) -> Membership:
+    """A membership of this tenant; 404 for another tenant's or a missing one."""
+    membership = Membership.objects.select_related("user").filter(tenant=tenant, pk=member_id).first()
+    if membership is None:
+        raise Http404("No such member")
+    return membership
+
+
+def money(value: Any, currency: str) -> Decimal | None:
+    """The amount in the currency's minor units (two places for USD), for display and CSV."""
+    from billing.conf import places
+
+    if value is None:
+        return None
+    return Decimal(value).quantize(Decimal(1).scaleb(-places(currency or "USD")))
+
+
+def statement_row(row: Any) -> dict[str, Any]:
+    """One of billing's statement rows as the fields the pages, the CSV and the API show."""
+    get = row.get if isinstance(row, dict) else (lambda name, default=None: getattr(row, name, default))
+    currency = get("currency") or ""
+    return {
+        "amount_display": money(get("amount"), currency),
+        "balance_display": money(get("balance") if get("balance") is not None else get("running_balance"), currency),
+        "at": get("at") or get("date") or get("performed_at"),
+        "kind": str(get("kind") or get("type") or "").replace("_", " "),
+        "description": get("description") or "",
+        "reference": get("reference") or get("payment_reference") or "",
+        "amount": get("amount"),
+        "currency": get("currency") or "",
+        "balance": get("balance") if get("balance") is not None else get("running_balance"),
+    }

@@ -1,0 +1,228 @@
+"""Every write a customer page makes. The tenant argument always comes from the caller's own
+login (customers.selectors.customer_tenant), and each service checks the actor's role again,
+so a view that forgot its decorator still cannot let a viewer change anything."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.contrib.auth.tokens import default_token_generator
+from django.core.cache import cache
+from django.core.exceptions import ValidationError
+from django.core.mail import send_mail
+from django.core.validators import validate_email
+from django.db import IntegrityError, transaction
+from django.http import HttpRequest
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils.encoding import force_bytes
+from django.utils.http import urlsafe_base64_encode
+
+from portal.audit import audit_log
+from portal.errors import NotAllowed, PortalError
+from portal.roles import Role, assign_role, role_of
+from tenants.models import Membership, Tenant
+
+
+def _require_owner(actor: Any, tenant: Tenant) -> None:
+    if role_of(actor) != Role.CUSTOMER_OWNER or not Membership.objects.filter(user_id=actor.pk, tenant=tenant).exists():
+        raise NotAllowed("Only your company's owner may do this.", code="permission_denied")
+
+
+def _require_member(actor: Any, tenant: Tenant) -> None:
+    if (
+        role_of(actor) not in (Role.CUSTOMER_OWNER, Role.CUSTOMER_VIEWER)
+        or not Membership.objects.filter(user_id=actor.pk, tenant=tenant).exists()
+    ):
+        raise NotAllowed("You are not a member of this company.", code="permission_denied")
+
+
+def normalize_email(raw: str) -> str:
+    email = (raw or "").strip()
+    if not email:
+        raise PortalError("Enter an email address.", field="email")
+    if len(email) > 150:
+        # The address becomes the username, which Django caps at 150 characters.
+        raise PortalError("Use an email address of at most 150 characters.", field="email")
+    try:
+        validate_email(email)
+    except ValidationError:
+        raise PortalError("Enter a valid email address.", field="email") from None
+    local, _, domain = email.rpartition("@")
+    return f"{local}@{domain.lower()}"
+
+
+def customer_invite(*, actor: Any, tenant: Tenant, email: str, request: HttpRequest | None = None) -> Membership:
+    """Invites a viewer: a user with no usable password, a membership, and an email with a
+    link to set the password. The role is always viewer: an invite cannot make an owner."""
+    _require_owner(actor, tenant)
+    if not tenant.is_open:
+        raise PortalError("Your company's account is not active; invitations are paused.")
+    email = normalize_email(email)
+    if User.objects.filter(email__iexact=email).exists() or User.objects.filter(username__iexact=email).exists():
+        raise PortalError("Someone with this email address already has an account.", field="email", code="duplicate")
+    try:
+        with transaction.atomic():
+            user = User(username=email, email=email)
+            user.set_unusable_password()
+            user.save()
+            assign_role(user, Role.CUSTOMER_VIEWER)
+            membership = Membership.objects.create(user=user, tenant=tenant)
+            audit_log(
+                actor=actor,
+                action="customers.member.invited",
+                tenant_id=tenant.pk,
+                data={"email": email, "role": Role.CUSTOMER_VIEWER.value},
+                request=request,
+            )
+            transaction.on_commit(lambda: _send_invite(user, tenant, actor))
+    except IntegrityError:
+        raise PortalError(
+            "Someone with this email address already has an account.", field="email", code="duplicate"
+        ) from None
+    return membership
+
+
+def _send_invite(user: User, tenant: Tenant, actor: Any) -> None:
+    uid = urlsafe_base64_encode(force_bytes(user.pk))
+    token = default_token_generator.make_token(user)
+    link = str(settings.SITE_URL).rstrip("/") + reverse(
+        "password_reset_confirm", kwargs={"uidb64": uid, "token": token}
+    )
+    context = {
+        "company": tenant.company_name,
+        "link": link,
+        "inviter": actor.get_username(),
+        "username": user.get_username(),
+    }
+    send_mail(
+        subject=f"You are invited to {tenant.company_name}'s account",
+        message=render_to_string("customers/invite_email.txt", context),
+        from_email=None,
+        recipient_list=[user.email],
+    )
+
+
+def customer_remove(*, actor: Any, tenant: Tenant, membership: Membership, request: HttpRequest | None = None) -> None:
+    """Removes a viewer: the membership goes, the user is deactivated and their tokens revoked."""
+    _require_owner(actor, tenant)
+    if membership.tenant_id != tenant.pk:
+        raise NotAllowed("Not a member of your company.")
+    if membership.user_id == actor.pk:
+        raise PortalError("You cannot remove yourself.")
+    if role_of(membership.user) != Role.CUSTOMER_VIEWER:
+        raise PortalError("Only viewers can be removed here; ask your reseller to change an owner.")
+    from django.utils import timezone
+
+    from portal.models import ApiToken
+
+    with transaction.atomic():
+        user = membership.user
+        email = user.email
+        deleted, _ = Membership.objects.filter(pk=membership.pk, tenant=tenant).delete()
+        if not deleted:
+            return
+        User.objects.filter(pk=user.pk).update(is_active=False)
+        user.groups.clear()
+        ApiToken.objects.filter(user_id=user.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+        audit_log(
+            actor=actor, action="customers.member.removed", tenant_id=tenant.pk, data={"email": email}, request=request
+        )
+    # End their open sessions too: a deactivated user's session no longer authenticates.
+
+
+def customer_set_alert(
+    *, actor: Any, tenant: Tenant, threshold: Decimal | None, request: HttpRequest | None = None
+) -> None:
+    """The owner's low-balance alert. billing.services.tenant_set_low_balance_threshold only
+    accepts staff (billing.move_money / tenants.manage), so the owner's change is written here,
+    with billing's own validation (parse_threshold) and billing's push to the provider
+    (threshold_push_task, after commit)."""
+    _require_owner(actor, tenant)
+    from billing.alerts import parse_threshold
+
+    value = parse_threshold(threshold)
+    previous = Tenant.objects.filter(pk=tenant.pk).values_list("low_balance_threshold", flat=True).first()
+    with transaction.atomic():
+        Tenant.objects.filter(pk=tenant.pk).update(low_balance_threshold=value)
+        audit_log(
+            actor=actor,
+            action="customers.threshold.set",
+            tenant_id=tenant.pk,
+            request=request,
+            data={
+                "threshold": str(value) if value is not None else None,
+                "previous": str(previous) if previous is not None else None,
+            },
+        )
+        transaction.on_commit(lambda: _push_threshold(tenant.pk))
+
+
+def _push_threshold(tenant_id: int) -> None:
+    import logging
+
+    from billing.tasks import threshold_push_task
+
+    try:
+        threshold_push_task.delay(tenant_id)
+    except Exception:  # noqa: BLE001 - the value is saved; the next change or a staff push sends it
+        logging.getLogger("customers").warning("could not publish the threshold push for %s", tenant_id, exc_info=True)
+
+
+def customer_profile_update(*, actor: Any, first_name: str, last_name: str, request: HttpRequest | None = None) -> None:
+    for name, value in (("first_name", first_name), ("last_name", last_name)):
+        if len(value) > 150:
+            raise PortalError("At most 150 characters.", field=name)
+        if any(ch in value for ch in "\x00\u202a\u202b\u202c\u202d\u202e"):
+            raise PortalError("Control characters are not allowed.", field=name)
+    with transaction.atomic():
+        User.objects.filter(pk=actor.pk).update(first_name=first_name.strip(), last_name=last_name.strip())
+        tenant_id = Membership.objects.filter(user_id=actor.pk).values_list("tenant_id", flat=True).first()
+        audit_log(actor=actor, action="customers.profile.updated", tenant_id=tenant_id, request=request)
+
+
+def refresh_allowed_in(*, tenant: Tenant) -> int:
+    """Seconds until this tenant may ask the provider again (0 = now)."""
+    import time
+
+    until = cache.get(f"customers:refresh:{tenant.pk}")
+    return max(0, int(until - time.time())) if until else 0
+
+
+def customer_refresh_balance(*, actor: Any, tenant: Tenant, request: HttpRequest | None = None) -> Tenant:
+    """Asks the provider for the balance now. One call per tenant per CUSTOMER_REFRESH_INTERVAL:
+    the cache entry is only a rate limit (losing it allows one extra call, nothing worse)."""
+    import time
+
+    _require_member(actor, tenant)
+    interval = int(settings.CUSTOMER_REFRESH_INTERVAL)
+    if not cache.add(f"customers:refresh:{tenant.pk}", time.time() + interval, interval):
+        raise PortalError(
+            f"The balance was refreshed moments ago. Try again in {refresh_allowed_in(tenant=tenant)} s.",
+            code="throttled",
+            status=429,
+        )
+    return _refresh_from_provider(actor=actor, tenant=tenant, request=request)
+
+
+def _refresh_from_provider(*, actor: Any, tenant: Tenant, request: HttpRequest | None) -> Tenant:
+    """A direct, short provider call (the client's timeouts bound it) through billing's own
+    one-tenant refresh, which writes the balance and its snapshot the way the sync does."""
+    from billing.sync import tenant_refresh
+    from providers.errors import ProviderError
+
+    if tenant.provider_account_id is None:
+        raise PortalError("This account has no balance at the provider to refresh.", code="unsupported")
+    try:
+        tenant_refresh(tenant_id=tenant.pk)
+    except ProviderError:
+        raise PortalError(
+            "The provider did not answer; the balance shown is the last one we know.",
+            code="provider_unavailable",
+            status=503,
+        ) from None
+    audit_log(actor=actor, action="customers.balance.refreshed", tenant_id=tenant.pk, request=request)
+    return Tenant.objects.get(pk=tenant.pk)

@@ -1,0 +1,17 @@
+from django.urls import path
+
+from customers import views
+
+app_name = "customer"
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("refresh/", views.refresh, name="refresh"),
+    path("alerts/", views.alerts, name="alerts"),
+    path("statement/", views.statement, name="statement"),
+    path("team/", views.team, name="team"),
+    path("team/invite/", views.team_invite, name="team_invite"),
+    path("team/<int:member_id>/remove/", views.team_remove, name="team_remove"),
+    path("profile/", views.profile, name="profile"),
+    path("api-tokens/", views.api_tokens, name="api_tokens"),
+    path("api-tokens/<uuid:token_uuid>/revoke/", views.api_token_revoke, name="api_token_revoke"),
+]

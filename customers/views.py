@@ -1,0 +1,263 @@
+"""Customer pages. No URL carries a tenant id: the tenant is the logged-in user's, and every
+object opened from here (a team member, a token) is fetched through a selector scoped to it."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable
+from datetime import date
+from decimal import Decimal, InvalidOperation
+from functools import wraps
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_POST
+
+from customers import selectors, services
+from portal.errors import PortalError
+from portal.roles import Role, has_perm, role_of
+
+View = Callable[..., HttpResponse]
+
+
+def customer_page(*, manage: bool = False) -> Callable[[View], View]:
+    """Login first (anonymous → login page, whatever the method), then the role (staff → 403,
+    viewer on an owner page → 403), then the user's own tenant (none → 404)."""
+
+    def decorator(view: View) -> View:
+        @wraps(view)
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if not request.user.is_authenticated:
+                return redirect_to_login(request.get_full_path())
+            if not has_perm(request.user, "customer.manage" if manage else "customer.view"):
+                raise PermissionDenied
+            tenant = selectors.customer_tenant(user=request.user)
+            return view(request, tenant, *args, **kwargs)
+
+        return never_cache(wrapper)
+
+    return decorator
+
+
+def _is_owner(request: HttpRequest) -> bool:
+    return role_of(request.user) == Role.CUSTOMER_OWNER
+
+
+@customer_page()
+def home(request: HttpRequest, tenant: Any) -> HttpResponse:
+    return render(
+        request,
+        "customers/home.html",
+        {
+            "tenant": tenant,
+            "is_owner": _is_owner(request),
+            "chart": selectors.balance_chart(tenant=tenant),
+            "refresh_wait": services.refresh_allowed_in(tenant=tenant),
+        },
+    )
+
+
+@customer_page()
+@require_POST
+def refresh(request: HttpRequest, tenant: Any) -> HttpResponse:
+    try:
+        services.customer_refresh_balance(actor=request.user, tenant=tenant, request=request)
+        messages.success(request, "The balance was refreshed from the provider.")
+    except PortalError as exc:
+        messages.error(request, exc.message)
+    return redirect("customer:home")
+
+
+@customer_page(manage=True)
+@require_POST
+def alerts(request: HttpRequest, tenant: Any) -> HttpResponse:
+    raw = request.POST.get("threshold", "").strip()
+    threshold: Decimal | None = None
+    try:
+        if raw:
+            if len(raw) > 20 or not raw.replace(".", "", 1).isdigit() or not raw.isascii():
+                raise PortalError(
+                    "Enter an amount such as 10 or 10.50, or leave it empty for no alert.", field="threshold"
+                )
+            threshold = Decimal(raw)
+            if threshold.as_tuple().exponent < -2:  # type: ignore[operator]
+                raise PortalError("Use at most two decimals.", field="threshold")
+        services.customer_set_alert(actor=request.user, tenant=tenant, threshold=threshold, request=request)
+        messages.success(request, "Low-balance alert saved." if threshold is not None else "Low-balance alert off.")
+    except (PortalError, InvalidOperation) as exc:
+        messages.error(request, getattr(exc, "message", "Enter a valid amount."))
+    return redirect("customer:home")
+
+
+def _date(raw: str | None) -> date | None:
+    if not raw:
+        return None
+    try:
+        return date.fromisoformat(raw[:10]) if len(raw) <= 10 else None
+    except ValueError:
+        return None
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value: Any) -> str:
+    """CSV cells a spreadsheet would run as a formula get a leading quote (CSV injection)."""
+    text = "" if value is None else str(value)
+    if isinstance(value, str) and text.startswith(_FORMULA_START):
+        return "'" + text
+    return text
+
+
+@customer_page()
+def statement(request: HttpRequest, tenant: Any) -> HttpResponse:
+    date_from, date_to = _date(request.GET.get("from")), _date(request.GET.get("to"))
+    bad_dates = (request.GET.get("from") and not date_from) or (request.GET.get("to") and not date_to)
+    result = selectors.statement(tenant=tenant, date_from=date_from, date_to=date_to)
+    rows = list(result)
+    if request.GET.get("format") == "csv":
+        response = HttpResponse(content_type="text/csv; charset=utf-8")
+        stamp = timezone.now().strftime("%Y%m%d")
+        response["Content-Disposition"] = f'attachment; filename="statement-{stamp}.csv"'
+        writer = csv.writer(response)
+        writer.writerow(["date", "type", "description", "reference", "amount", "currency", "balance"])
+        for row in rows:
+            r = selectors.statement_row(row)
+            writer.writerow(
+                [
+                    _cell(r["at"].isoformat() if r["at"] else ""),
+                    _cell(r["kind"]),
+                    _cell(r["description"]),
+                    _cell(r["reference"]),
+                    _cell(r["amount_display"]),
+                    _cell(r["currency"] or tenant.currency),
+                    _cell(r["balance_display"]),
+                ]
+            )
+        return response
+    return render(
+        request,
+        "customers/statement.html",
+        {
+            "tenant": tenant,
+            "rows": [selectors.statement_row(row) for row in reversed(rows)],  # newest first on screen
+            "note": getattr(result, "note", ""),
+            "truncated": getattr(result, "truncated", False),
+            "date_from": date_from,
+            "date_to": date_to,
+            "bad_dates": bad_dates,
+            "is_owner": _is_owner(request),
+        },
+    )
+
+
+@customer_page(manage=True)
+def team(request: HttpRequest, tenant: Any) -> HttpResponse:
+    return render(
+        request,
+        "customers/team.html",
+        {
+            "tenant": tenant,
+            "members": selectors.team_members(tenant=tenant),
+            "email": "",
+        },
+    )
+
+
+@customer_page(manage=True)
+@require_POST
+def team_invite(request: HttpRequest, tenant: Any) -> HttpResponse:
+    email = request.POST.get("email", "")
+    try:
+        membership = services.customer_invite(actor=request.user, tenant=tenant, email=email, request=request)
+    except PortalError as exc:
+        return render(
+            request,
+            "customers/team.html",
+            {
+                "tenant": tenant,
+                "members": selectors.team_members(tenant=tenant),
+                "email": email[:254],
+                "error": exc.message,
+            },
+            status=400,
+        )
+    messages.success(request, f"Invitation sent to {membership.user.email}.")
+    return redirect("customer:team")
+
+
+@customer_page(manage=True)
+def team_remove(request: HttpRequest, tenant: Any, member_id: int) -> HttpResponse:
+    # Fetch before the method check: another tenant's member is 404 whatever the method.
+    membership = selectors.member_get(tenant=tenant, member_id=member_id)
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    try:
+        services.customer_remove(actor=request.user, tenant=tenant, membership=membership, request=request)
+        messages.success(request, f"{membership.user.email or membership.user.get_username()} was removed.")
+    except PortalError as exc:
+        messages.error(request, exc.message)
+    return redirect("customer:team")
+
+
+@customer_page()
+def profile(request: HttpRequest, tenant: Any) -> HttpResponse:
+    if request.method == "POST":
+        try:
+            services.customer_profile_update(
+                actor=request.user,
+                first_name=request.POST.get("first_name", ""),
+                last_name=request.POST.get("last_name", ""),
+                request=request,
+            )
+            messages.success(request, "Profile saved.")
+            return redirect("customer:profile")
+        except PortalError as exc:
+            messages.error(request, exc.message)
+    return render(request, "customers/profile.html", {"tenant": tenant, "is_owner": _is_owner(request)})
+
+
+@customer_page(manage=True)
+def api_tokens(request: HttpRequest, tenant: Any) -> HttpResponse:
+    from portal.api.tokens import api_token_create, api_tokens_visible_to
+
+    created = None
+    if request.method == "POST":
+        try:
+            _token, created = api_token_create(
+                actor=request.user,
+                name=request.POST.get("name", ""),
+                role=Role.CUSTOMER_VIEWER,
+                tenant=tenant,
+                request=request,
+            )
+        except PortalError as exc:
+            messages.error(request, exc.message)
+    return render(
+        request,
+        "customers/api_tokens.html",
+        {
+            "tenant": tenant,
+            "tokens": api_tokens_visible_to(user=request.user),
+            "created": created,
+        },
+    )
+
+
+@customer_page(manage=True)
+def api_token_revoke(request: HttpRequest, tenant: Any, token_uuid: Any) -> HttpResponse:
+    from portal.api.tokens import api_token_get
+    from portal.api.tokens import api_token_revoke as revoke
+
+    token = api_token_get(user=request.user, uuid=token_uuid)
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    revoke(actor=request.user, token=token, request=request)
+    messages.success(request, f"Token {token.name} revoked.")
+    return redirect("customer:api_tokens")

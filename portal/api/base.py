@@ -1,0 +1,100 @@
+"""Pieces every API view shares: strict input serializers, strict money, the fetch helpers."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+# Fields that choose whose data a write touches, or with what power. A write may never set
+# them from the body: the tenant comes from the URL (staff) or the login (customers), the
+# provider id from the provider, the role from the token or the console.
+FORBIDDEN_WRITE_FIELDS = frozenset(
+    {
+        "tenant",
+        "tenant_id",
+        "tenant_uuid",
+        "child_account_id",
+        "provider_account_id",
+        "provider_account_ref",
+        "role",
+        "roles",
+        "group",
+        "groups",
+        "is_staff",
+        "is_superuser",
+        "user",
+        "user_id",
+        "owner",
+    }
+)
+
+
+class StrictInput(serializers.Serializer):
+    """Input serializer that refuses fields it does not declare, instead of ignoring them, so a
+    client that tries to set ``tenant``, ``child_account_id`` or ``role`` learns it cannot."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if not isinstance(data, dict):
+            raise serializers.ValidationError({"non_field_errors": ["Send a JSON object."]})
+        unknown = sorted(set(data) - set(self.fields))
+        if unknown:
+            errors = {}
+            for name in unknown[:20]:
+                name = str(name)[:100]
+                errors[name] = ["This field may not be set." if name in FORBIDDEN_WRITE_FIELDS else "Unknown field."]
+            raise serializers.ValidationError(errors)
+        return super().to_internal_value(data)
+
+
+_AMOUNT = re.compile(r"[0-9]{1,12}(\.[0-9]{1,2})?")
+
+
+@extend_schema_field({"type": "string", "pattern": r"^[0-9]{1,12}(\.[0-9]{1,2})?$", "example": "10.50"})
+class MoneyField(serializers.Field):
+    """A positive amount with at most two decimals, as a JSON *string* ("10.50") or integer.
+
+    Refuses what Decimal() would take but a person did not mean: floats (binary rounding),
+    NaN/Infinity, exponents, Unicode digits ("١٠"), surrounding spaces, commas, signs, zero."""
+
+    default_error_messages = {
+        "invalid": 'Give the amount as a string such as "10.50" (at most two decimals, above zero).',
+    }
+
+    def to_internal_value(self, data: Any) -> Decimal:
+        if isinstance(data, bool) or not isinstance(data, (str, int)):
+            self.fail("invalid")
+        text = str(data)
+        if not _AMOUNT.fullmatch(text):
+            self.fail("invalid")
+        try:
+            value = Decimal(text)
+        except InvalidOperation:
+            self.fail("invalid")
+        if value <= 0:
+            self.fail("invalid")
+        return value
+
+    def to_representation(self, value: Any) -> str:
+        return str(value)
+
+
+class SafeText(serializers.CharField):
+    """CharField that refuses NUL and bidi-override characters (B8)."""
+
+    _BAD = re.compile("[\x00\u202a-\u202e\u2066-\u2069]")
+
+    def to_internal_value(self, data: Any) -> str:
+        if isinstance(data, bool) or not isinstance(data, (str, int)):
+            self.fail("invalid")
+        value = super().to_internal_value(data)
+        if self._BAD.search(value):
+            raise serializers.ValidationError("Control characters are not allowed.")
+        return value
+
+
+def decimal_str(value: Any) -> str | None:
+    return None if value is None else str(value)

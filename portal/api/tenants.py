@@ -1,0 +1,380 @@
+"""Tenants for staff: the console's list (same search and filters), create, clone, freeze,
+unfreeze, close, import; balance and balance history. Every write is a tenants service."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from typing import Any
+
+from django.utils.dateparse import parse_datetime
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from portal.api.base import SafeText, StrictInput
+from portal.api.idempotency import idempotency_parameter, run_idempotent
+from portal.api.misc import JobOut
+from portal.api.pagination import PAGE_PARAMETERS, page_body, page_serializer, parse_limit
+from portal.api.permissions import Perm
+from portal.jobs import job_status
+
+
+def operation_key(request: Request, key: str | None) -> str | None:
+    """The tenants service's operation key for an API Idempotency-Key: per user, bounded length."""
+    if not key:
+        return None
+    return "api:" + hashlib.sha256(f"{request.user.pk}:{key}".encode()).hexdigest()
+
+
+def connection_by_uuid(value: Any) -> Any:
+    from tenants.models import ProviderConnection
+
+    connection = ProviderConnection.objects.filter(uuid=value, is_active=True).first()
+    if connection is None:
+        raise serializers.ValidationError({"connection": ["No such active provider connection."]})
+    return connection
+
+
+class TenantListOut(serializers.Serializer):
+    """Only the columns tenants.selectors.LIST_FIELDS loads (no per-row queries)."""
+
+    id = serializers.UUIDField(source="uuid")
+    company_name = serializers.CharField()
+    account_name = serializers.CharField()
+    account_email = serializers.CharField()
+    provider_account_id = serializers.IntegerField(allow_null=True)
+    connection = serializers.SerializerMethodField()
+    status = serializers.CharField()
+    balance = serializers.DecimalField(max_digits=18, decimal_places=4, allow_null=True, coerce_to_string=True)
+    currency = serializers.CharField()
+    is_low_balance = serializers.BooleanField()
+    has_drift = serializers.BooleanField()
+    missing_at_provider = serializers.BooleanField()
+    created_at = serializers.DateTimeField()
+
+    def get_connection(self, tenant: Any) -> str | None:
+        connections = self.context.get("connections") or {}
+        connection = connections.get(tenant.connection_id)
+        return str(connection.uuid) if connection else None
+
+
+class TenantOut(TenantListOut):
+    contact_name = serializers.CharField()
+    contact_email = serializers.CharField()
+    plan = serializers.CharField()
+    status_reason = serializers.CharField()
+    credit_limit = serializers.DecimalField(max_digits=18, decimal_places=4, allow_null=True)
+    low_balance_threshold = serializers.DecimalField(max_digits=18, decimal_places=4, allow_null=True)
+    balance_synced_at = serializers.DateTimeField(allow_null=True)
+    provider_active = serializers.BooleanField(allow_null=True)
+    provider_frozen = serializers.BooleanField(allow_null=True)
+
+    def get_connection(self, tenant: Any) -> str | None:
+        return str(tenant.connection.uuid)
+
+
+def tenant_body(tenant: Any) -> dict[str, Any]:
+    from tenants.models import Tenant
+
+    fresh = Tenant.objects.select_related("connection").get(pk=tenant.pk)
+    return dict(TenantOut(fresh).data)
+
+
+LIST_FILTERS = [
+    OpenApiParameter("q", str, description="Search: company or email prefix, account name, provider id."),
+    OpenApiParameter("anywhere", bool, description="Search substrings (3+ characters) instead of prefixes."),
+    OpenApiParameter("status", str, enum=["provisioning", "active", "frozen", "closing", "closed", "failed"]),
+    OpenApiParameter("connection", str, description="Provider connection uuid."),
+    OpenApiParameter("currency", str, description="ISO 4217 code."),
+    OpenApiParameter("balance_min", str),
+    OpenApiParameter("balance_max", str),
+    OpenApiParameter("low_balance", bool),
+    OpenApiParameter("drift", bool),
+    OpenApiParameter("sort", str, enum=["-id", "id", "company", "-company", "balance", "-balance"]),
+]
+FILTER_NAMES = (
+    "q",
+    "anywhere",
+    "status",
+    "connection",
+    "currency",
+    "balance_min",
+    "balance_max",
+    "low_balance",
+    "drift",
+    "sort",
+)
+
+
+class TenantCreateIn(StrictInput):
+    connection = serializers.UUIDField()
+    company_name = SafeText(max_length=200)
+    account_name = SafeText(max_length=100)
+    account_email = serializers.EmailField(max_length=254)
+    contact_name = SafeText(max_length=200, required=False, allow_blank=True, default="")
+    contact_email = serializers.EmailField(max_length=254, required=False, allow_blank=True, default="")
+    password = serializers.CharField(
+        max_length=4096,
+        required=False,
+        write_only=True,
+        trim_whitespace=False,
+        help_text="The provider account's password; generated when omitted.",
+    )
+    voiceit_type = serializers.ChoiceField(choices=["", "managed", "unmanaged"], required=False, default="")
+    notes = SafeText(max_length=5000, required=False, allow_blank=True, default="")
+    plan = SafeText(max_length=100, required=False, allow_blank=True, default="")
+    low_balance_threshold = serializers.DecimalField(
+        max_digits=14, decimal_places=2, required=False, allow_null=True, default=None, min_value=0
+    )
+    invite_owner_email = serializers.EmailField(max_length=254, required=False, allow_blank=True, default="")
+
+
+class TenantListCreateApi(APIView):
+    def get_permissions(self) -> list[Any]:
+        return [Perm("tenants.manage")()] if self.request.method == "POST" else [Perm("console.view")()]
+
+    @extend_schema(
+        operation_id="tenants_list",
+        parameters=[*PAGE_PARAMETERS, *LIST_FILTERS],
+        responses=page_serializer(TenantListOut, "TenantPage"),
+    )
+    def get(self, request: Request) -> Response:
+        from tenants.selectors import connection_names, tenant_list
+
+        limit = parse_limit(request)
+        filters = {name: request.query_params.get(name) for name in FILTER_NAMES if request.query_params.get(name)}
+        page = tenant_list(filters=filters, cursor=request.query_params.get("cursor") or None, limit=limit)
+        rows = TenantListOut(page.rows, many=True, context={"connections": connection_names()}).data
+        return Response(page_body(request, rows, page.next_cursor))
+
+    @extend_schema(
+        operation_id="tenants_create",
+        request=TenantCreateIn,
+        responses={201: TenantOut},
+        parameters=[idempotency_parameter(False)],
+    )
+    def post(self, request: Request) -> Response:
+        def create(key: str | None, _fingerprint: str | None) -> Response:
+            from tenants.services import tenant_create
+
+            data = TenantCreateIn(data=request.data)
+            data.is_valid(raise_exception=True)
+            values = dict(data.validated_data)
+            connection = connection_by_uuid(values.pop("connection"))
+            tenant = tenant_create(
+                actor=request.user,
+                connection=connection,
+                request=request._request,
+                operation_key=operation_key(request, key),
+                **values,
+            )
+            return Response(tenant_body(tenant), status=status.HTTP_201_CREATED)
+
+        return run_idempotent(request, self, create, required=False)
+
+
+def staff_tenant(tenant_uuid: Any) -> Any:
+    from tenants.selectors import tenant_get
+
+    return tenant_get(uuid=tenant_uuid)
+
+
+class TenantDetailApi(APIView):
+    permission_classes = [Perm("console.view")]
+
+    @extend_schema(operation_id="tenants_retrieve", responses=TenantOut)
+    def get(self, request: Request, tenant_uuid: str) -> Response:
+        return Response(TenantOut(staff_tenant(tenant_uuid)).data)
+
+
+class TenantCloneIn(StrictInput):
+    company_name = SafeText(max_length=200)
+    account_name = SafeText(max_length=100)
+    account_email = serializers.EmailField(max_length=254)
+    password = serializers.CharField(max_length=4096, required=False, write_only=True, trim_whitespace=False)
+
+
+class TenantCloneApi(APIView):
+    permission_classes = [Perm("tenants.manage")]
+
+    @extend_schema(
+        operation_id="tenants_clone",
+        request=TenantCloneIn,
+        responses={201: TenantOut},
+        parameters=[idempotency_parameter(False)],
+    )
+    def post(self, request: Request, tenant_uuid: str) -> Response:
+        source = staff_tenant(tenant_uuid)
+
+        def clone(key: str | None, _fingerprint: str | None) -> Response:
+            from tenants.services import tenant_clone
+
+            data = TenantCloneIn(data=request.data)
+            data.is_valid(raise_exception=True)
+            tenant = tenant_clone(
+                actor=request.user,
+                source=source,
+                request=request._request,
+                operation_key=operation_key(request, key),
+                **data.validated_data,
+            )
+            return Response(tenant_body(tenant), status=status.HTTP_201_CREATED)
+
+        return run_idempotent(request, self, clone, required=False)
+
+
+class ReasonIn(StrictInput):
+    reason = SafeText(max_length=500)
+
+
+def _lifecycle(view: APIView, request: Request, tenant_uuid: str, service_name: str) -> Response:
+    import tenants.services as services
+
+    tenant = staff_tenant(tenant_uuid)
+
+    def act(_key: str | None, _fingerprint: str | None) -> Response:
+        data = ReasonIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        job = getattr(services, service_name)(
+            actor=request.user, tenant=tenant, reason=data.validated_data["reason"], request=request._request
+        )
+        return Response(JobOut(job_status(job)).data, status=status.HTTP_202_ACCEPTED)
+
+    return run_idempotent(request, view, act, required=False)
+
+
+class TenantFreezeApi(APIView):
+    permission_classes = [Perm("tenants.freeze")]
+
+    @extend_schema(
+        operation_id="tenants_freeze",
+        request=ReasonIn,
+        responses={202: JobOut},
+        parameters=[idempotency_parameter(False)],
+    )
+    def post(self, request: Request, tenant_uuid: str) -> Response:
+        return _lifecycle(self, request, tenant_uuid, "tenant_freeze")
+
+
+class TenantUnfreezeApi(APIView):
+    permission_classes = [Perm("tenants.freeze")]
+
+    @extend_schema(
+        operation_id="tenants_unfreeze",
+        request=ReasonIn,
+        responses={202: JobOut},
+        parameters=[idempotency_parameter(False)],
+    )
+    def post(self, request: Request, tenant_uuid: str) -> Response:
+        return _lifecycle(self, request, tenant_uuid, "tenant_unfreeze")
+
+
+class TenantCloseApi(APIView):
+    permission_classes = [Perm("tenants.manage")]
+
+    @extend_schema(
+        operation_id="tenants_close",
+        request=ReasonIn,
+        responses={202: JobOut},
+        parameters=[idempotency_parameter(False)],
+    )
+    def post(self, request: Request, tenant_uuid: str) -> Response:
+        return _lifecycle(self, request, tenant_uuid, "tenant_close")
+
+
+class TenantImportIn(StrictInput):
+    connection = serializers.UUIDField()
+    provider_account_id = serializers.IntegerField(
+        min_value=1, max_value=2**62, help_text="The provider's account id (Voximplant child id)."
+    )
+    company_name = SafeText(max_length=200, required=False, allow_null=True, default=None)
+
+
+class TenantImportApi(APIView):
+    permission_classes = [Perm("tenants.manage")]
+
+    @extend_schema(
+        operation_id="tenants_import",
+        request=TenantImportIn,
+        responses={201: TenantOut},
+        parameters=[idempotency_parameter(False)],
+    )
+    def post(self, request: Request) -> Response:
+        def adopt(_key: str | None, _fingerprint: str | None) -> Response:
+            from tenants.services import tenant_import
+
+            data = TenantImportIn(data=request.data)
+            data.is_valid(raise_exception=True)
+            values = data.validated_data
+            connection = connection_by_uuid(values["connection"])
+            tenant = tenant_import(
+                actor=request.user,
+                connection=connection,
+                provider_account_id=values["provider_account_id"],
+                company_name=values["company_name"],
+                request=request._request,
+            )
+            return Response(tenant_body(tenant), status=status.HTTP_201_CREATED)
+
+        return run_idempotent(request, self, adopt, required=False)
+
+
+class BalanceOut(serializers.Serializer):
+    balance = serializers.DecimalField(max_digits=18, decimal_places=4, allow_null=True)
+    currency = serializers.CharField()
+    synced_at = serializers.DateTimeField(source="balance_synced_at", allow_null=True)
+    credit_limit = serializers.DecimalField(max_digits=18, decimal_places=4, allow_null=True)
+    low_balance_threshold = serializers.DecimalField(max_digits=18, decimal_places=4, allow_null=True)
+    is_low_balance = serializers.BooleanField()
+
+
+class HistoryPointOut(serializers.Serializer):
+    at = serializers.DateTimeField()
+    balance = serializers.DecimalField(max_digits=18, decimal_places=4)
+
+
+class HistoryOut(serializers.Serializer):
+    currency = serializers.CharField()
+    points = HistoryPointOut(many=True)
+
+
+SINCE_PARAMETER = OpenApiParameter("since", str, description="ISO 8601 date-time; default: 90 days ago.")
+
+
+def parse_since(request: Request) -> datetime | None:
+    raw = request.query_params.get("since")
+    if not raw:
+        return None
+    try:
+        value = parse_datetime(raw) if len(raw) <= 40 else None
+    except ValueError:
+        value = None
+    if value is None or value.tzinfo is None:
+        raise serializers.ValidationError({"since": ["Give an ISO 8601 date-time with a time zone."]})
+    return value
+
+
+def history_body(tenant: Any, since: datetime | None) -> dict[str, Any]:
+    from customers.selectors import balance_points
+
+    return dict(HistoryOut({"currency": tenant.currency, "points": balance_points(tenant=tenant, since=since)}).data)
+
+
+class TenantBalanceApi(APIView):
+    permission_classes = [Perm("console.view")]
+
+    @extend_schema(operation_id="tenants_balance", responses=BalanceOut)
+    def get(self, request: Request, tenant_uuid: str) -> Response:
+        return Response(BalanceOut(staff_tenant(tenant_uuid)).data)
+
+
+class TenantBalanceHistoryApi(APIView):
+    permission_classes = [Perm("console.view")]
+
+    @extend_schema(operation_id="tenants_balance_history", parameters=[SINCE_PARAMETER], responses=HistoryOut)
+    def get(self, request: Request, tenant_uuid: str) -> Response:
+        tenant = staff_tenant(tenant_uuid)
+        return Response(history_body(tenant, parse_since(request)))

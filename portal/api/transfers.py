@@ -1,0 +1,152 @@
+"""Transfers for staff: list, detail, create (Idempotency-Key required), approve.
+
+A transfer is created under its tenant's URL (POST /tenants/{uuid}/transfers), so the body
+never names a tenant or a provider account: those come from the tenant the URL names."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from portal.api.base import MoneyField, SafeText, StrictInput
+from portal.api.idempotency import idempotency_parameter, run_idempotent
+from portal.api.pagination import PAGE_PARAMETERS, page_body, page_serializer, parse_limit
+from portal.api.permissions import Perm
+from portal.api.tenants import staff_tenant
+
+STATES = ["pending", "sending", "succeeded", "failed", "unknown", "resend", "needs_review"]
+
+
+class TransferOut(serializers.Serializer):
+    id = serializers.UUIDField(source="uuid")
+    tenant = serializers.UUIDField(source="tenant.uuid")
+    direction = serializers.CharField()
+    amount = serializers.DecimalField(max_digits=12, decimal_places=2)
+    currency = serializers.CharField()
+    reason = serializers.CharField()
+    origin = serializers.CharField()
+    state = serializers.CharField()
+    payment_reference = serializers.CharField()
+    requires_approval = serializers.BooleanField()
+    awaiting_approval = serializers.BooleanField()
+    approved_at = serializers.DateTimeField(allow_null=True)
+    balance_after = serializers.DecimalField(max_digits=18, decimal_places=4, allow_null=True)
+    last_error = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    completed_at = serializers.DateTimeField(allow_null=True)
+
+
+def transfer_body(transfer: Any) -> dict[str, Any]:
+    from billing.models import Transfer
+
+    fresh = Transfer.objects.select_related("tenant").get(pk=transfer.pk)
+    return dict(TransferOut(fresh).data)
+
+
+class TransferCreateIn(StrictInput):
+    amount = MoneyField()
+    direction = serializers.ChoiceField(choices=["to_tenant", "to_parent"], default="to_tenant")
+    reason = SafeText(max_length=500)
+
+
+class TransferListApi(APIView):
+    permission_classes = [Perm("console.view")]
+
+    @extend_schema(
+        operation_id="transfers_list",
+        parameters=[
+            *PAGE_PARAMETERS,
+            OpenApiParameter("tenant", str, description="Tenant uuid."),
+            OpenApiParameter("state", str, enum=STATES),
+        ],
+        responses=page_serializer(TransferOut, "TransferPage"),
+    )
+    def get(self, request: Request) -> Response:
+        from billing.selectors import transfer_list
+
+        limit = parse_limit(request)
+        tenant = None
+        tenant_uuid = request.query_params.get("tenant")
+        if tenant_uuid:
+            try:
+                tenant = staff_tenant(tenant_uuid)
+            except Exception:  # noqa: BLE001 - Http404 or a malformed uuid: both a bad filter here
+                raise serializers.ValidationError({"tenant": ["No such tenant."]}) from None
+        state = request.query_params.get("state") or None
+        if state is not None and state not in STATES:
+            raise serializers.ValidationError({"state": [f"One of {', '.join(STATES)}."]})
+        page = transfer_list(tenant=tenant, state=state, cursor=request.query_params.get("cursor") or None, limit=limit)
+        rows, cursor = _page_parts(page)
+        return Response(page_body(request, TransferOut(rows, many=True).data, cursor))
+
+
+def _page_parts(page: Any) -> tuple[list[Any], str | None]:
+    if isinstance(page, tuple):
+        return list(page[0]), page[1]
+    return list(page.items), page.next_cursor
+
+
+class TenantTransferCreateApi(APIView):
+    permission_classes = [Perm("billing.move_money")]
+
+    @extend_schema(
+        operation_id="transfers_create",
+        request=TransferCreateIn,
+        responses={201: TransferOut},
+        parameters=[idempotency_parameter(True)],
+    )
+    def post(self, request: Request, tenant_uuid: str) -> Response:
+        tenant = staff_tenant(tenant_uuid)
+
+        def create(key: str | None, fingerprint: str | None) -> Response:
+            from billing.services import transfer_create
+
+            data = TransferCreateIn(data=request.data)
+            data.is_valid(raise_exception=True)
+            values = data.validated_data
+            client_key = "api:" + hashlib.sha256(f"{request.user.pk}:{key}".encode()).hexdigest()
+            transfer = transfer_create(
+                actor=request.user,
+                tenant=tenant,
+                amount=values["amount"],
+                direction=values["direction"],
+                reason=values["reason"],
+                idempotency_key=client_key,
+                request_hash=fingerprint,
+                request=request._request,
+                origin="api",
+            )
+            return Response(transfer_body(transfer), status=status.HTTP_201_CREATED)
+
+        return run_idempotent(request, self, create, required=True)
+
+
+class TransferDetailApi(APIView):
+    permission_classes = [Perm("console.view")]
+
+    @extend_schema(operation_id="transfers_retrieve", responses=TransferOut)
+    def get(self, request: Request, transfer_uuid: str) -> Response:
+        from billing.selectors import transfer_get
+
+        return Response(transfer_body(transfer_get(uuid=transfer_uuid)))
+
+
+class TransferApproveApi(APIView):
+    permission_classes = [Perm("billing.move_money")]
+
+    @extend_schema(operation_id="transfers_approve", request=None, responses=TransferOut)
+    def post(self, request: Request, transfer_uuid: str) -> Response:
+        from billing.selectors import transfer_get
+        from billing.services import transfer_approve
+
+        transfer = transfer_get(uuid=transfer_uuid)
+        if request.data:
+            raise serializers.ValidationError({"non_field_errors": ["Send an empty body."]})
+        result = transfer_approve(actor=request.user, transfer=transfer, request=request._request)
+        return Response(transfer_body(result or transfer))

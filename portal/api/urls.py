@@ -1,0 +1,63 @@
+"""Mounted at /api/: the schema, the docs page, and version 1 under /api/v1/."""
+
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, JsonResponse
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.permissions import IsAuthenticated
+
+from portal.api import audit, customer, misc, sync, tenants, transfers
+from portal.api.errors import error_response
+
+
+class SchemaView(SpectacularAPIView):
+    # The schema describes staff operations: only for authenticated callers.
+    permission_classes = [IsAuthenticated]
+
+
+class DocsView(SpectacularSwaggerView):
+    permission_classes = [IsAuthenticated]
+
+
+def api_not_found(request: HttpRequest, rest: str = "") -> JsonResponse:
+    return error_response(404)
+
+
+v1 = [
+    path("me", misc.MeApi.as_view(), name="me"),
+    path("jobs/<uuid:job_uuid>", misc.JobDetailApi.as_view(), name="job"),
+    path("tenants", tenants.TenantListCreateApi.as_view(), name="tenants"),
+    path("tenants/import", tenants.TenantImportApi.as_view(), name="tenant_import"),
+    path("tenants/<uuid:tenant_uuid>", tenants.TenantDetailApi.as_view(), name="tenant"),
+    path("tenants/<uuid:tenant_uuid>/clone", tenants.TenantCloneApi.as_view(), name="tenant_clone"),
+    path("tenants/<uuid:tenant_uuid>/freeze", tenants.TenantFreezeApi.as_view(), name="tenant_freeze"),
+    path("tenants/<uuid:tenant_uuid>/unfreeze", tenants.TenantUnfreezeApi.as_view(), name="tenant_unfreeze"),
+    path("tenants/<uuid:tenant_uuid>/close", tenants.TenantCloseApi.as_view(), name="tenant_close"),
+    path("tenants/<uuid:tenant_uuid>/balance", tenants.TenantBalanceApi.as_view(), name="tenant_balance"),
+    path(
+        "tenants/<uuid:tenant_uuid>/balance/history",
+        tenants.TenantBalanceHistoryApi.as_view(),
+        name="tenant_balance_history",
+    ),
+    path("tenants/<uuid:tenant_uuid>/transfers", transfers.TenantTransferCreateApi.as_view(), name="tenant_transfers"),
+    path("transfers", transfers.TransferListApi.as_view(), name="transfers"),
+    path("transfers/<uuid:transfer_uuid>", transfers.TransferDetailApi.as_view(), name="transfer"),
+    path("transfers/<uuid:transfer_uuid>/approve", transfers.TransferApproveApi.as_view(), name="transfer_approve"),
+    path("sync-runs", sync.SyncRunListCreateApi.as_view(), name="sync_runs"),
+    path("sync-runs/<uuid:sync_run_uuid>", sync.SyncRunDetailApi.as_view(), name="sync_run"),
+    path("audit-events", audit.AuditEventListApi.as_view(), name="audit_events"),
+    path("customer/balance", customer.CustomerBalanceApi.as_view(), name="customer_balance"),
+    path("customer/balance/history", customer.CustomerBalanceHistoryApi.as_view(), name="customer_balance_history"),
+    path("customer/statement", customer.CustomerStatementApi.as_view(), name="customer_statement"),
+]
+
+app_name = "api"
+urlpatterns = [
+    path("schema/", SchemaView.as_view(), name="schema"),
+    path("docs/", login_required(DocsView.as_view(url_name="api:schema")), name="docs"),
+    path("v1/", include(v1)),
+    # Anything else under /api/ is a JSON 404, not the HTML page.
+    re_path(r"^(?P<rest>.*)$", api_not_found, name="not_found"),
+]
