@@ -9,6 +9,7 @@ from typing import Any
 CONSOLE_SUMMARY_HOOKS: list[str] = [
     "portal.api.console_views.console_panel",
     "billing.console.summary",
+    "tenants.selectors.console_summary",
 ]
 
 

@@ -34,3 +34,11 @@ def capability_reasons(connection: ProviderConnection) -> dict[str, str | None]:
         return {cap.value: (None if client.supports(cap) else client.unsupported_reason(cap)) for cap in Capability}
     finally:
         client.close()
+
+
+def capability_matrix(connection: ProviderConnection) -> Any:
+    """The provider's capability matrix, without building a client (no file or network I/O)."""
+    from providers.capabilities import VOICEIT_MATRIX, VOXIMPLANT_MATRIX
+
+    matrices: dict[str, Any] = {"voximplant": VOXIMPLANT_MATRIX, "voiceit": VOICEIT_MATRIX}
+    return matrices[connection.kind]

@@ -56,6 +56,9 @@ class Tenant(models.Model):
     provider_account_id = models.BigIntegerField(null=True, blank=True)
     account_name = models.CharField(max_length=100, blank=True)
     account_email = models.EmailField(max_length=254, blank=True)
+    # The provider's id as text, for every provider: Voximplant's integer child id (also in
+    # provider_account_id, which billing's sync matches on) or VoiceIt's sub-account apiKey.
+    provider_account_ref = models.CharField(max_length=100, blank=True)
     voiceit_type = models.CharField(max_length=20, choices=VoiceItType.choices, blank=True)
     # MultiFernet token of a JSON object (child api key, VoiceIt token...); see tenants.crypto.
     secrets_encrypted = models.TextField(blank=True, editable=False)
@@ -86,6 +89,24 @@ class Tenant(models.Model):
                 name="tenant_unique_provider_account",
                 condition=models.Q(provider_account_id__isnull=False),
             ),
+            models.UniqueConstraint(
+                fields=["connection", "provider_account_ref"],
+                name="tenant_unique_provider_ref",
+                condition=~models.Q(provider_account_ref=""),
+            ),
+            # Provider rules (unique name, unique email) enforced before any call. A failed
+            # create frees its name and email for the next attempt.
+            models.UniqueConstraint(
+                "connection",
+                "account_name",
+                name="tenant_unique_account_name",
+                condition=~models.Q(account_name="") & ~models.Q(status="failed"),
+            ),
+            models.UniqueConstraint(
+                Lower("account_email"),
+                name="tenant_unique_account_email",
+                condition=~models.Q(account_email="") & ~models.Q(status="failed"),
+            ),
         ]
         indexes = [
             models.Index(fields=["status", "id"], name="tenant_status_idx"),
@@ -96,10 +117,25 @@ class Tenant(models.Model):
             models.Index(fields=["account_name"], name="tenant_account_name_idx"),
             models.Index(fields=["is_low_balance", "id"], name="tenant_low_balance_idx"),
             models.Index(fields=["has_drift", "id"], name="tenant_drift_idx"),
+            # Case-insensitive prefix search (range scans on lower(...)), see tenants.selectors.
+            models.Index(Lower("company_name"), name="tenant_company_lower_idx"),
+            models.Index(fields=["provider_account_id"], name="tenant_provider_id_idx"),
+            models.Index(fields=["currency", "id"], name="tenant_currency_idx"),
         ]
 
     def __str__(self) -> str:
         return self.company_name
+
+    @property
+    def provider_account(self) -> int | str | None:
+        """The id the provider client expects: int for Voximplant, the apiKey for VoiceIt."""
+        if self.provider_account_id is not None:
+            return self.provider_account_id
+        return self.provider_account_ref or None
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in (self.Status.ACTIVE, self.Status.FROZEN)
 
 
 class Membership(models.Model):
@@ -139,3 +175,98 @@ class UnknownProviderAccount(models.Model):
 
     def __str__(self) -> str:
         return f"{self.account_name} ({self.provider_account_id})"
+
+
+class TenantOperation(models.Model):
+    """One provider-touching operation on a tenant (create, clone, freeze, unfreeze, close).
+
+    Its uuid is the operation id: it is committed before any provider call, claimed with a
+    compare-and-swap (state + attempt as the fence) and resolved by lookup when the outcome
+    is unknown, so a double-click, a retried task or a killed worker never acts twice.
+    """
+
+    class Kind(models.TextChoices):
+        CREATE = "create", "Create"
+        CLONE = "clone", "Clone"
+        FREEZE = "freeze", "Freeze"
+        UNFREEZE = "unfreeze", "Unfreeze"
+        CLOSE = "close", "Close"
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENDING = "sending", "Sending"
+        # The provider may have acted: the next attempt looks the result up before acting.
+        UNKNOWN = "unknown", "Retrying (outcome unknown)"
+        # The provider certainly did not act (not sent, throttled): safe to resend.
+        RETRYING = "retrying", "Retrying"
+        # Close: waiting for billing's balance transfer to settle.
+        WAITING = "waiting", "Waiting"
+        NEEDS_ATTENTION = "needs_attention", "Needs attention"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    class Stage(models.TextChoices):
+        PROVIDER = "provider", "Provider call"
+        FREEZE = "freeze", "Freeze at the provider"
+        PULL_BALANCE = "pull_balance", "Pull the balance back"
+        WAIT_BALANCE = "wait_balance", "Wait for the balance transfer"
+        DELETE = "delete", "Delete or disable at the provider"
+        FINISH = "finish", "Mark closed"
+        DONE = "done", "Done"
+
+    OPEN_STATES = ("pending", "sending", "unknown", "retrying", "waiting", "needs_attention")
+    RUNNABLE_STATES = ("pending", "unknown", "retrying", "waiting")
+
+    id = models.BigAutoField(primary_key=True)
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    # Client-supplied idempotency key (a form's hidden field, an API Idempotency-Key).
+    key = models.CharField(max_length=255, null=True, blank=True, unique=True)
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="operations")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    state = models.CharField(max_length=20, choices=State.choices, default=State.PENDING)
+    stage = models.CharField(max_length=20, choices=Stage.choices, default=Stage.PROVIDER)
+    attempt = models.PositiveIntegerField(default=0)
+    # Consecutive attempts that ended without an answer; past a limit a human decides.
+    failures = models.PositiveIntegerField(default=0)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    reason = models.CharField(max_length=500, blank=True)
+    params = models.JSONField(default=dict, blank=True)
+    # Inputs the provider call needs but a task argument must not carry (the new password).
+    secrets_encrypted = models.TextField(blank=True, editable=False)
+    # Close: billing's Transfer pk for the balance pulled back to the parent.
+    transfer_ref = models.CharField(max_length=64, blank=True)
+    last_error = models.CharField(max_length=1000, blank=True)
+    error_field = models.CharField(max_length=100, blank=True)
+    notes = models.JSONField(default=list, blank=True)
+    job = models.ForeignKey("portal.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            # One operation at a time per tenant: a second freeze click, or a freeze during a
+            # close, is refused instead of racing the first at the provider.
+            models.UniqueConstraint(
+                fields=["tenant"],
+                name="tenant_one_open_operation",
+                condition=models.Q(
+                    state__in=["pending", "sending", "unknown", "retrying", "waiting", "needs_attention"]
+                ),
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["state", "next_attempt_at"], name="tenant_op_sweep_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.tenant_id} ({self.state})"
+
+    @property
+    def is_open(self) -> bool:
+        return self.state in self.OPEN_STATES

@@ -1,0 +1,142 @@
+"""Forms only parse and render; the rules live in tenants.services (which raises PortalError
+on the field concerned, and the views put that message on the form)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django import forms
+
+from portal.errors import PortalError
+from tenants.models import ProviderConnection, Tenant
+
+
+def apply_portal_error(form: forms.Form, exc: PortalError) -> None:
+    """Show a service's error on its field, or above the form when it names none we show."""
+    field = exc.field if exc.field in form.fields else None
+    form.add_error(field, exc.message)
+
+
+class _OperationKeyMixin(forms.Form):
+    # A fresh id per rendered form: a double-click or a resubmitted page sends the same one,
+    # and the service returns the tenant the first submission made.
+    operation_key = forms.CharField(widget=forms.HiddenInput, required=False)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not self.is_bound:
+            self.initial.setdefault("operation_key", uuid.uuid4().hex)
+
+
+class AccountFieldsMixin(forms.Form):
+    company_name = forms.CharField(
+        label="Company name", max_length=200, help_text="The customer company as your staff and the customer know it."
+    )
+    account_name = forms.CharField(
+        label="Account name",
+        max_length=100,
+        help_text="5-20 characters: lowercase latin letters, digits and hyphens, starting with a letter.",
+        widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
+    )
+    account_email = forms.CharField(
+        label="Account email",
+        max_length=254,
+        help_text="Unique at the provider; compared case-insensitively.",
+        widget=forms.EmailInput(),
+    )
+    password = forms.CharField(
+        label="Provider password",
+        required=False,
+        max_length=4096,
+        strip=False,
+        help_text="Leave empty to generate a strong one. At least 12 characters; Voximplant also needs an "
+        "uppercase letter, a lowercase letter, a digit and a special character.",
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+    )
+
+
+class TenantCreateForm(_OperationKeyMixin, AccountFieldsMixin):
+    connection = forms.ModelChoiceField(
+        label="Provider connection",
+        queryset=ProviderConnection.objects.none(),
+        to_field_name="uuid",
+        empty_label=None,
+        help_text="The reseller account at the provider that will own the new account.",
+    )
+    voiceit_type = forms.ChoiceField(
+        label="VoiceIt account type",
+        required=False,
+        choices=[("", "— not VoiceIt —"), *Tenant.VoiceItType.choices],
+        help_text="VoiceIt only: managed (the reseller pays) or unmanaged (the customer pays).",
+    )
+    contact_name = forms.CharField(label="Contact person", max_length=200, required=False)
+    contact_email = forms.CharField(label="Contact email", max_length=254, required=False, widget=forms.EmailInput())
+    plan = forms.CharField(label="Plan", max_length=100, required=False)
+    low_balance_threshold = forms.CharField(
+        label="Low-balance alert below",
+        max_length=20,
+        required=False,
+        help_text="An amount in the tenant's currency, like 5 or 12.50.",
+    )
+    notes = forms.CharField(label="Notes", required=False, max_length=5000, widget=forms.Textarea(attrs={"rows": 3}))
+    invite_owner_email = forms.CharField(
+        label="Invite the customer's owner",
+        max_length=254,
+        required=False,
+        widget=forms.EmailInput(),
+        help_text="Optional. Creates their portal login and emails them a link to choose a password.",
+    )
+
+    field_order = [
+        "connection",
+        "voiceit_type",
+        "company_name",
+        "contact_name",
+        "contact_email",
+        "account_name",
+        "account_email",
+        "password",
+        "plan",
+        "low_balance_threshold",
+        "notes",
+        "invite_owner_email",
+    ]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        field = self.fields["connection"]
+        assert isinstance(field, forms.ModelChoiceField)
+        field.queryset = ProviderConnection.objects.filter(is_active=True).order_by("name")
+
+
+class TenantCloneForm(_OperationKeyMixin, AccountFieldsMixin):
+    pass
+
+
+class ReasonForm(forms.Form):
+    reason = forms.CharField(
+        label="Reason",
+        max_length=500,
+        widget=forms.TextInput(attrs={"autocomplete": "off"}),
+        help_text="Required. Recorded in the audit trail; customers see it on their banner.",
+    )
+
+
+class CloseForm(ReasonForm):
+    confirm = forms.CharField(label="Type the account name to confirm", max_length=100)
+
+    def __init__(self, *args: Any, tenant: Tenant, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.tenant = tenant
+
+    def clean_confirm(self) -> str:
+        value = self.cleaned_data["confirm"].strip()
+        expected = self.tenant.account_name or self.tenant.company_name
+        if value != expected:
+            raise forms.ValidationError(f"Type {expected} exactly to confirm.")
+        return value
+
+
+class ImportForm(forms.Form):
+    company_name = forms.CharField(label="Company name", max_length=200, required=False)
