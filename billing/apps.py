@@ -1,6 +1,19 @@
+from typing import Any
+
 from django.apps import AppConfig
+from django.core import checks
 
 
 class BillingConfig(AppConfig):
     name = "billing"
     verbose_name = "Billing"
+
+    def ready(self) -> None:
+        checks.register(check_settings, "billing")
+
+
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Bad billing settings fail loudly at start (manage.py check, runserver, the worker)."""
+    from billing.conf import validate_all
+
+    return [checks.Error(problem, id=f"billing.E{index:03d}") for index, problem in enumerate(validate_all(), 1)]

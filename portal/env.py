@@ -7,9 +7,11 @@ secrets can come from mounted files instead of the process environment.
 
 from __future__ import annotations
 
+import builtins
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -20,10 +22,10 @@ _FALSE = {"0", "false", "no", "off", ""}
 
 
 class Env:
-    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+    def __init__(self, environ: Mapping[builtins.str, builtins.str] | None = None) -> None:
         self._environ = os.environ if environ is None else environ
 
-    def raw(self, name: str) -> str | None:
+    def raw(self, name: builtins.str) -> builtins.str | None:
         file_name = self._environ.get(f"{name}_FILE")
         if file_name:
             try:
@@ -32,7 +34,7 @@ class Env:
                 raise ImproperlyConfigured(f"{name}_FILE={file_name!r} cannot be read: {exc.strerror}") from exc
         return self._environ.get(name)
 
-    def str(self, name: str, default: str | None = None) -> str:
+    def str(self, name: builtins.str, default: builtins.str | None = None) -> builtins.str:
         value = self.raw(name)
         if value is None or value == "":
             if default is None:
@@ -40,7 +42,7 @@ class Env:
             return default
         return value
 
-    def bool(self, name: str, default: bool) -> bool:
+    def bool(self, name: builtins.str, default: bool) -> bool:
         value = self.raw(name)
         if value is None:
             return default
@@ -51,7 +53,7 @@ class Env:
             return False
         raise ImproperlyConfigured(f"{name}={value!r} is not a boolean (use true/false, 1/0, yes/no, on/off)")
 
-    def int(self, name: str, default: int, *, minimum: int | None = None) -> int:
+    def int(self, name: builtins.str, default: int, *, minimum: int | None = None) -> int:
         value = self.raw(name)
         if value is None or value.strip() == "":
             return default
@@ -63,20 +65,30 @@ class Env:
             raise ImproperlyConfigured(f"{name}={number} must be at least {minimum}")
         return number
 
-    def list(self, name: str, default: list[str]) -> list[str]:
+    def list(self, name: builtins.str, default: builtins.list[builtins.str]) -> builtins.list[builtins.str]:
         value = self.raw(name)
         if value is None:
             return list(default)
         return [item.strip() for item in value.split(",") if item.strip()]
 
-    def url(self, name: str, default: str, *, schemes: tuple[str, ...]) -> str:
+    def decimal(self, name: builtins.str, default: builtins.str, *, minimum: Decimal | None = None) -> Decimal:
+        value = self.str(name, default).strip()
+        try:
+            number = Decimal(value)
+        except InvalidOperation:
+            raise ImproperlyConfigured(f"{name}={value!r} is not a decimal number") from None
+        if not number.is_finite() or (minimum is not None and number < minimum):
+            raise ImproperlyConfigured(f"{name}={value!r} must be a finite number of at least {minimum}")
+        return number
+
+    def url(self, name: builtins.str, default: builtins.str, *, schemes: tuple[builtins.str, ...]) -> builtins.str:
         value = self.str(name, default)
         scheme = urlsplit(value).scheme
         if scheme not in schemes:
             raise ImproperlyConfigured(f"{name}={_safe_url(value)!r} must use one of the schemes {', '.join(schemes)}")
         return value
 
-    def database(self, name: str, default: str) -> dict[str, object]:
+    def database(self, name: builtins.str, default: builtins.str) -> dict[builtins.str, object]:
         value = self.str(name, default)
         try:
             return parse_database_url(value)

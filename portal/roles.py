@@ -45,7 +45,7 @@ def role_of(user: Any) -> Role | None:
         return None
     cached = getattr(user, "_portal_role", False)
     if cached is not False:
-        return cached  # type: ignore[no-any-return]
+        return cached  # type: ignore[no-any-return,return-value]
     names = set(user.groups.values_list("name", flat=True))
     role = next((r for r in Role if r.value in names), None)
     if role is None and user.is_superuser:

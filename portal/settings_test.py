@@ -16,5 +16,5 @@ from portal.settings import *  # noqa: E402,F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast tests; production keeps PBKDF2
 STORAGES["staticfiles"]["BACKEND"] = "django.contrib.staticfiles.storage.StaticFilesStorage"  # noqa: F405
-STATIC_ROOT = None  # tests never collect static files; whitenoise serves from the finders
+STATIC_ROOT = None  # type: ignore[assignment]  # tests never collect static files; whitenoise serves from the finders
 WHITENOISE_USE_FINDERS = True

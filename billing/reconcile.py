@@ -1,0 +1,332 @@
+"""Nightly reconciliation: the portal's transfers against the provider's history.
+
+Every succeeded transfer must appear at the provider once, with the same amount (matched by
+payment_reference), and every transfer the provider shows between the parent and a child
+must be one the portal made. Mismatches become DriftItems (with the provider's evidence)
+and set Tenant.has_drift; staff resolve each one, audited.
+
+The provider window is padded by a day on each side (F12: a transfer at 23:59:59 UTC is
+found whatever timezone the job runs in); the client walks windows with more than 10,000
+rows by splitting them in time (F15).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import Exists, F, OuterRef
+from django.utils import timezone
+
+from billing import conf, ledger
+from billing import provider as prov
+from billing.models import DriftItem, JournalEntry, SyncRun, Transfer
+from billing.money import clean_text
+from billing.sync import RunLost, claim_run, finish_run, run_start
+from portal.audit import audit_log
+from portal.errors import Conflict, NotAllowed, PortalError
+from portal.jobs import job_advance, job_start
+from portal.roles import has_perm
+from tenants.models import Tenant
+
+logger = logging.getLogger("billing.reconcile")
+
+BATCH = 1000
+
+
+def reconcile_start(*, actor: Any, connection: Any) -> SyncRun:
+    return run_start(actor=actor, connection=connection, kind=SyncRun.Kind.RECONCILE)
+
+
+def reconcile_execute(*, sync_run_id: int, now: Any = None) -> SyncRun | None:
+    claimed = claim_run(sync_run_id)
+    if claimed is None:
+        return None
+    run, token = claimed
+    conn_obj = run.connection
+    now = now or timezone.now()
+    # Transfers younger than the settle window may not show in the history yet.
+    window_to = now - conf.settle() - timedelta(minutes=1)
+    window_from = window_to - timedelta(days=conf.reconcile_days())
+    SyncRun.objects.filter(pk=run.pk).update(window_from=window_from, window_to=window_to)
+    if run.job_id:
+        job_start(job_id=run.job_id, message="Reading the provider's transfer history…")
+    try:
+        matched: set[str] = set()
+        stats = {"seen": 0, "new": 0}
+        batch: list[Any] = []
+        rows = prov.iter_parent_transfers(
+            conn_obj, from_date=window_from - timedelta(days=1), to_date=now + timedelta(days=1)
+        )
+        for row in rows:
+            batch.append(row)
+            if len(batch) >= BATCH:
+                _provider_batch(conn_obj, batch, window_from, window_to, matched, stats, run, token)
+                batch = []
+        if batch:
+            _provider_batch(conn_obj, batch, window_from, window_to, matched, stats, run, token)
+        _portal_side(conn_obj, window_from, window_to, matched, stats, run, token)
+        finish_run(run, token, ok=True)
+    except RunLost:
+        logger.warning("reconciliation %s lost its run", run.uuid)
+    except Exception as exc:  # noqa: BLE001 - recorded on the run
+        logger.exception("reconciliation %s failed", run.uuid)
+        finish_run(run, token, ok=False, message=f"{type(exc).__name__}: {exc}")
+    return SyncRun.objects.get(pk=run.pk)
+
+
+def _record(
+    conn_obj: Any,
+    items: Iterable[DriftItem],
+    run: SyncRun,
+    token: str,
+    stats: dict[str, int],
+    seen: int,
+    reconciled: list[int],
+) -> None:
+    now = timezone.now()
+    with transaction.atomic():
+        if not SyncRun.objects.filter(pk=run.pk, executor=token, state=SyncRun.State.RUNNING).update(
+            heartbeat_at=now, seen=F("seen") + seen, pages=F("pages") + 1
+        ):
+            raise RunLost
+        if reconciled:
+            Transfer.objects.filter(pk__in=reconciled, reconciled_at__isnull=True).update(reconciled_at=now)
+        new_items = []
+        for item in items:
+            item.sync_run = run
+            try:
+                with transaction.atomic():
+                    item.save(force_insert=True)
+            except IntegrityError:
+                continue  # found before (same fingerprint): nothing new
+            new_items.append(item)
+        tenant_ids = {i.tenant_id for i in new_items if i.tenant_id}
+        if tenant_ids:
+            Tenant.objects.filter(pk__in=tenant_ids, has_drift=False).update(has_drift=True, updated_at=now)
+        for item in new_items:
+            audit_log(
+                actor=None,
+                action="billing.drift.detected",
+                tenant_id=item.tenant_id,
+                data={
+                    "drift": str(item.uuid),
+                    "kind": item.kind,
+                    "payment_reference": item.payment_reference,
+                    "provider_txn_id": item.provider_txn_id,
+                    "portal_amount": str(item.portal_amount),
+                    "provider_amount": str(item.provider_amount),
+                },
+            )
+        stats["new"] += len(new_items)
+        SyncRun.objects.filter(pk=run.pk).update(new=F("new") + len(new_items))
+    if run.job_id and seen:
+        job_advance(job_id=run.job_id, by=seen)
+
+
+def _provider_batch(
+    conn_obj: Any,
+    rows: list[Any],
+    window_from: Any,
+    window_to: Any,
+    matched: set[str],
+    stats: dict[str, int],
+    run: SyncRun,
+    token: str,
+) -> None:
+    refs = {r.payment_reference for r in rows if r.payment_reference}
+    transfers = {
+        t.payment_reference: t for t in Transfer.objects.filter(connection=conn_obj, payment_reference__in=refs)
+    }
+    child_ids = {int(r.account_id) for r in rows}
+    tenants = dict(
+        Tenant.objects.filter(connection=conn_obj, provider_account_id__in=child_ids).values_list(
+            "provider_account_id", "id"
+        )
+    )
+    items: list[DriftItem] = []
+    reconciled: list[int] = []
+    for row in rows:
+        direction = "to_tenant" if row.transaction_type == prov.CHILD_FROM_PARENT else "to_parent"
+        amount = abs(Decimal(row.amount))
+        tenant_id = tenants.get(int(row.account_id))
+        evidence = {
+            "transaction_id": row.transaction_id,
+            "account_id": str(row.account_id),
+            "performed_at": row.performed_at.isoformat(),
+            "amount": str(row.amount),
+            "currency": row.currency,
+            "type": row.transaction_type,
+            "payment_reference": row.payment_reference,
+        }
+        transfer = transfers.get(row.payment_reference or "")
+        base = {
+            "connection": conn_obj,
+            "tenant_id": tenant_id,
+            "payment_reference": row.payment_reference or "",
+            "provider_txn_id": str(row.transaction_id),
+            "provider_amount": amount,
+            "currency": row.currency or "",
+            "evidence": evidence,
+        }
+        if transfer is None:
+            if row.performed_at < window_from:
+                continue  # an older window's business
+            items.append(
+                DriftItem(
+                    kind=DriftItem.Kind.MISSING_IN_PORTAL,
+                    fingerprint=f"missing_in_portal:{conn_obj.pk}:{row.transaction_id}",
+                    **base,
+                )
+            )
+            continue
+        base["tenant_id"] = transfer.tenant_id
+        if transfer.payment_reference in matched:
+            items.append(
+                DriftItem(
+                    kind=DriftItem.Kind.DUPLICATE_AT_PROVIDER,
+                    transfer=transfer,
+                    portal_amount=transfer.amount,
+                    fingerprint=f"duplicate:{conn_obj.pk}:{row.transaction_id}",
+                    **base,
+                )
+            )
+            continue
+        matched.add(transfer.payment_reference)
+        if transfer.state == Transfer.State.FAILED:
+            items.append(
+                DriftItem(
+                    kind=DriftItem.Kind.STATE_MISMATCH,
+                    transfer=transfer,
+                    portal_amount=transfer.amount,
+                    fingerprint=f"state:{transfer.payment_reference}",
+                    **base,
+                )
+            )
+        elif transfer.state != Transfer.State.SUCCEEDED:
+            continue  # still being resolved by its own state machine
+        elif amount != transfer.amount or direction != transfer.direction:
+            items.append(
+                DriftItem(
+                    kind=DriftItem.Kind.AMOUNT_MISMATCH,
+                    transfer=transfer,
+                    portal_amount=transfer.amount,
+                    fingerprint=f"amount:{transfer.payment_reference}",
+                    **base,
+                )
+            )
+        else:
+            reconciled.append(transfer.pk)
+    stats["seen"] += len(rows)
+    _record(conn_obj, items, run, token, stats, len(rows), reconciled)
+
+
+def _portal_side(
+    conn_obj: Any, window_from: Any, window_to: Any, matched: set[str], stats: dict[str, int], run: SyncRun, token: str
+) -> None:
+    """Succeeded transfers in the window the provider does not show."""
+    candidates = (
+        Transfer.objects.filter(
+            connection=conn_obj,
+            state=Transfer.State.SUCCEEDED,
+            completed_at__gte=window_from,
+            completed_at__lte=window_to,
+        )
+        .only("pk", "payment_reference", "tenant_id", "amount", "currency", "completed_at")
+        .order_by("pk")
+    )
+    items: list[DriftItem] = []
+    for transfer in candidates.iterator(chunk_size=2000):
+        if transfer.payment_reference in matched:
+            continue
+        items.append(
+            DriftItem(
+                connection=conn_obj,
+                tenant_id=transfer.tenant_id,
+                transfer=transfer,
+                kind=DriftItem.Kind.MISSING_AT_PROVIDER,
+                fingerprint=f"missing_at_provider:{transfer.payment_reference}",
+                payment_reference=transfer.payment_reference,
+                portal_amount=transfer.amount,
+                currency=transfer.currency,
+                evidence={
+                    "completed_at": transfer.completed_at.isoformat() if transfer.completed_at else None,
+                    "window": [window_from.isoformat(), window_to.isoformat()],
+                },
+            )
+        )
+        if len(items) >= BATCH:
+            _record(conn_obj, items, run, token, stats, 0, [])
+            items = []
+    _record(conn_obj, items, run, token, stats, 0, [])
+
+
+def drift_resolve(*, actor: Any, item: DriftItem, resolution: str, note: str, request: Any = None) -> DriftItem:
+    """Close a drift item, audited. ``ledger_adjusted`` also records the provider's view in the
+    journal (a balanced ``drift`` entry between the tenant and the outside world)."""
+    if not has_perm(actor, "billing.move_money"):
+        raise NotAllowed("You may not resolve drift.", code="forbidden")
+    note = clean_text(note, field="note", max_length=1000)
+    if resolution not in DriftItem.Resolution.values:
+        raise PortalError("Choose how the drift was resolved.", field="resolution")
+    now = timezone.now()
+    with transaction.atomic():
+        if not DriftItem.objects.filter(pk=item.pk, resolved_at__isnull=True).update(
+            resolved_at=now, resolved_by=actor, resolution=resolution, resolution_note=note
+        ):
+            raise Conflict("This drift was already resolved.", code="already_resolved")
+        item.refresh_from_db()
+        delta = _ledger_delta(item)
+        if resolution == DriftItem.Resolution.LEDGER_ADJUSTED:
+            if item.tenant_id is None or not delta:
+                raise PortalError("There is nothing to record in the ledger for this item.", field="resolution")
+            ledger.move(
+                kind=JournalEntry.Kind.DRIFT,
+                connection_id=item.connection_id,
+                currency=item.currency or item.connection.currency,
+                amount=delta,
+                source=ledger.Account.WORLD,
+                target=ledger.Leg(ledger.Account.TENANT, Decimal(0), item.tenant_id),
+                transfer_id=item.transfer_id,
+                memo=f"drift {item.uuid}",
+            )
+        if item.tenant_id:
+            still = DriftItem.objects.filter(tenant_id=item.tenant_id, resolved_at__isnull=True).exists()
+            Tenant.objects.filter(pk=item.tenant_id).update(has_drift=still, updated_at=now)
+        audit_log(
+            actor=actor,
+            action="billing.drift.resolved",
+            tenant_id=item.tenant_id,
+            request=request,
+            data={
+                "drift": str(item.uuid),
+                "kind": item.kind,
+                "resolution": resolution,
+                "note": note,
+                "ledger_delta": str(delta) if resolution == DriftItem.Resolution.LEDGER_ADJUSTED else None,
+            },
+        )
+    return item
+
+
+def _ledger_delta(item: DriftItem) -> Decimal:
+    """What the provider moved to the tenant that the journal does not show (signed)."""
+    provider_signed = Decimal(0)
+    if item.provider_amount is not None:
+        to_child = item.evidence.get("type") == prov.CHILD_FROM_PARENT
+        provider_signed = item.provider_amount if to_child else -item.provider_amount
+    portal_signed = Decimal(0)
+    if item.transfer_id and item.portal_amount is not None and item.kind != DriftItem.Kind.STATE_MISMATCH:
+        transfer = item.transfer
+        portal_signed = item.portal_amount if transfer and transfer.direction == "to_tenant" else -item.portal_amount
+    if item.kind == DriftItem.Kind.DUPLICATE_AT_PROVIDER:
+        return provider_signed
+    return provider_signed - portal_signed
+
+
+def tenants_with_open_drift() -> Any:
+    return Tenant.objects.filter(Exists(DriftItem.objects.filter(tenant=OuterRef("pk"), resolved_at__isnull=True)))
