@@ -22,21 +22,6 @@ app.conf.update(
 )
 app.autodiscover_tasks()
 
-# Billing's periodic work (billing/tasks.py); each entry is safe to fire twice (DB claims/locks).
-from celery.schedules import crontab  # noqa: E402
-from django.conf import settings as _settings  # noqa: E402
-
-app.conf.beat_schedule = {
-    **(app.conf.beat_schedule or {}),
-    "billing-sync-nightly": {"task": "billing.sync_nightly", "schedule": crontab(minute=0, hour=_settings.SYNC_HOUR_UTC)},
-    "billing-transfer-sweep": {"task": "billing.transfer_sweep", "schedule": 60.0},
-    "billing-reconcile-nightly": {
-        "task": "billing.reconcile_nightly",
-        "schedule": crontab(minute=30, hour=_settings.BILLING_RECONCILE_HOUR_UTC),
-    },
-    "billing-low-balance-alerts": {"task": "billing.low_balance_alerts", "schedule": 300.0},
-}
-
 
 def ensure_broker_folders() -> None:
     """The filesystem transport needs its folders before the first message."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 from portal.env import Env
@@ -99,6 +100,9 @@ if CELERY_BROKER_URL.startswith("filesystem"):
         "data_folder_out": str(CELERY_DATA_DIR / "queue"),
         "processed_folder": str(CELERY_DATA_DIR / "processed"),
         "store_processed": False,
+        # The transport polls its folder; the default (1 s) caps the embedded stack at about
+        # one task a second per worker process.
+        "polling_interval": 0.1,
     }
 else:
     # Longer than any task's hard time limit, so a running task is never handed out twice
@@ -127,6 +131,20 @@ BILLING_PARENT_ALERT_DAYS = env.int("BILLING_PARENT_ALERT_DAYS", 7, minimum=0)
 BILLING_SPEND_WINDOW_DAYS = env.int("BILLING_SPEND_WINDOW_DAYS", 7, minimum=1)
 BILLING_BUDGET_MAX_AGE_SECONDS = env.int("BILLING_BUDGET_MAX_AGE_SECONDS", 300, minimum=0)
 BILLING_REFRESH_AFTER_TRANSFER = env.bool("BILLING_REFRESH_AFTER_TRANSFER", True)
+
+# Periodic work. Every entry is safe to fire twice (database claims and locks), since
+# duplicate beats happen.
+CELERY_BEAT_SCHEDULE = {
+    "billing-sync-nightly": {"task": "billing.sync_nightly", "schedule": crontab(minute=0, hour=SYNC_HOUR_UTC)},
+    "billing-transfer-sweep": {"task": "billing.transfer_sweep", "schedule": 60.0},
+    "billing-reconcile-nightly": {
+        "task": "billing.reconcile_nightly",
+        "schedule": crontab(minute=30, hour=BILLING_RECONCILE_HOUR_UTC),
+    },
+    "billing-low-balance-alerts": {"task": "billing.low_balance_alerts", "schedule": 300.0},
+    "tenants-sweep-operations": {"task": "tenants.sweep_operations", "schedule": 30.0},
+    "portal-idempotency-reap": {"task": "portal.idempotency_reap", "schedule": crontab(minute=15)},
+}
 
 # Provider connection used by `make run` and as the default for new connections. The base URL
 # points at the local sandbox; credentials are files, never values in the database.

@@ -31,11 +31,3 @@ class TenantsConfig(AppConfig):
 
     def ready(self) -> None:
         post_migrate.connect(_ensure_sqlite_search, sender=self)
-        # The sweeper re-sends operations whose message was lost or whose worker died; beat
-        # reads the schedule after Django is set up (Celery's Django fixup), so adding it here
-        # keeps portal/settings.py untouched.
-        from portal.celery import app
-
-        schedule = dict(app.conf.beat_schedule or {})
-        schedule.setdefault("tenants-sweep-operations", {"task": "tenants.sweep_operations", "schedule": 30.0})
-        app.conf.beat_schedule = schedule
