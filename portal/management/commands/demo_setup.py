@@ -43,7 +43,18 @@ class Command(BaseCommand):
         vox, voiceit = self._connections(sandbox_dir)
         self._staff()
         self._customers(vox, db_path)
+        self._first_sync(vox)
         self._print_summary()
+
+    def _first_sync(self, vox: Any) -> None:
+        """Queue one balance sync, so the console has balances and import candidates as soon as
+        the worker starts; the nightly one follows on beat."""
+        from billing.models import SyncRun
+        from billing.services import sync_start
+
+        if not SyncRun.objects.filter(connection=vox).exists():
+            sync_start(actor=User.objects.get(username="admin"), connection=vox)
+            self.stdout.write("Queued a first balance sync; the worker runs it once the stack is up.")
 
     def _connections(self, sandbox_dir: Path) -> tuple[Any, Any]:
         import json
