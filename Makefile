@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export DEBUG ?= 1
 
-.PHONY: install run test test-fast lint browser bench clean
+.PHONY: install run test test-fast lint lint-ruff lint-format lint-imports lint-types lint-docs browser bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,10 +27,22 @@ run: install
 test: install browser
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-lint: install
+lint: lint-ruff lint-format lint-imports lint-types lint-docs
+
+lint-ruff: install
 	$(BIN)/ruff check .
+
+lint-format: install
 	$(BIN)/ruff format --check .
+
+lint-imports: install
+	$(BIN)/lint-imports
+
+lint-types: install
 	$(BIN)/mypy
+
+lint-docs: install
+	$(BIN)/python scripts/check_references.py
 
 bench: install
 	$(BIN)/python bench/tenant_list.py --tenants 20000

@@ -99,6 +99,8 @@ if CELERY_BROKER_URL.startswith("filesystem"):
         "data_folder_in": str(CELERY_DATA_DIR / "queue"),
         "data_folder_out": str(CELERY_DATA_DIR / "queue"),
         "processed_folder": str(CELERY_DATA_DIR / "processed"),
+        # Where kombu keeps its exchange bindings (default: ./control in the working folder).
+        "control_folder": str(CELERY_DATA_DIR / "control"),
         "store_processed": False,
         # The transport polls its folder; the default (1 s) caps the embedded stack at about
         # one task a second per worker process.
