@@ -71,7 +71,7 @@ SETUP = textwrap.dedent("""
     from django.utils import timezone
 
     from billing.models import BalanceSnapshot
-    from portal.api.tokens import api_token_create
+    from api.tokens import api_token_create
     from portal.roles import assign_role
     from tenants.models import Membership, ProviderConnection, Tenant
 

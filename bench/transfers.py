@@ -169,7 +169,7 @@ def main() -> None:
 
         django.setup()
         from billing.models import Transfer
-        from portal.api.tokens import api_token_create
+        from api.tokens import api_token_create
         from providers import build_client
         from tenants.models import ProviderConnection, Tenant
         from tests.conftest import make_user

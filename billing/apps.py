@@ -10,6 +10,11 @@ class BillingConfig(AppConfig):
 
     def ready(self) -> None:
         checks.register(check_settings, "billing")
+        # The staged tenant close pulls the balance back through billing (tenants/services/balance.py).
+        from billing.closing import BillingBalanceReturn  # models are loaded only once apps are ready
+        from tenants.services import provide_balance_return
+
+        provide_balance_return(BillingBalanceReturn())
 
 
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:

@@ -8,6 +8,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 
 from customers.selectors import membership_tenant
+from portal.errors import error_response
 
 
 class ClosedTenantMiddleware:
@@ -26,8 +27,6 @@ class ClosedTenantMiddleware:
         if tenant is not None and tenant.status == tenant.Status.CLOSED:
             logout(request)
             if request.path.startswith("/api/"):
-                from portal.api.errors import error_response
-
                 return error_response(401, "not_authenticated", "Your company's account is closed.")
             messages.error(request, "Your company's account is closed. Contact your reseller for help.")
             return redirect("login")

@@ -12,6 +12,4 @@ urlpatterns = [
     path("team/invite/", views.team_invite, name="team_invite"),
     path("team/<int:member_id>/remove/", views.team_remove, name="team_remove"),
     path("profile/", views.profile, name="profile"),
-    path("api-tokens/", views.api_tokens, name="api_tokens"),
-    path("api-tokens/<uuid:token_uuid>/revoke/", views.api_token_revoke, name="api_token_revoke"),
 ]

@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 from collections.abc import Callable
 from datetime import date
-from decimal import Decimal, InvalidOperation
 from functools import wraps
 from typing import Any
 
@@ -20,6 +19,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from customers import selectors, services
+from portal import inputs
 from portal.errors import PortalError
 from portal.roles import Role, has_perm, role_of
 
@@ -77,21 +77,12 @@ def refresh(request: HttpRequest, tenant: Any) -> HttpResponse:
 @customer_page(manage=True)
 @require_POST
 def alerts(request: HttpRequest, tenant: Any) -> HttpResponse:
-    raw = request.POST.get("threshold", "").strip()
-    threshold: Decimal | None = None
     try:
-        if raw:
-            if len(raw) > 20 or not raw.replace(".", "", 1).isdigit() or not raw.isascii():
-                raise PortalError(
-                    "Enter an amount such as 10 or 10.50, or leave it empty for no alert.", field="threshold"
-                )
-            threshold = Decimal(raw)
-            if threshold.as_tuple().exponent < -2:  # type: ignore[operator]
-                raise PortalError("Use at most two decimals.", field="threshold")
+        threshold = inputs.threshold(request.POST.get("threshold", ""), field="threshold")
         services.customer_set_alert(actor=request.user, tenant=tenant, threshold=threshold, request=request)
         messages.success(request, "Low-balance alert saved." if threshold is not None else "Low-balance alert off.")
-    except (PortalError, InvalidOperation) as exc:
-        messages.error(request, getattr(exc, "message", "Enter a valid amount."))
+    except PortalError as exc:
+        messages.error(request, exc.message)
     return redirect("customer:home")
 
 
@@ -221,43 +212,3 @@ def profile(request: HttpRequest, tenant: Any) -> HttpResponse:
         except PortalError as exc:
             messages.error(request, exc.message)
     return render(request, "customers/profile.html", {"tenant": tenant, "is_owner": _is_owner(request)})
-
-
-@customer_page(manage=True)
-def api_tokens(request: HttpRequest, tenant: Any) -> HttpResponse:
-    from portal.api.tokens import api_token_create, api_tokens_visible_to
-
-    created = None
-    if request.method == "POST":
-        try:
-            _token, created = api_token_create(
-                actor=request.user,
-                name=request.POST.get("name", ""),
-                role=Role.CUSTOMER_VIEWER,
-                tenant=tenant,
-                request=request,
-            )
-        except PortalError as exc:
-            messages.error(request, exc.message)
-    return render(
-        request,
-        "customers/api_tokens.html",
-        {
-            "tenant": tenant,
-            "tokens": api_tokens_visible_to(user=request.user),
-            "created": created,
-        },
-    )
-
-
-@customer_page(manage=True)
-def api_token_revoke(request: HttpRequest, tenant: Any, token_uuid: Any) -> HttpResponse:
-    from portal.api.tokens import api_token_get
-    from portal.api.tokens import api_token_revoke as revoke
-
-    token = api_token_get(user=request.user, uuid=token_uuid)
-    if request.method != "POST":
-        return HttpResponseNotAllowed(["POST"])
-    revoke(actor=request.user, token=token, request=request)
-    messages.success(request, f"Token {token.name} revoked.")
-    return redirect("customer:api_tokens")

@@ -6,8 +6,9 @@ app_urlpatterns = [
     path("console/tenants/", include("tenants.urls")),
     path("console/billing/", include("billing.urls")),
     path("me/", include("customers.urls")),
-    path("api/", include("portal.api.urls")),
-    path("console/api-tokens/", include("portal.api.console_views")),
+    path("api/", include("api.urls")),
+    path("console/api-tokens/", include("api.console_views")),
+    path("me/api-tokens/", include("api.customer_token_views")),
 ]
 
 __all__ = ["app_urlpatterns", "include", "path"]

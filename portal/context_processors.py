@@ -1,7 +1,7 @@
 from typing import Any
 
 from django.http import HttpRequest
-from django.urls import NoReverseMatch, reverse
+from django.urls import reverse
 
 from portal.roles import has_perm, role_of
 
@@ -26,9 +26,6 @@ def navigation(request: HttpRequest) -> dict[str, Any]:
     for label, name, permission in NAVIGATION:
         if not has_perm(user, permission):
             continue
-        try:
-            items.append({"label": label, "url": reverse(name)})
-        except NoReverseMatch:
-            continue  # the page is not built yet
+        items.append({"label": label, "url": reverse(name)})
     role = role_of(user)
     return {"nav_items": items, "user_role": role}

@@ -1,9 +1,14 @@
-"""The one application error type. Services raise it; HTML views show `message` on the page
-(on `field` when set), the API renders it in its one JSON error shape."""
+"""The one application error type and the one JSON error shape.
+
+Services raise :class:`PortalError`; HTML views show `message` on the page (on `field` when
+set), the REST API renders it as ``{"error": {"code", "message", "fields"?}}`` built here, so
+middleware outside the API (a closed tenant's session, say) answers in the same shape."""
 
 from __future__ import annotations
 
 from typing import Any
+
+from django.http import JsonResponse
 
 
 class PortalError(Exception):
@@ -41,3 +46,47 @@ class Conflict(PortalError):
 
 class NotAllowed(PortalError):
     status = 403
+
+
+ERROR_CODES = {
+    400: "invalid",
+    401: "not_authenticated",
+    403: "permission_denied",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    413: "too_large",
+    415: "unsupported_media_type",
+    429: "throttled",
+    500: "server_error",
+}
+ERROR_MESSAGES = {
+    400: "The request is not valid.",
+    401: "Authentication credentials were not provided or are not valid.",
+    403: "You may not do this.",
+    404: "Not found.",
+    405: "This method is not allowed here.",
+    413: "The request body is too large.",
+    429: "Too many requests.",
+    500: "Something went wrong on our side. It has been logged.",
+}
+
+
+def error_body(
+    status: int, code: str | None = None, message: str | None = None, fields: dict[str, list[str]] | None = None
+) -> dict[str, Any]:
+    error: dict[str, Any] = {
+        "code": code or ERROR_CODES.get(status, "error"),
+        "message": message or ERROR_MESSAGES.get(status, "The request failed."),
+    }
+    if fields:
+        error["fields"] = fields
+    return {"error": error}
+
+
+def error_response(
+    status: int, code: str | None = None, message: str | None = None, fields: dict[str, list[str]] | None = None
+) -> JsonResponse:
+    """For code outside DRF views (middleware, the catch-all route)."""
+    return JsonResponse(error_body(status, code, message, fields), status=status)

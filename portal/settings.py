@@ -40,6 +40,8 @@ INSTALLED_APPS = [
     "tenants",
     "billing",
     "customers",
+    "api",
+    "console",
     "drf_spectacular_sidecar",  # Swagger UI / Redoc assets served locally: /api/docs/ works offline
 ]
 
@@ -56,7 +58,7 @@ MIDDLEWARE = [
     # Logs out sessions of users whose tenant was closed after they logged in.
     "customers.middleware.ClosedTenantMiddleware",
     # Gives /api/ responses that Django (not DRF) produced the API's one JSON error shape.
-    "portal.api.middleware.ApiErrorShapeMiddleware",
+    "api.middleware.ApiErrorShapeMiddleware",
     # Last, as django-axes asks.
     "axes.middleware.AxesMiddleware",
 ]
@@ -241,14 +243,14 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     # The API's own policies live in portal/api/ (see its package docstring).
-    "DEFAULT_PARSER_CLASSES": ["portal.api.parsers.JSONBodyParser"],
+    "DEFAULT_PARSER_CLASSES": ["api.parsers.JSONBodyParser"],
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "portal.api.auth.ApiTokenAuthentication",
-        "portal.api.auth.SessionAuthentication",
+        "api.auth.ApiTokenAuthentication",
+        "api.auth.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_THROTTLE_CLASSES": ["portal.api.throttles.PerTokenThrottle"],
-    "EXCEPTION_HANDLER": "portal.api.errors.exception_handler",
+    "DEFAULT_THROTTLE_CLASSES": ["api.throttles.PerTokenThrottle"],
+    "EXCEPTION_HANDLER": "api.errors.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 SPECTACULAR_SETTINGS = {

@@ -8,11 +8,3 @@ def ping_job(job_id: int) -> None:
     """Marks a job done. Used by health checks of the worker and by the worker tests."""
     job_start(job_id=job_id)
     job_finish(job_id=job_id, ok=True, message="pong")
-
-
-@shared_task(name="portal.idempotency_reap")
-def idempotency_reap() -> int:
-    """Drops stored API idempotency records past their retention."""
-    from portal.api.idempotency import idempotency_reap as reap
-
-    return reap()

@@ -4,12 +4,10 @@ from django.urls import include, path
 
 from portal import views
 
-console_patterns = ([path("", views.console_home, name="home")], "console")
-
 urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
-    path("console/", include(console_patterns)),
+    path("console/", include("console.urls")),
     path("console/audit/", views.audit_list, name="audit"),
     path("console/jobs/<uuid:job_uuid>/", views.job_detail, name="job"),
     path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),

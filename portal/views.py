@@ -25,13 +25,6 @@ def healthz(request: HttpRequest) -> JsonResponse:
     return JsonResponse(report, status=200 if report["ok"] else 503)
 
 
-@require("console.view")
-def console_home(request: HttpRequest) -> HttpResponse:
-    from portal.console import console_summary
-
-    return render(request, "portal/console_home.html", console_summary())
-
-
 @require("audit.view")
 def audit_list(request: HttpRequest) -> HttpResponse:
     action = request.GET.get("action", "").strip()[:100]

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
+
+# json's own escaper: the C accelerator wherever CPython has it.
+from json.encoder import encode_basestring_ascii as _esc
 from typing import Any
 
 from .money import fmt
-
-try:  # the C accelerator, as json itself uses
-    from _json import encode_basestring_ascii as _esc  # type: ignore[import-not-found]
-except ImportError:  # pragma: no cover
-    from json.encoder import py_encode_basestring_ascii as _esc
 
 
 class Money(int):

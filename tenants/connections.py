@@ -6,12 +6,13 @@ from typing import Any
 
 from django.conf import settings
 
+from providers import build_client  # noqa: F401  (import side effects register the matrices)
+from providers.capabilities import VOICEIT_MATRIX, VOXIMPLANT_MATRIX, Capability
 from tenants.models import ProviderConnection
 
 
 def client_for(connection: ProviderConnection, *, transport: Any = None) -> Any:
     """A provider client (providers.base.ProviderClient) for this connection; close it after use."""
-    from providers import build_client
 
     return build_client(
         connection.kind,
@@ -26,8 +27,6 @@ def client_for(connection: ProviderConnection, *, transport: Any = None) -> Any:
 
 def capability_reasons(connection: ProviderConnection) -> dict[str, str | None]:
     """{capability value: None if supported, else the reason it is not}, for pages."""
-    from providers import build_client  # noqa: F401  (import side effects register the matrices)
-    from providers.capabilities import Capability
 
     client = client_for(connection)
     try:
@@ -38,7 +37,6 @@ def capability_reasons(connection: ProviderConnection) -> dict[str, str | None]:
 
 def capability_matrix(connection: ProviderConnection) -> Any:
     """The provider's capability matrix, without building a client (no file or network I/O)."""
-    from providers.capabilities import VOICEIT_MATRIX, VOXIMPLANT_MATRIX
 
     matrices: dict[str, Any] = {"voximplant": VOXIMPLANT_MATRIX, "voiceit": VOICEIT_MATRIX}
     return matrices[connection.kind]

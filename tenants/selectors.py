@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 from django.core.exceptions import ValidationError
 from django.db import connection as db_connection
 from django.db.models import BooleanField, Q, QuerySet
+from django.db.models.expressions import RawSQL
 from django.db.models.functions import Lower
 from django.db.models.lookups import GreaterThanOrEqual, LessThan, StartsWith
 from django.http import Http404
@@ -179,7 +180,6 @@ def _search(qs: QuerySet[Tenant], q: str, anywhere: bool) -> QuerySet[Tenant]:
 def _substring_ids(needle: str) -> Any:
     """Rows whose company, account name or email contains ``needle`` (3+ chars): a boolean
     condition on PostgreSQL, a subquery of ids elsewhere."""
-    from django.db.models.expressions import RawSQL
 
     if db_connection.vendor == "postgresql":
         # The same expression as the pg_trgm index (migration 0004), on the row itself: no
@@ -374,18 +374,6 @@ def operation_get(*, tenant: Tenant, uuid: Any) -> TenantOperation:
     return op
 
 
-def tenant_recent_transfers(*, tenant: Tenant, limit: int = 10) -> list[Any] | None:
-    """Billing's latest transfers for the tenant, or None while billing has no Transfer model."""
-    try:
-        from billing.models import Transfer  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    try:
-        return list(Transfer.objects.filter(tenant=tenant).order_by("-created_at")[:limit])
-    except Exception:  # noqa: BLE001 - billing's schema is still moving; the page must not break
-        return None
-
-
 def unknown_accounts(
     *, connection_id: int | None = None, cursor: int | None = None, limit: int = 100
 ) -> tuple[list[UnknownProviderAccount], int | None]:
@@ -409,7 +397,7 @@ def connection_names() -> dict[int, ProviderConnection]:
 
 
 def console_summary() -> dict[str, Any]:
-    """The console home's tenants panel (portal.console.CONSOLE_SUMMARY_HOOKS): operations that
+    """The console home's tenants panel (composed by console/views.py): operations that
     wait for a human, and how many are still running. Two indexed queries, no table count."""
     attention = list(
         TenantOperation.objects.filter(state=TenantOperation.State.NEEDS_ATTENTION)

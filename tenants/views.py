@@ -8,17 +8,18 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django.contrib import messages
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.shortcuts import redirect, render
-from django.template import TemplateDoesNotExist
-from django.template.loader import get_template
+from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.safestring import SafeString
 from django.views.decorators.http import require_http_methods, require_POST
 
 from portal.audit import audit_events
 from portal.errors import PortalError
+from portal.models import Job
 from portal.roles import has_perm, require
+from providers.capabilities import Capability
 from tenants import selectors, services
 from tenants.connections import capability_matrix
 from tenants.forms import CloseForm, ImportForm, ReasonForm, TenantCloneForm, TenantCreateForm, apply_portal_error
@@ -115,14 +116,6 @@ def _e(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
-def _billing_panel() -> str | None:
-    try:
-        get_template("tenants/_billing_panel.html")
-    except TemplateDoesNotExist:
-        return None
-    return "tenants/_billing_panel.html"
-
-
 def _capabilities(connection: ProviderConnection) -> list[dict[str, Any]]:
     matrix = capability_matrix(connection)
     return [
@@ -139,16 +132,12 @@ def tenant_detail(request: HttpRequest, tenant_uuid: Any) -> HttpResponse:
     if open_op is not None:
         actions = {kind: "Another operation is still running on this tenant." for kind in actions}
     secrets_stored = sorted(services.tenant_secrets(tenant=tenant)) if tenant.secrets_encrypted else []
-    panel = _billing_panel()
     context = {
         "tenant": tenant,
         "open_op": open_op,
         "operations": selectors.tenant_operations(tenant=tenant),
         "members": selectors.tenant_members(tenant=tenant),
         "events": list(audit_events(tenant_id=tenant.pk)[:30]),
-        # Billing's panel shows the balance and the transfers itself when it is installed.
-        "transfers": None if panel else selectors.tenant_recent_transfers(tenant=tenant),
-        "billing_panel": panel,
         "capabilities": _capabilities(tenant.connection),
         "actions": actions,
         "secrets_stored": secrets_stored,
@@ -163,13 +152,11 @@ def tenant_detail(request: HttpRequest, tenant_uuid: Any) -> HttpResponse:
 
 def _clone_note(tenant: Tenant) -> str | None:
     """What a clone cannot copy at this provider (None where CloneAccount exists)."""
-    from providers.capabilities import Capability
 
     return capability_matrix(tenant.connection).reason(Capability.CLONE)
 
 
 def _clone_refusal(tenant: Tenant) -> str | None:
-    from providers.capabilities import Capability
 
     matrix = capability_matrix(tenant.connection)
     if not matrix.supports(Capability.CLONE) and not matrix.supports(Capability.CREATE):
@@ -346,7 +333,6 @@ def tenant_close(request: HttpRequest, tenant_uuid: Any) -> HttpResponse:
                 return redirect("tenants:detail", tenant_uuid=tenant.uuid)
     else:
         form = CloseForm(tenant=tenant)
-    from providers.capabilities import Capability
 
     matrix = capability_matrix(tenant.connection)
     return render(
@@ -377,8 +363,6 @@ def _operation_action(
         else "tenants.manage"
     )
     if not has_perm(request.user, permission):
-        from django.core.exceptions import PermissionDenied
-
         raise PermissionDenied
     try:
         service(actor=request.user, operation=op, request=request)
@@ -496,9 +480,6 @@ def bulk_import(request: HttpRequest) -> HttpResponse:
 
 @require("console.view")
 def bulk_job(request: HttpRequest, job_uuid: Any) -> HttpResponse:
-    from django.shortcuts import get_object_or_404
-
-    from portal.models import Job
 
     job = get_object_or_404(Job, uuid=job_uuid, kind__startswith="tenants.")
     return render(request, "tenants/bulk_job.html", {"job": job})
@@ -520,7 +501,6 @@ def import_list(request: HttpRequest) -> HttpResponse:
         connection_id=connection_id, cursor=int(cursor) if cursor.isdigit() else None
     )
     scannable = []
-    from providers.capabilities import Capability
 
     for c in connections:
         matrix = capability_matrix(c)
@@ -550,7 +530,6 @@ def import_list(request: HttpRequest) -> HttpResponse:
 
 
 def _recent_scans() -> list[Any]:
-    from portal.models import Job
 
     return list(Job.objects.filter(kind="tenants.scan").order_by("-id")[:3])
 

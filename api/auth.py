@@ -9,7 +9,7 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
-from portal.api.tokens import api_token_authenticate
+from api.tokens import api_token_authenticate
 from portal.models import ApiToken
 from portal.roles import Role, role_of
 
@@ -50,7 +50,7 @@ def api_token_tenant_id(request: Request) -> int | None:
 
 
 class ApiTokenScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
-    target_class = "portal.api.auth.ApiTokenAuthentication"
+    target_class = "api.auth.ApiTokenAuthentication"
     name = "apiToken"
 
     def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:
@@ -58,7 +58,7 @@ class ApiTokenScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped
 
 
 class SessionScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
-    target_class = "portal.api.auth.SessionAuthentication"
+    target_class = "api.auth.SessionAuthentication"
     name = "session"
 
     def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from django.shortcuts import redirect, render
 from django.urls import path
 from django.views.decorators.cache import never_cache
 
-from portal.api.tokens import (
+from api.tokens import (
     api_token_create,
     api_token_get,
     api_token_revoke,
@@ -69,7 +69,7 @@ def token_revoke(request: HttpRequest, token_uuid: Any) -> HttpResponse:
 
 
 def console_panel() -> dict[str, Any]:
-    """The console home's link to the API tokens and docs (portal.console hook)."""
+    """The console home's link to the API tokens and docs (composed by console/views.py)."""
     return {"console_panels": ["portal/_api_panel.html"]}
 
 

@@ -12,10 +12,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from portal.api.auth import api_token_tenant_id
-from portal.api.pagination import PAGE_PARAMETERS, decode_cursor, encode_cursor, page_body, page_serializer, parse_limit
-from portal.api.permissions import Perm
-from portal.api.tenants import SINCE_PARAMETER, BalanceOut, HistoryOut, history_body, parse_since
+from api.auth import api_token_tenant_id
+from api.pagination import PAGE_PARAMETERS, decode_cursor, encode_cursor, page_body, page_serializer, parse_limit
+from api.permissions import Perm
+from api.tenants import SINCE_PARAMETER, BalanceOut, HistoryOut, history_body, parse_since
 
 
 def own_tenant(request: Request) -> Any:

@@ -14,11 +14,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from portal.api.base import SafeText, StrictInput
-from portal.api.idempotency import idempotency_parameter, run_idempotent
-from portal.api.misc import JobOut
-from portal.api.pagination import PAGE_PARAMETERS, page_body, page_serializer, parse_limit
-from portal.api.permissions import Perm
+from api.base import SafeText, StrictInput, ThresholdField
+from api.idempotency import idempotency_parameter, run_idempotent
+from api.misc import JobOut
+from api.pagination import PAGE_PARAMETERS, page_body, page_serializer, parse_limit
+from api.permissions import Perm
 from portal.jobs import job_status
 
 
@@ -124,11 +124,9 @@ class TenantCreateIn(StrictInput):
         help_text="The provider account's password; generated when omitted.",
     )
     voiceit_type = serializers.ChoiceField(choices=["", "managed", "unmanaged"], required=False, default="")
-    notes = SafeText(max_length=5000, required=False, allow_blank=True, default="")
+    notes = SafeText(max_length=5000, required=False, allow_blank=True, default="", multiline=True)
     plan = SafeText(max_length=100, required=False, allow_blank=True, default="")
-    low_balance_threshold = serializers.DecimalField(
-        max_digits=14, decimal_places=2, required=False, allow_null=True, default=None, min_value=0
-    )
+    low_balance_threshold = ThresholdField(required=False, default=None)
     invite_owner_email = serializers.EmailField(max_length=254, required=False, allow_blank=True, default="")
 
 

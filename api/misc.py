@@ -9,7 +9,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from portal.api.permissions import Perm
+from api.permissions import Perm
 from portal.jobs import job_status
 from portal.models import ApiToken, Job
 from portal.roles import role_of

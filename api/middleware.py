@@ -5,9 +5,9 @@ from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
 
-from portal.api.errors import error_response
+from portal.errors import error_response
 
-logger = logging.getLogger("portal.api")
+logger = logging.getLogger("api")
 
 API_PREFIX = "/api/"
 

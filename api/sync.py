@@ -10,10 +10,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from portal.api.base import StrictInput
-from portal.api.pagination import PAGE_PARAMETERS, keyset_page, page_body, page_serializer
-from portal.api.permissions import Perm
-from portal.api.tenants import connection_by_uuid
+from api.base import StrictInput
+from api.pagination import PAGE_PARAMETERS, keyset_page, page_body, page_serializer
+from api.permissions import Perm
+from api.tenants import connection_by_uuid
 
 
 class SyncRunOut(serializers.Serializer):

@@ -14,11 +14,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from portal.api.base import MoneyField, SafeText, StrictInput
-from portal.api.idempotency import idempotency_parameter, run_idempotent
-from portal.api.pagination import PAGE_PARAMETERS, page_body, page_serializer, parse_limit
-from portal.api.permissions import Perm
-from portal.api.tenants import staff_tenant
+from api.base import MoneyField, SafeText, StrictInput
+from api.idempotency import idempotency_parameter, run_idempotent
+from api.pagination import PAGE_PARAMETERS, page_body, page_serializer, parse_limit
+from api.permissions import Perm
+from api.tenants import staff_tenant
 
 STATES = ["pending", "sending", "succeeded", "failed", "unknown", "resend", "needs_review"]
 

@@ -27,8 +27,8 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from portal.api.errors import error_body, exception_handler
-from portal.errors import PortalError
+from api.errors import exception_handler
+from portal.errors import PortalError, error_body
 from portal.models import IdempotencyRecord
 
 HEADER = "Idempotency-Key"

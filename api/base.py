@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import re
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+
+from portal import inputs
+from portal.errors import PortalError
 
 # Fields that choose whose data a write touches, or with what power. A write may never set
 # them from the body: the tenant comes from the URL (staff) or the login (customers), the
@@ -50,12 +52,10 @@ class StrictInput(serializers.Serializer):
         return super().to_internal_value(data)
 
 
-_AMOUNT = re.compile(r"[0-9]{1,12}(\.[0-9]{1,2})?")
-
-
 @extend_schema_field({"type": "string", "pattern": r"^[0-9]{1,12}(\.[0-9]{1,2})?$", "example": "10.50"})
 class MoneyField(serializers.Field):
-    """A positive amount with at most two decimals, as a JSON *string* ("10.50") or integer.
+    """A positive amount with at most two decimals, as a JSON *string* ("10.50") or integer,
+    by the one amount rule (portal/inputs.py); the service then checks the currency's places.
 
     Refuses what Decimal() would take but a person did not mean: floats (binary rounding),
     NaN/Infinity, exponents, Unicode digits ("١٠"), surrounding spaces, commas, signs, zero."""
@@ -65,35 +65,53 @@ class MoneyField(serializers.Field):
     }
 
     def to_internal_value(self, data: Any) -> Decimal:
-        if isinstance(data, bool) or not isinstance(data, (str, int)):
-            self.fail("invalid")
-        text = str(data)
-        if not _AMOUNT.fullmatch(text):
+        if not isinstance(data, (str, int)) or isinstance(data, bool):
             self.fail("invalid")
         try:
-            value = Decimal(text)
-        except InvalidOperation:
+            return inputs.amount(data, places=2, currency="", field=self.field_name or "amount")
+        except PortalError:
             self.fail("invalid")
-        if value <= 0:
-            self.fail("invalid")
-        return value
+        raise AssertionError("unreachable")  # pragma: no cover - fail() raises
 
     def to_representation(self, value: Any) -> str:
         return str(value)
 
 
 class SafeText(serializers.CharField):
-    """CharField that refuses NUL and bidi-override characters (B8)."""
+    """CharField that refuses invisible control and text-direction characters, by the one rule
+    of portal/inputs.py (multi-line text keeps its line breaks and tabs)."""
 
-    _BAD = re.compile("[\x00\u202a-\u202e\u2066-\u2069]")
+    def __init__(self, *, multiline: bool = False, **kwargs: Any) -> None:
+        self.multiline = multiline
+        super().__init__(**kwargs)
 
     def to_internal_value(self, data: Any) -> str:
         if isinstance(data, bool) or not isinstance(data, (str, int)):
             self.fail("invalid")
         value = super().to_internal_value(data)
-        if self._BAD.search(value):
-            raise serializers.ValidationError("Control characters are not allowed.")
+        if inputs.has_invisible(value, multiline=self.multiline):
+            raise serializers.ValidationError("Remove the invisible control or text-direction characters.")
         return value
+
+
+@extend_schema_field(
+    {"type": "string", "nullable": True, "pattern": r"^[0-9]{1,8}(\.[0-9]{1,2})?$", "example": "12.50"}
+)
+class ThresholdField(serializers.Field):
+    """The low-balance threshold, by the one rule of portal/inputs.py; null or "" clears it."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_null", True)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> Decimal | None:
+        try:
+            return inputs.threshold(data, field=self.field_name or "low_balance_threshold")
+        except PortalError as exc:
+            raise serializers.ValidationError(exc.message) from None
+
+    def to_representation(self, value: Any) -> str | None:
+        return None if value is None else str(value)
 
 
 def decimal_str(value: Any) -> str | None:

@@ -8,8 +8,8 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.permissions import IsAuthenticated
 
-from portal.api import audit, customer, misc, sync, tenants, transfers
-from portal.api.errors import error_response
+from api import audit, customer, misc, sync, tenants, transfers
+from portal.errors import error_response
 
 
 class SchemaView(SpectacularAPIView):

@@ -2,7 +2,7 @@
 
 Every error an API client can see goes through here: DRF's exceptions, Django's Http404 and
 PermissionDenied, the services' PortalError, anything unexpected (a 500 that says nothing
-about the internals), and, through portal.api.middleware, the errors Django produces before
+about the internals), and, through api.middleware, the errors Django produces before
 or outside a DRF view (unknown URLs, oversized bodies)."""
 
 from __future__ import annotations
@@ -12,57 +12,14 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import Http404, JsonResponse
+from django.http import Http404
 from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
-from portal.errors import PortalError
+from portal.errors import ERROR_CODES, ERROR_MESSAGES, PortalError, error_body
 
-logger = logging.getLogger("portal.api")
-
-_CODES = {
-    400: "invalid",
-    401: "not_authenticated",
-    403: "permission_denied",
-    404: "not_found",
-    405: "method_not_allowed",
-    406: "not_acceptable",
-    409: "conflict",
-    413: "too_large",
-    415: "unsupported_media_type",
-    429: "throttled",
-    500: "server_error",
-}
-_MESSAGES = {
-    400: "The request is not valid.",
-    401: "Authentication credentials were not provided or are not valid.",
-    403: "You may not do this.",
-    404: "Not found.",
-    405: "This method is not allowed here.",
-    413: "The request body is too large.",
-    429: "Too many requests.",
-    500: "Something went wrong on our side. It has been logged.",
-}
-
-
-def error_body(
-    status: int, code: str | None = None, message: str | None = None, fields: dict[str, list[str]] | None = None
-) -> dict[str, Any]:
-    error: dict[str, Any] = {
-        "code": code or _CODES.get(status, "error"),
-        "message": message or _MESSAGES.get(status, "The request failed."),
-    }
-    if fields:
-        error["fields"] = fields
-    return {"error": error}
-
-
-def error_response(
-    status: int, code: str | None = None, message: str | None = None, fields: dict[str, list[str]] | None = None
-) -> JsonResponse:
-    """For code outside DRF views (middleware, the catch-all route)."""
-    return JsonResponse(error_body(status, code, message, fields), status=status)
+logger = logging.getLogger("api")
 
 
 def _flatten(detail: Any, prefix: str = "") -> dict[str, list[str]]:
@@ -87,7 +44,7 @@ def _first_message(fields: dict[str, list[str]]) -> str:
     for name, messages in fields.items():
         if messages:
             return messages[0] if name == "non_field_errors" else f"{name}: {messages[0]}"
-    return _MESSAGES[400]
+    return ERROR_MESSAGES[400]
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
@@ -120,7 +77,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
         message = str(detail) if not isinstance(detail, (dict, list)) else None
         code = getattr(detail, "code", None) if not isinstance(detail, (dict, list)) else None
         # DRF's codes are stable words ("not_found", "throttled"...); keep ours for the status.
-        code = _CODES.get(status) or code
+        code = ERROR_CODES.get(status) or code
         return Response(error_body(status, code, message), status=status, headers=headers)
     # Unexpected: log it with the traceback, say nothing about it to the client.
     set_rollback()

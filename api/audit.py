@@ -8,8 +8,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from portal.api.pagination import PAGE_PARAMETERS, keyset_page, page_body, page_serializer
-from portal.api.permissions import Perm
+from api.pagination import PAGE_PARAMETERS, keyset_page, page_body, page_serializer
+from api.permissions import Perm
 from portal.audit import audit_events
 
 

@@ -1,0 +1,214 @@
+"""The input rules, one place for each: free text, email, account name, money amounts, the
+low-balance threshold, dates. HTML forms, API serializers and services all call these, so one
+value gets one answer wherever it is typed. Each rule raises :class:`PortalError` naming the
+field, with a sentence a person can act on; none ever rounds, guesses or strips what a person
+meant (amounts are refused, never rounded).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from datetime import date
+from decimal import Decimal, InvalidOperation
+
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+
+from portal.errors import PortalError
+
+# Characters that change how text reads without being seen: every C0/C1 control except the
+# line breaks and tab of multi-line text, and the Unicode direction marks, embeddings,
+# overrides and isolates (a reason reading "refund" can otherwise store "dnufer").
+INVISIBLE = frozenset(
+    "\u200e\u200f\u061c"  # left-to-right, right-to-left and Arabic letter marks
+    "\u202a\u202b\u202c\u202d\u202e"  # embeddings and overrides
+    "\u2066\u2067\u2068\u2069"  # isolates
+)
+MULTILINE_ALLOWED = frozenset("\r\n\t")
+
+
+def has_invisible(text: str, *, multiline: bool = False) -> bool:
+    for ch in text:
+        if ch in INVISIBLE:
+            return True
+        if unicodedata.category(ch) == "Cc" and not (multiline and ch in MULTILINE_ALLOWED):
+            return True
+    return False
+
+
+def text(
+    value: object,
+    *,
+    field: str,
+    label: str,
+    max_length: int,
+    required: bool = False,
+    multiline: bool = False,
+) -> str:
+    """Free text (names, notes, reasons): stripped, bounded, no invisible characters."""
+    if value is None:
+        value = ""
+    if not isinstance(value, str):
+        raise PortalError(f"Enter the {label} as text.", field=field)
+    result = value.strip()
+    if required and not result:
+        raise PortalError(f"Enter the {label}.", field=field, code="required")
+    if len(result) > max_length:
+        raise PortalError(
+            f"The {label} can be at most {max_length} characters (this one has {len(result)}).",
+            field=field,
+            code="too_long",
+        )
+    if has_invisible(result, multiline=multiline):
+        raise PortalError(
+            f"The {label} contains an invisible control character; retype it.",
+            field=field,
+            code="invalid_characters",
+        )
+    return result
+
+
+def reason(value: object, *, field: str = "reason") -> str:
+    """Why staff did something: required, one to 500 characters, kept in the audit trail."""
+    return text(value, field=field, label="reason", max_length=500, required=True)
+
+
+def email(value: object, *, field: str, label: str = "email address", required: bool = True) -> str:
+    raw = "" if value is None else value
+    if not isinstance(raw, str):
+        raise PortalError(f"Enter the {label} as text.", field=field)
+    if "\r" in raw or "\n" in raw:
+        raise PortalError(f"The {label} must be a single line.", field=field)
+    result = raw.strip()
+    if not result:
+        if required:
+            raise PortalError(f"Enter the {label}.", field=field, code="required")
+        return ""
+    if len(result) > 254:
+        raise PortalError(f"The {label} can be at most 254 characters.", field=field, code="too_long")
+    if has_invisible(result):
+        raise PortalError(f"The {label} contains an invisible character; retype it.", field=field)
+    try:
+        validate_email(result)
+    except ValidationError:
+        raise PortalError(f"Enter a valid {label}, like name@example.com.", field=field) from None
+    return result
+
+
+ACCOUNT_NAME_RE = re.compile(r"[a-z][a-z0-9-]{4,19}")
+
+
+def account_name(value: object, *, field: str = "account_name") -> str:
+    """A provider account name: 5 to 20 of a-z, 0-9 and '-', starting with a letter."""
+    name = "" if value is None else value
+    if not isinstance(name, str) or not name.strip():
+        raise PortalError("Enter the account name.", field=field, code="required")
+    if not 5 <= len(name) <= 20:
+        raise PortalError(f"The account name must be 5 to 20 characters long (this one has {len(name)}).", field=field)
+    # fullmatch: "abcde\n" must fail, which a "$"-anchored match would let through.
+    if not ACCOUNT_NAME_RE.fullmatch(name):
+        if not ("a" <= name[0] <= "z"):
+            raise PortalError("The account name must start with a lowercase latin letter (a-z).", field=field)
+        raise PortalError(
+            "The account name may contain only lowercase latin letters (a-z), digits and hyphens.", field=field
+        )
+    return name
+
+
+# ASCII digits only (re.ASCII keeps \d from matching other scripts), no sign, no exponent, no
+# spaces, a dot as the only separator.
+_DECIMAL_RE = re.compile(r"(?:0|[1-9][0-9]{0,11})(?:\.[0-9]{1,12})?", re.ASCII)
+MAX_AMOUNT = Decimal("9999999999.99")  # a transfer's amount column holds 12 digits, 2 after the dot
+
+
+def plain_decimal(value: object, *, field: str, code: str, example: str) -> Decimal:
+    """A plain decimal from text, an int or a Decimal; never a float or a bool."""
+    if isinstance(value, bool) or value is None:
+        raise PortalError(f"Enter an amount, like {example}.", field=field, code=code)
+    if isinstance(value, float):
+        raise PortalError(
+            "Send the amount as a string or a decimal, not a floating-point number.", field=field, code=code
+        )
+    if isinstance(value, int):
+        value = str(value)
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise PortalError(f"Enter an amount, like {example}.", field=field, code=code)
+        return value
+    if not isinstance(value, str) or not _DECIMAL_RE.fullmatch(value):
+        raise PortalError(
+            f"Enter the amount as plain digits with a dot, like {example}.",
+            field=field,
+            code=code,
+        )
+    try:
+        return Decimal(value)
+    except InvalidOperation:  # pragma: no cover - the pattern already guarantees a number
+        raise PortalError(f"Enter an amount, like {example}.", field=field, code=code) from None
+
+
+def amount(value: object, *, places: int, currency: str, field: str = "amount") -> Decimal:
+    """A positive money amount with at most the currency's ``places`` decimals."""
+    result = plain_decimal(value, field=field, code="amount_invalid", example="10 or 10.50")
+    return check_amount(result, places=places, currency=currency, field=field)
+
+
+def check_amount(value: Decimal, *, places: int, currency: str, field: str = "amount") -> Decimal:
+    if not isinstance(value, Decimal) or not value.is_finite():
+        raise PortalError("Enter a valid amount.", field=field, code="amount_invalid")
+    if value <= 0:
+        raise PortalError("The amount must be greater than zero.", field=field, code="amount_not_positive")
+    # Before quantize: quantizing 1e309 to cents exceeds the context precision and raises.
+    if value > MAX_AMOUNT:
+        raise PortalError("The amount is too large.", field=field, code="amount_too_large")
+    quantum = Decimal(1).scaleb(-places)
+    if value != value.quantize(quantum):
+        raise PortalError(
+            f"{currency} amounts have at most {places} decimal places.", field=field, code="amount_precision"
+        )
+    return value.quantize(quantum)
+
+
+MAX_THRESHOLD = Decimal("99999999.99")
+
+
+def threshold(value: object, *, field: str = "low_balance_threshold") -> Decimal | None:
+    """The low-balance alert threshold: empty clears it; otherwise 0 to 99,999,999.99 with at
+    most two decimals. The same rule on create, clone, import, the billing panel, the customer's
+    alert form and the API."""
+    if value is None or (isinstance(value, str) and value.strip() == ""):
+        return None
+    if isinstance(value, str):
+        value = value.strip()
+    refusal = PortalError(
+        "Enter a threshold of zero or more, at most 99999999.99, like 5 or 12.50.",
+        field=field,
+        code="threshold_invalid",
+    )
+    try:
+        result = plain_decimal(value, field=field, code="threshold_invalid", example="5 or 12.50")
+    except PortalError:
+        raise refusal from None
+    if result < 0 or result > MAX_THRESHOLD:
+        raise refusal
+    if result != result.quantize(Decimal("0.01")):
+        raise PortalError("Use at most two decimals, like 12.50.", field=field, code="threshold_invalid")
+    return result
+
+
+def iso_date(value: object, *, field: str, label: str) -> date | None:
+    """A calendar date written YYYY-MM-DD; empty is None."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value.strip(), re.ASCII):
+        raise PortalError(f"Enter the {label} as YYYY-MM-DD.", field=field, code="date_invalid")
+    try:
+        return date.fromisoformat(value.strip())
+    except ValueError:
+        raise PortalError(f"The {label} is not a real date.", field=field, code="date_invalid") from None
+
+
+def date_range(start: date | None, end: date | None, *, field: str = "start") -> None:
+    if start is not None and end is not None and start > end:
+        raise PortalError("The start date is after the end date.", field=field, code="date_range")

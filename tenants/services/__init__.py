@@ -1,0 +1,74 @@
+"""Every write to tenants, one topic a module:
+
+- ``validation``: the input rules of the tenant forms, the API and the services;
+- ``operations``: the operation engine (start, claim, settle, retry, give up, sweep);
+- ``lifecycle``: create, clone, freeze, unfreeze, close and import, as staff start them;
+- ``runners``: what a worker does for each kind of operation, and the dispatch;
+- ``close``: the staged close; ``balance``: what the close needs from billing;
+- ``bulk``: bulk actions; ``scan``: provider accounts the portal does not know;
+- ``secret_store``: provider secrets kept with a tenant.
+
+Callers import from ``tenants.services``; the names below are the public ones.
+"""
+
+from tenants.services.balance import BalanceReturn, provide_balance_return
+from tenants.services.bulk import BULK_ACTIONS, bulk_preview, bulk_run, bulk_start
+from tenants.services.lifecycle import (
+    freeze_refusal,
+    send_owner_invitation,
+    tenant_clone,
+    tenant_close,
+    tenant_create,
+    tenant_freeze,
+    tenant_import,
+    tenant_unfreeze,
+)
+from tenants.services.operations import (
+    BULK_LIMIT,
+    MAX_FAILURES,
+    operation_give_up,
+    operation_retry,
+    operations_sweep,
+)
+from tenants.services.runners import operation_run
+from tenants.services.scan import unknown_accounts_scan, unknown_accounts_scan_run
+from tenants.services.secret_store import tenant_secrets, tenant_secrets_rotate
+from tenants.services.validation import (
+    ACCOUNT_NAME_RE,
+    AccountInput,
+    generate_password,
+    validate_account_input,
+    validate_account_name,
+)
+
+__all__ = [
+    "ACCOUNT_NAME_RE",
+    "BULK_ACTIONS",
+    "BULK_LIMIT",
+    "MAX_FAILURES",
+    "AccountInput",
+    "BalanceReturn",
+    "bulk_preview",
+    "bulk_run",
+    "bulk_start",
+    "freeze_refusal",
+    "generate_password",
+    "operation_give_up",
+    "operation_retry",
+    "operation_run",
+    "operations_sweep",
+    "provide_balance_return",
+    "send_owner_invitation",
+    "tenant_clone",
+    "tenant_close",
+    "tenant_create",
+    "tenant_freeze",
+    "tenant_import",
+    "tenant_secrets",
+    "tenant_secrets_rotate",
+    "tenant_unfreeze",
+    "unknown_accounts_scan",
+    "unknown_accounts_scan_run",
+    "validate_account_input",
+    "validate_account_name",
+]

@@ -1,0 +1,458 @@
+"""The tenant lifecycle as staff start it: create, clone, freeze, unfreeze, close, import.
+Each call checks the actor's permission, validates, and commits an operation for the worker."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.tokens import default_token_generator
+from django.core.mail import send_mail
+from django.db import IntegrityError, transaction
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.encoding import force_bytes
+from django.utils.http import urlsafe_base64_encode
+
+from portal.audit import audit_log
+from portal.errors import Conflict, PortalError
+from portal.models import Job
+from portal.roles import Role, assign_role
+from providers.base import AccountSnapshot
+from providers.capabilities import Capability
+from providers.errors import ProviderError
+from tenants.connections import capability_matrix, client_for
+from tenants.models import Membership, ProviderConnection, Tenant, TenantOperation, UnknownProviderAccount
+from tenants.services.operations import _fingerprint, _operation_key, _replay, _start_operation
+from tenants.services.validation import _check_unique, _connection, _reason, _text, validate_account_input
+
+Op = TenantOperation
+
+logger = logging.getLogger("tenants")
+
+
+def _invite_owner(*, actor: Any, tenant: Tenant, email: str, request: Any) -> Any:
+    user_model = get_user_model()
+    user = user_model(username=email.lower()[:150], email=email)
+    user.set_unusable_password()
+    user.save()
+    assign_role(user, Role.CUSTOMER_OWNER)
+    Membership.objects.create(user=user, tenant=tenant)
+    audit_log(actor=actor, action="tenants.owner.invited", tenant_id=tenant.pk, data={"email": email}, request=request)
+    transaction.on_commit(lambda: send_owner_invitation(user_id=user.pk, tenant_name=tenant.company_name))
+    return user
+
+
+def send_owner_invitation(*, user_id: int, tenant_name: str) -> None:
+    """The set-password email, with Django's password-reset token (no password is ever mailed)."""
+
+    user = get_user_model().objects.get(pk=user_id)
+    uid = urlsafe_base64_encode(force_bytes(user.pk))
+    link = str(settings.SITE_URL).rstrip("/") + reverse(
+        "password_reset_confirm", args=(uid, default_token_generator.make_token(user))
+    )
+    send_mail(
+        subject=f"You are invited to manage {tenant_name}",
+        message=(
+            f"Hello,\n\nYou have been invited to the customer portal of {tenant_name}.\n"
+            f"Choose your password here (the link works once):\n\n{link}\n\nYour username is {user.username}.\n"
+        ),
+        from_email=None,
+        recipient_list=[user.email],
+    )
+
+
+def tenant_create(
+    *,
+    actor: Any,
+    connection: Any,
+    company_name: str,
+    account_name: str,
+    account_email: str,
+    contact_name: str = "",
+    contact_email: str = "",
+    password: str | None = None,
+    voiceit_type: str = "",
+    notes: str = "",
+    plan: str = "",
+    low_balance_threshold: Any = None,
+    invite_owner_email: str = "",
+    operation_key: str | None = None,
+    request: Any = None,
+) -> Tenant:
+    """Validate, then write the tenant (provisioning), its create operation, Job and audit row;
+    the provider account is created by the task after commit. A repeat with the same
+    ``operation_key`` returns the same tenant."""
+    key = _operation_key(operation_key)
+    conn_for_print = connection.pk if isinstance(connection, ProviderConnection) else connection
+    fingerprint = _fingerprint(
+        connection=conn_for_print,
+        company_name=company_name,
+        account_name=account_name,
+        account_email=str(account_email).strip().lower(),
+    )
+    replayed = _replay(key, fingerprint)
+    if replayed is not None:
+        return replayed
+    try:
+        data = validate_account_input(
+            connection=connection,
+            company_name=company_name,
+            account_name=account_name,
+            account_email=account_email,
+            contact_name=contact_name,
+            contact_email=contact_email,
+            password=password,
+            voiceit_type=voiceit_type,
+            notes=notes,
+            plan=plan,
+            low_balance_threshold=low_balance_threshold,
+            invite_owner_email=invite_owner_email,
+        )
+    except PortalError:
+        # A concurrent request with the same key may have committed meanwhile (its name and
+        # email now look taken): that is a replay, not an error.
+        replayed = _replay(key, fingerprint)
+        if replayed is not None:
+            return replayed
+        raise
+    try:
+        with transaction.atomic():
+            tenant = Tenant.objects.create(
+                connection=data.connection,
+                company_name=data.company_name,
+                account_name=data.account_name,
+                account_email=data.account_email,
+                contact_name=data.contact_name,
+                contact_email=data.contact_email,
+                voiceit_type=data.voiceit_type,
+                notes=data.notes,
+                plan=data.plan,
+                low_balance_threshold=data.low_balance_threshold,
+                currency=data.connection.currency,
+                status=Tenant.Status.PROVISIONING,
+            )
+            op = _start_operation(
+                tenant=tenant,
+                kind=Op.Kind.CREATE,
+                actor=actor,
+                key=key,
+                params={"fingerprint": fingerprint, "password_generated": data.password_generated},
+                secret_inputs={"password": data.password},
+            )
+            audit_log(
+                actor=actor,
+                action="tenants.tenant.created",
+                tenant_id=tenant.pk,
+                request=request,
+                data={
+                    "company_name": data.company_name,
+                    "account_name": data.account_name,
+                    "account_email": data.account_email,
+                    "connection": data.connection.name,
+                    "voiceit_type": data.voiceit_type,
+                    "operation": str(op.uuid),
+                    "password_generated": data.password_generated,
+                },
+            )
+            if data.invite_owner_email:
+                _invite_owner(actor=actor, tenant=tenant, email=data.invite_owner_email, request=request)
+    except IntegrityError:
+        # A concurrent request won a race: the same key (replay it) or the same name/email.
+        replayed = _replay(key, fingerprint)
+        if replayed is not None:
+            return replayed
+        _check_unique(data.connection, data.account_name, data.account_email)
+        raise PortalError("Someone created a tenant with the same data a moment ago; check the list.") from None
+    return tenant
+
+
+def tenant_clone(
+    *,
+    actor: Any,
+    source: Tenant,
+    company_name: str,
+    account_name: str,
+    account_email: str,
+    password: str | None = None,
+    operation_key: str | None = None,
+    request: Any = None,
+) -> Tenant:
+    """A new tenant copied from ``source``: CloneAccount where the provider has it, otherwise a
+    fresh account (the matrix's reason is recorded), plus the portal-side settings (alert
+    threshold, notes, plan, contact, VoiceIt type)."""
+
+    key = _operation_key(operation_key)
+    fingerprint = _fingerprint(
+        source=source.pk,
+        company_name=company_name,
+        account_name=account_name,
+        account_email=str(account_email).strip().lower(),
+    )
+    replayed = _replay(key, fingerprint)
+    if replayed is not None:
+        return replayed
+    source = Tenant.objects.select_related("connection").get(pk=source.pk)
+    matrix = capability_matrix(source.connection)
+    provider_clone = matrix.supports(Capability.CLONE)
+    if not provider_clone and not matrix.supports(Capability.CREATE):
+        raise PortalError(f"Clone is unavailable: {matrix.reason(Capability.CLONE)}", code="unsupported")
+    if source.status not in (Tenant.Status.ACTIVE, Tenant.Status.FROZEN) or source.provider_account is None:
+        raise Conflict("Only an active or frozen tenant with a provider account can be cloned.")
+    try:
+        data = validate_account_input(
+            connection=source.connection,
+            company_name=company_name,
+            account_name=account_name,
+            account_email=account_email,
+            password=password,
+            voiceit_type=source.voiceit_type,
+            notes=source.notes,
+            plan=source.plan,
+            low_balance_threshold=source.low_balance_threshold,
+            check_create=False,
+        )
+    except PortalError:
+        replayed = _replay(key, fingerprint)  # a concurrent twin committed first
+        if replayed is not None:
+            return replayed
+        raise
+    try:
+        with transaction.atomic():
+            tenant = Tenant.objects.create(
+                connection=source.connection,
+                company_name=data.company_name,
+                account_name=data.account_name,
+                account_email=data.account_email,
+                contact_name=source.contact_name,
+                contact_email=source.contact_email,
+                voiceit_type=source.voiceit_type,
+                notes=source.notes,
+                plan=source.plan,
+                low_balance_threshold=source.low_balance_threshold,
+                currency=source.currency or source.connection.currency,
+                status=Tenant.Status.PROVISIONING,
+            )
+            op = _start_operation(
+                tenant=tenant,
+                kind=Op.Kind.CLONE,
+                actor=actor,
+                key=key,
+                params={
+                    "fingerprint": fingerprint,
+                    # Without CloneAccount the provider side starts empty; say so on the page.
+                    "mode": "clone" if provider_clone else "create",
+                    "without_clone": "" if provider_clone else matrix.reason(Capability.CLONE),
+                    "source_tenant": source.pk,
+                    "source_account": str(source.provider_account),
+                    "password_generated": data.password_generated,
+                },
+                secret_inputs={"password": data.password},
+            )
+            audit_log(
+                actor=actor,
+                action="tenants.tenant.cloned",
+                tenant_id=tenant.pk,
+                request=request,
+                data={
+                    "source": str(source.uuid),
+                    "source_company": source.company_name,
+                    "account_name": data.account_name,
+                    "account_email": data.account_email,
+                    "operation": str(op.uuid),
+                },
+            )
+    except IntegrityError:
+        replayed = _replay(key, fingerprint)
+        if replayed is not None:
+            return replayed
+        _check_unique(data.connection, data.account_name, data.account_email)
+        raise PortalError("Someone created a tenant with the same data a moment ago; check the list.") from None
+    return tenant
+
+
+def freeze_refusal(tenant: Tenant, kind: str) -> str | None:
+    """Why ``kind`` (freeze/unfreeze/close) cannot start on this tenant now, or None."""
+
+    matrix = capability_matrix(tenant.connection)
+    if kind == Op.Kind.FREEZE:
+        if not matrix.supports(Capability.FREEZE):
+            return f"Unavailable: {matrix.reason(Capability.FREEZE)}"
+        if tenant.status != Tenant.Status.ACTIVE:
+            return f"Only an active tenant can be frozen; this one is {tenant.get_status_display().lower()}."
+    elif kind == Op.Kind.UNFREEZE:
+        if not matrix.supports(Capability.UNFREEZE):
+            return f"Unavailable: {matrix.reason(Capability.UNFREEZE)}"
+        if tenant.status != Tenant.Status.FROZEN:
+            return f"Only a frozen tenant can be unfrozen; this one is {tenant.get_status_display().lower()}."
+    elif kind == Op.Kind.CLOSE and tenant.status not in (Tenant.Status.ACTIVE, Tenant.Status.FROZEN):
+        return f"Only an active or frozen tenant can be closed; this one is {tenant.get_status_display().lower()}."
+    if tenant.provider_account is None:
+        return "This tenant has no provider account."
+    return None
+
+
+def _lifecycle_start(*, actor: Any, tenant: Tenant, kind: str, reason: Any, request: Any, enqueue: bool = True) -> Op:
+    text = _reason(reason)
+    with transaction.atomic():
+        locked = Tenant.objects.select_for_update().select_related("connection").get(pk=tenant.pk)
+        refusal = freeze_refusal(locked, kind)
+        if refusal:
+            raise Conflict(refusal, code="not_allowed_now")
+        stage = Op.Stage.FREEZE if kind == Op.Kind.CLOSE else Op.Stage.PROVIDER
+        op = _start_operation(
+            tenant=locked,
+            kind=kind,
+            actor=actor,
+            reason=text,
+            stage=stage,
+            total=4 if kind == Op.Kind.CLOSE else 1,
+            enqueue=enqueue,
+        )
+        if kind == Op.Kind.CLOSE:
+            Tenant.objects.filter(pk=locked.pk).update(
+                status=Tenant.Status.CLOSING, status_reason=text, updated_at=timezone.now()
+            )
+        audit_log(
+            actor=actor,
+            action=f"tenants.tenant.{kind}_requested",
+            tenant_id=locked.pk,
+            request=request,
+            data={"reason": text, "operation": str(op.uuid), "previous_status": locked.status},
+        )
+    return op
+
+
+def tenant_freeze(*, actor: Any, tenant: Tenant, reason: str, request: Any = None) -> Job:
+    """Suspend the tenant at the provider (SetChildAccountInfo active=false); customers see the
+    reason as a banner once the provider confirmed."""
+    op = _lifecycle_start(actor=actor, tenant=tenant, kind=Op.Kind.FREEZE, reason=reason, request=request)
+    assert op.job is not None
+    return op.job
+
+
+def tenant_unfreeze(*, actor: Any, tenant: Tenant, reason: str, request: Any = None) -> Job:
+    op = _lifecycle_start(actor=actor, tenant=tenant, kind=Op.Kind.UNFREEZE, reason=reason, request=request)
+    assert op.job is not None
+    return op.job
+
+
+def tenant_close(*, actor: Any, tenant: Tenant, reason: str, request: Any = None) -> Job:
+    """Staged and resumable: freeze → pull the balance back (billing) → delete at the provider
+    where it can, else leave it disabled → closed. The tenant row stays for the audit trail."""
+    op = _lifecycle_start(actor=actor, tenant=tenant, kind=Op.Kind.CLOSE, reason=reason, request=request)
+    assert op.job is not None
+    return op.job
+
+
+def tenant_import(
+    *, actor: Any, connection: Any, provider_account_id: Any, company_name: str | None = None, request: Any = None
+) -> Tenant:
+    """Adopt a provider account the portal does not know yet (an UnknownProviderAccount row)."""
+    conn = _connection(connection)
+    try:
+        account_id = int(str(provider_account_id).strip())
+    except (TypeError, ValueError):
+        raise PortalError("Enter the provider's numeric account id.", field="provider_account_id") from None
+    company = _text(company_name, field="company_name", label="company name", max_length=200)
+    if Tenant.objects.filter(connection=conn, provider_account_id=account_id).exists():
+        raise Conflict("This provider account is already a tenant.", field="provider_account_id")
+    if not UnknownProviderAccount.objects.filter(connection=conn, provider_account_id=account_id).exists():
+        # Not seen by a sync or scan yet: read this one account at the provider (a single read,
+        # before any write) and record it as a candidate like the scan would.
+        _record_candidate(conn, account_id)
+    try:
+        with transaction.atomic():
+            row = (
+                UnknownProviderAccount.objects.select_for_update()
+                .filter(connection=conn, provider_account_id=account_id)
+                .first()
+            )
+            if row is None:
+                raise Conflict("This provider account was imported a moment ago.", field="provider_account_id")
+            active = row.active is not False
+            tenant = Tenant.objects.create(
+                connection=conn,
+                company_name=company or row.account_name or f"Account {account_id}",
+                account_name=row.account_name,
+                account_email=row.account_email,
+                provider_account_id=account_id,
+                provider_account_ref=str(account_id),
+                balance=row.balance,
+                currency=row.currency or conn.currency,
+                provider_active=row.active,
+                provider_frozen=row.frozen,
+                balance_synced_at=row.last_seen_at if row.balance is not None else None,
+                status=Tenant.Status.ACTIVE if active else Tenant.Status.FROZEN,
+                status_reason="" if active else "Disabled at the provider when imported.",
+            )
+            row.delete()
+            audit_log(
+                actor=actor,
+                action="tenants.tenant.imported",
+                tenant_id=tenant.pk,
+                request=request,
+                data={
+                    "connection": conn.name,
+                    "provider_account_id": account_id,
+                    "account_name": row.account_name,
+                    "account_email": row.account_email,
+                },
+            )
+    except IntegrityError:
+        raise Conflict(
+            "Another tenant already uses this provider account, name or email.", field="provider_account_id"
+        ) from None
+    return tenant
+
+
+def _record_candidate(conn: ProviderConnection, account_id: int) -> None:
+
+    try:
+        with client_for(conn) as client:
+            snapshot = _fetch_account(client, account_id)
+    except ProviderError as exc:
+        raise PortalError(
+            f"The provider could not be asked about account {account_id}: {exc}", field="provider_account_id"
+        ) from None
+    if snapshot is None:
+        raise PortalError(f"The provider has no account {account_id}.", field="provider_account_id")
+    UnknownProviderAccount.objects.update_or_create(
+        connection=conn,
+        provider_account_id=account_id,
+        defaults={
+            "account_name": (snapshot.name or "")[:100],
+            "account_email": (snapshot.email or "")[:254],
+            "balance": snapshot.balance,
+            "currency": (snapshot.currency or "")[:3],
+            "active": snapshot.active,
+            "frozen": snapshot.frozen,
+            "last_seen_at": timezone.now(),
+        },
+    )
+
+
+def _fetch_account(client: Any, account_id: int) -> Any:
+    """One account's snapshot by id. The neutral interface has no get-by-id yet, so use the
+    client's own lookup where it offers one (Voximplant: GetChildrenAccounts by id)."""
+    getter = getattr(client, "get_account", None)
+    if callable(getter):
+        return getter(account_id)
+    children = getattr(client, "get_children_accounts", None)
+    if not callable(children):
+        return None
+
+    for a in children(child_account_id=[account_id], ignore_invalid_accounts=True).accounts:
+        if a.account_id == account_id:
+            return AccountSnapshot(
+                account_id=a.account_id,
+                name=a.account_name,
+                email=a.account_email,
+                active=a.active,
+                frozen=a.frozen,
+                balance=a.balance,
+                currency=a.currency,
+            )
+    return None

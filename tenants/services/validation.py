@@ -1,0 +1,212 @@
+"""Input rules of the tenant forms, the API and the services: names, emails, passwords,
+thresholds and the reason text."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import string
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError
+from django.db.models import Q
+from django.db.models.functions import Lower
+
+from portal import inputs
+from portal.errors import PortalError
+from providers.capabilities import Capability
+from tenants.connections import capability_matrix
+from tenants.models import ProviderConnection, Tenant, TenantOperation, UnknownProviderAccount
+
+Op = TenantOperation
+
+logger = logging.getLogger("tenants")
+
+ACCOUNT_NAME_RE = inputs.ACCOUNT_NAME_RE
+
+
+def _text(
+    value: Any, *, field: str, label: str, max_length: int, required: bool = False, multiline: bool = False
+) -> str:
+    return inputs.text(value, field=field, label=label, max_length=max_length, required=required, multiline=multiline)
+
+
+def _email(value: Any, *, field: str, label: str, required: bool = True) -> str:
+    return inputs.email(value, field=field, label=label, required=required)
+
+
+def validate_account_name(value: Any, *, field: str = "account_name") -> str:
+    return inputs.account_name(value, field=field)
+
+
+def _password_rules(password: str, kind: str) -> None:
+    if len(password) > 64:
+        raise PortalError("The password can be at most 64 characters.", field="password")
+    try:
+        validate_password(password)
+    except ValidationError as exc:
+        raise PortalError(" ".join(exc.messages), field="password") from None
+    if kind == ProviderConnection.Kind.VOXIMPLANT:
+        missing = [
+            label
+            for label, test in (
+                ("an uppercase letter", str.isupper),
+                ("a lowercase letter", str.islower),
+                ("a digit", str.isdigit),
+            )
+            if not any(test(ch) for ch in password)
+        ]
+        if not any(not ch.isalnum() for ch in password):
+            missing.append("a special character")
+        if missing:
+            raise PortalError(
+                "Voximplant requires the password to contain " + ", ".join(missing) + ".", field="password"
+            )
+
+
+def generate_password() -> str:
+    """20 characters with every class Voximplant asks for (upper, lower, digit, special)."""
+    alphabet = string.ascii_letters + string.digits + "-_.!#%+"
+    while True:
+        candidate = "".join(secrets.choice(alphabet) for _ in range(20))
+        if (
+            any(c.isupper() for c in candidate)
+            and any(c.islower() for c in candidate)
+            and any(c.isdigit() for c in candidate)
+            and any(not c.isalnum() for c in candidate)
+        ):
+            return candidate
+
+
+def _threshold(value: Any) -> Decimal | None:
+    return inputs.threshold(value, field="low_balance_threshold")
+
+
+def _reason(value: Any) -> str:
+    return inputs.reason(value)
+
+
+def _connection(connection: Any) -> ProviderConnection:
+    if not isinstance(connection, ProviderConnection):
+        found = None
+        if connection not in (None, ""):
+            try:
+                found = ProviderConnection.objects.filter(
+                    Q(uuid=connection) if not str(connection).isdigit() else Q(pk=int(connection))
+                ).first()
+            except (ValueError, ValidationError):
+                found = None
+        if found is None:
+            raise PortalError("Choose a provider connection.", field="connection")
+        connection = found
+    if not connection.is_active:
+        raise PortalError("This provider connection is switched off; choose another.", field="connection")
+    return connection
+
+
+@dataclass
+class AccountInput:
+    connection: ProviderConnection
+    company_name: str
+    account_name: str
+    account_email: str
+    contact_name: str
+    contact_email: str
+    password: str
+    password_generated: bool
+    voiceit_type: str
+    notes: str
+    plan: str
+    low_balance_threshold: Decimal | None
+    invite_owner_email: str
+
+
+def _check_unique(connection: ProviderConnection, account_name: str, account_email: str) -> None:
+    live = Tenant.objects.exclude(status=Tenant.Status.FAILED)
+    if live.filter(connection=connection, account_name=account_name).exists():
+        raise PortalError("A tenant already uses this account name; choose another.", field="account_name")
+    if live.annotate(_email=Lower("account_email")).filter(_email=account_email.lower()).exists():
+        raise PortalError(
+            "A tenant already uses this email address (emails are compared case-insensitively).", field="account_email"
+        )
+    unknown = UnknownProviderAccount.objects.filter(connection=connection)
+    if unknown.filter(Q(account_name=account_name) | Q(account_email__iexact=account_email)).exists():
+        raise PortalError(
+            "The provider already has an account with this name or email that the portal does not "
+            "know yet: import it instead.",
+            field="account_name",
+        )
+
+
+def validate_account_input(
+    *,
+    connection: Any,
+    company_name: Any,
+    account_name: Any,
+    account_email: Any,
+    contact_name: Any = "",
+    contact_email: Any = "",
+    password: Any = None,
+    voiceit_type: Any = "",
+    notes: Any = "",
+    plan: Any = "",
+    low_balance_threshold: Any = None,
+    invite_owner_email: Any = "",
+    check_create: bool = True,
+) -> AccountInput:
+    """Every rule the provider and the portal have for a new account, checked before any call.
+
+    Raises PortalError on the first field that is wrong. Used by create and clone (and by the
+    admin's add form, so that it shows the same errors)."""
+
+    conn = _connection(connection)
+    company = _text(company_name, field="company_name", label="company name", max_length=200, required=True)
+    name = validate_account_name(account_name)
+    email = _email(account_email, field="account_email", label="account email")
+    contact = _text(contact_name, field="contact_name", label="contact name", max_length=200)
+    contact_mail = _email(contact_email, field="contact_email", label="contact email", required=False)
+    kind = conn.kind
+    vtype = str(voiceit_type or "").strip()
+    if kind == ProviderConnection.Kind.VOICEIT:
+        if vtype not in Tenant.VoiceItType.values:
+            raise PortalError(
+                "Choose managed (the reseller pays) or unmanaged (the customer pays).", field="voiceit_type"
+            )
+    elif vtype:
+        raise PortalError("Managed or unmanaged applies to VoiceIt connections only.", field="voiceit_type")
+    generated = password in (None, "")
+    secret = generate_password() if generated else str(password)
+    if not generated:
+        _password_rules(secret, kind)
+    note_text = _text(notes, field="notes", label="notes", max_length=5000, multiline=True)
+    plan_text = _text(plan, field="plan", label="plan", max_length=100)
+    threshold = _threshold(low_balance_threshold)
+    invite = _email(invite_owner_email, field="invite_owner_email", label="owner's email", required=False)
+    if invite:
+        user_model = get_user_model()
+        if user_model.objects.filter(Q(username__iexact=invite) | Q(email__iexact=invite)).exists():
+            raise PortalError(
+                "A portal user with this email already exists; invite another address.", field="invite_owner_email"
+            )
+    if check_create and not capability_matrix(conn).supports(Capability.CREATE):
+        raise PortalError(capability_matrix(conn).reason(Capability.CREATE), field="connection")
+    _check_unique(conn, name, email)
+    return AccountInput(
+        conn,
+        company,
+        name,
+        email,
+        contact,
+        contact_mail,
+        secret,
+        generated,
+        vtype,
+        note_text,
+        plan_text,
+        threshold,
+        invite,
+    )
