@@ -11,6 +11,8 @@ from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 
+from portal.errors import NotAllowed
+
 
 class Role(enum.StrEnum):
     RESELLER_ADMIN = "reseller_admin"
@@ -57,6 +59,15 @@ def role_of(user: Any) -> Role | None:
 def has_perm(user: Any, permission: str) -> bool:
     role = role_of(user)
     return role is not None and role in PERMISSIONS[permission]
+
+
+def check_permission(actor: Any, permission: str, *, doing: str) -> None:
+    """The guard every state-changing service runs first, whoever calls it (a view, the API, the
+    admin, a command): NotAllowed (403) unless the actor's role has the permission."""
+    if permission not in PERMISSIONS:
+        raise KeyError(permission)
+    if not has_perm(actor, permission):
+        raise NotAllowed(f"You may not {doing}.", code="forbidden")
 
 
 def is_staff_role(user: Any) -> bool:

@@ -11,6 +11,7 @@ from portal.audit import audit_log
 from portal.errors import PortalError
 from portal.jobs import job_advance, job_create, job_finish, job_start
 from portal.models import Job
+from portal.roles import check_permission
 from tenants.models import Tenant, TenantOperation, UnknownProviderAccount
 from tenants.services.lifecycle import _lifecycle_start, freeze_refusal, tenant_import
 from tenants.services.operations import BULK_LIMIT
@@ -75,6 +76,7 @@ def bulk_preview(
 
 def bulk_start(*, actor: Any, action: str, ids: list[int], reason: str = "", request: Any = None) -> Job:
     """Start a bulk action on the rows the dry run showed as possible; runs in Celery."""
+    check_permission(actor, "tenants.manage" if action == "import" else "tenants.freeze", doing="run this bulk action")
     if action not in BULK_ACTIONS:
         raise PortalError("Choose freeze, unfreeze or import.", field="action")
     if not ids:

@@ -19,7 +19,7 @@ from django.utils.http import urlsafe_base64_encode
 from portal.audit import audit_log
 from portal.errors import Conflict, PortalError
 from portal.models import Job
-from portal.roles import Role, assign_role
+from portal.roles import Role, assign_role, check_permission
 from providers.base import AccountSnapshot
 from providers.capabilities import Capability
 from providers.errors import ProviderError
@@ -85,6 +85,7 @@ def tenant_create(
     """Validate, then write the tenant (provisioning), its create operation, Job and audit row;
     the provider account is created by the task after commit. A repeat with the same
     ``operation_key`` returns the same tenant."""
+    check_permission(actor, "tenants.manage", doing="create tenants")
     key = _operation_key(operation_key)
     conn_for_print = connection.pk if isinstance(connection, ProviderConnection) else connection
     fingerprint = _fingerprint(
@@ -183,6 +184,7 @@ def tenant_clone(
     """A new tenant copied from ``source``: CloneAccount where the provider has it, otherwise a
     fresh account (the matrix's reason is recorded), plus the portal-side settings (alert
     threshold, notes, plan, contact, VoiceIt type)."""
+    check_permission(actor, "tenants.manage", doing="clone tenants")
 
     key = _operation_key(operation_key)
     fingerprint = _fingerprint(
@@ -328,12 +330,14 @@ def _lifecycle_start(*, actor: Any, tenant: Tenant, kind: str, reason: Any, requ
 def tenant_freeze(*, actor: Any, tenant: Tenant, reason: str, request: Any = None) -> Job:
     """Suspend the tenant at the provider (SetChildAccountInfo active=false); customers see the
     reason as a banner once the provider confirmed."""
+    check_permission(actor, "tenants.freeze", doing="freeze tenants")
     op = _lifecycle_start(actor=actor, tenant=tenant, kind=Op.Kind.FREEZE, reason=reason, request=request)
     assert op.job is not None
     return op.job
 
 
 def tenant_unfreeze(*, actor: Any, tenant: Tenant, reason: str, request: Any = None) -> Job:
+    check_permission(actor, "tenants.freeze", doing="unfreeze tenants")
     op = _lifecycle_start(actor=actor, tenant=tenant, kind=Op.Kind.UNFREEZE, reason=reason, request=request)
     assert op.job is not None
     return op.job
@@ -342,6 +346,7 @@ def tenant_unfreeze(*, actor: Any, tenant: Tenant, reason: str, request: Any = N
 def tenant_close(*, actor: Any, tenant: Tenant, reason: str, request: Any = None) -> Job:
     """Staged and resumable: freeze → pull the balance back (billing) → delete at the provider
     where it can, else leave it disabled → closed. The tenant row stays for the audit trail."""
+    check_permission(actor, "tenants.manage", doing="close tenants")
     op = _lifecycle_start(actor=actor, tenant=tenant, kind=Op.Kind.CLOSE, reason=reason, request=request)
     assert op.job is not None
     return op.job
@@ -351,6 +356,7 @@ def tenant_import(
     *, actor: Any, connection: Any, provider_account_id: Any, company_name: str | None = None, request: Any = None
 ) -> Tenant:
     """Adopt a provider account the portal does not know yet (an UnknownProviderAccount row)."""
+    check_permission(actor, "tenants.manage", doing="import tenants")
     conn = _connection(connection)
     try:
         account_id = int(str(provider_account_id).strip())

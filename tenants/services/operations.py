@@ -23,6 +23,7 @@ from portal.crypto import encrypt_json
 from portal.errors import Conflict, PortalError
 from portal.jobs import job_create, job_finish, job_set_state, job_start
 from portal.models import Job
+from portal.roles import check_permission
 from providers.errors import Duplicate, InvalidArgument, NotSent, RateLimited
 from tenants.models import Tenant, TenantOperation
 from tenants.services.balance import transfer_state
@@ -154,6 +155,7 @@ def _operation_key(value: Any) -> str | None:
 def operation_retry(*, actor: Any, operation: Op, request: Any = None) -> Op:
     """A human looked at an operation that needs attention and asks for another attempt. A
     create or clone still looks the account up first, so this never duplicates it."""
+    check_permission(actor, "tenants.freeze", doing="retry operations")
     with transaction.atomic():
         op = Op.objects.select_for_update().get(pk=operation.pk)
         if op.state != Op.State.NEEDS_ATTENTION:
@@ -186,6 +188,7 @@ def operation_retry(*, actor: Any, operation: Op, request: Any = None) -> Op:
 def operation_give_up(*, actor: Any, operation: Op, request: Any = None) -> Op:
     """Stop an operation that needs attention. For a create or clone the tenant becomes failed
     (staff confirmed no account exists at the provider); a close cannot be abandoned."""
+    check_permission(actor, "tenants.freeze", doing="abandon operations")
     with transaction.atomic():
         op = Op.objects.select_for_update().get(pk=operation.pk)
         if op.state != Op.State.NEEDS_ATTENTION:
