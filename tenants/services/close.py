@@ -4,6 +4,7 @@ finish. Each stage commits before the next, so a crash resumes where it stopped.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from django.db import transaction
@@ -12,7 +13,7 @@ from django.utils import timezone
 from portal.audit import audit_log
 from portal.errors import PortalError
 from portal.jobs import job_advance
-from providers.capabilities import Capability
+from providers.capabilities import Capability, CapabilityMatrix
 from providers.errors import (
     AuthenticationError,
     ConfigurationError,
@@ -66,137 +67,150 @@ def _advance(op: Op, *, to: str, note: str, transfer_ref: str | None = None) -> 
         op.transfer_ref = transfer_ref
 
 
-def _run_close(op: Op) -> None:  # noqa: C901 - one stage machine, read top to bottom
+# Each stage does its work, commits its outcome and says whether the close goes on now (True)
+# or stops until the next attempt (False).
+Stage = Callable[[Op, Tenant, CapabilityMatrix], bool]
 
+
+def _stage_freeze(op: Op, tenant: Tenant, matrix: CapabilityMatrix) -> bool:
+    account = tenant.provider_account
+    if account is None:
+        _advance(op, to=Op.Stage.PULL_BALANCE, note="No provider account to freeze.")
+    elif not matrix.supports(Capability.FREEZE):
+        _advance(op, to=Op.Stage.PULL_BALANCE, note=f"Freeze unavailable: {matrix.reason(Capability.FREEZE)}")
+    else:
+        with client_for(tenant.connection) as client:
+            client.freeze_account(account)
+        Tenant.objects.filter(pk=tenant.pk).update(provider_active=False)
+        _advance(op, to=Op.Stage.PULL_BALANCE, note="Frozen at the provider.")
+    return True
+
+
+def _stage_pull_balance(op: Op, tenant: Tenant, matrix: CapabilityMatrix) -> bool:
+    if tenant.provider_account is None or not matrix.supports(Capability.TRANSFER_MONEY):
+        reason = matrix.reason(Capability.TRANSFER_MONEY) or "no provider account"
+        _advance(op, to=Op.Stage.DELETE, note=f"No balance to pull back: {reason}")
+        return True
+    money = balance_return()
+    if money is None:
+        _settle(
+            op,
+            state=Op.State.NEEDS_ATTENTION,
+            message="Pulling the balance back needs billing, which is not running here. Retry once it is.",
+        )
+        return False
+    # Billing reads the live balance at the provider, so this runs outside any transaction. A
+    # crash between its commit and ours would leave its transfer unrecorded here: look for it
+    # before asking for another one.
+    ref = money.pull_back_started(tenant=tenant, since=op.created_at) or ""
+    if not ref:
+        try:
+            ref = money.pull_back(actor=op.created_by, tenant=tenant, reason=f"Closing the tenant: {op.reason}") or ""
+        except PortalError as exc:
+            _not_answered(op, NotSent(exc.message), lookup_possible=True, what="Closing (pulling the balance back)")
+            return False
+    if ref:
+        _advance(
+            op,
+            to=Op.Stage.WAIT_BALANCE,
+            transfer_ref=ref,
+            note=f"Pulling the remaining balance back to the parent (transfer {ref}).",
+        )
+    else:
+        _advance(op, to=Op.Stage.DELETE, note="No balance left to pull back.")
+    return True
+
+
+_TRANSFER_STOPS = {
+    "failed": "Pulling the balance back failed (see the transfer). Retry to try again.",
+    "needs_review": "The balance transfer needs review in billing; retry the close once it is settled.",
+}
+
+
+def _stage_wait_balance(op: Op, tenant: Tenant, matrix: CapabilityMatrix) -> bool:
+    state = transfer_state(op.transfer_ref)
+    if state == "succeeded":
+        _advance(op, to=Op.Stage.DELETE, note="The balance is back on the parent account.")
+        return True
+    if state in _TRANSFER_STOPS:
+        _settle(
+            op,
+            state=Op.State.NEEDS_ATTENTION,
+            message=_TRANSFER_STOPS[state],
+            audit=("tenants.operation.needs_attention", {"transfer": op.transfer_ref}),
+        )
+    elif op.failures >= 120:
+        _settle(
+            op,
+            state=Op.State.NEEDS_ATTENTION,
+            message=(
+                f"The balance transfer has not settled after {op.failures} checks (now {state}); look at it "
+                "in billing, then retry the close."
+            ),
+        )
+    else:
+        delay = min(5 * (op.failures + 1), 60)
+        _settle(
+            op,
+            state=Op.State.WAITING,
+            retry_in=delay,
+            failures=op.failures + 1,
+            message=(
+                f"Waiting for the balance transfer to settle (now {state or 'not found'}); checking again in {delay} s."
+            ),
+        )
+    return False
+
+
+def _stage_delete(op: Op, tenant: Tenant, matrix: CapabilityMatrix) -> bool:
+    account = tenant.provider_account
+    if account is None:
+        note = "No provider account to delete."
+    elif matrix.supports(Capability.CLOSE_DELETE):
+        with client_for(tenant.connection) as client:
+            try:
+                client.close_account(account)
+                note = "Deleted at the provider."
+            except NotFound:
+                note = "Already gone at the provider."
+    else:
+        note = f"Left disabled at the provider: {matrix.reason(Capability.CLOSE_DELETE)}"
+    _advance(op, to=Op.Stage.FINISH, note=note)
+    return True
+
+
+def _stage_finish(op: Op, tenant: Tenant, matrix: CapabilityMatrix) -> bool:
+    now = timezone.now()
+    _settle(
+        op,
+        state=Op.State.SUCCEEDED,
+        message="Closed. " + " ".join(op.notes[-2:]),
+        tenant_updates={"status": Tenant.Status.CLOSED, "closed_at": now, "provider_active": False},
+        audit=("tenants.tenant.closed", {"reason": op.reason, "notes": op.notes}),
+    )
+    return False
+
+
+STAGES: dict[str, Stage] = {
+    Op.Stage.FREEZE: _stage_freeze,
+    Op.Stage.PULL_BALANCE: _stage_pull_balance,
+    Op.Stage.WAIT_BALANCE: _stage_wait_balance,
+    Op.Stage.DELETE: _stage_delete,
+    Op.Stage.FINISH: _stage_finish,
+}
+
+
+def _run_close(op: Op) -> None:
+    """Run the close's stages in order from where the last attempt stopped."""
     tenant = op.tenant
     matrix = capability_matrix(tenant.connection)
-    account = tenant.provider_account
     while True:
         stage = op.stage
+        if stage not in STAGES:
+            raise RuntimeError(f"unknown close stage {stage!r}")
         try:
-            if stage == Op.Stage.FREEZE:
-                if account is None:
-                    _advance(op, to=Op.Stage.PULL_BALANCE, note="No provider account to freeze.")
-                elif not matrix.supports(Capability.FREEZE):
-                    _advance(
-                        op, to=Op.Stage.PULL_BALANCE, note=f"Freeze unavailable: {matrix.reason(Capability.FREEZE)}"
-                    )
-                else:
-                    with client_for(tenant.connection) as client:
-                        client.freeze_account(account)
-                    Tenant.objects.filter(pk=tenant.pk).update(provider_active=False)
-                    _advance(op, to=Op.Stage.PULL_BALANCE, note="Frozen at the provider.")
-            elif stage == Op.Stage.PULL_BALANCE:
-                if account is None or not matrix.supports(Capability.TRANSFER_MONEY):
-                    reason = matrix.reason(Capability.TRANSFER_MONEY) or "no provider account"
-                    _advance(op, to=Op.Stage.DELETE, note=f"No balance to pull back: {reason}")
-                    continue
-                money = balance_return()
-                if money is None:
-                    _settle(
-                        op,
-                        state=Op.State.NEEDS_ATTENTION,
-                        message="Pulling the balance back needs billing, which is not running here. Retry once it is.",
-                    )
-                    return
-                # Billing reads the live balance at the provider, so this runs outside any
-                # transaction. A crash between its commit and ours would leave its transfer
-                # unrecorded here: look for it before asking for another one.
-                ref = money.pull_back_started(tenant=tenant, since=op.created_at) or ""
-                if not ref:
-                    try:
-                        ref = (
-                            money.pull_back(
-                                actor=op.created_by, tenant=tenant, reason=f"Closing the tenant: {op.reason}"
-                            )
-                            or ""
-                        )
-                    except PortalError as exc:
-                        _not_answered(
-                            op, NotSent(exc.message), lookup_possible=True, what="Closing (pulling the balance back)"
-                        )
-                        return
-                if ref:
-                    _advance(
-                        op,
-                        to=Op.Stage.WAIT_BALANCE,
-                        transfer_ref=ref,
-                        note=f"Pulling the remaining balance back to the parent (transfer {ref}).",
-                    )
-                else:
-                    _advance(op, to=Op.Stage.DELETE, note="No balance left to pull back.")
-            elif stage == Op.Stage.WAIT_BALANCE:
-                state = transfer_state(op.transfer_ref)
-                if state == "succeeded":
-                    _advance(op, to=Op.Stage.DELETE, note="The balance is back on the parent account.")
-                elif state == "failed":
-                    _settle(
-                        op,
-                        state=Op.State.NEEDS_ATTENTION,
-                        message=("Pulling the balance back failed (see the transfer). Retry to try again."),
-                        audit=("tenants.operation.needs_attention", {"transfer": op.transfer_ref}),
-                    )
-                    return
-                elif state == "needs_review":
-                    _settle(
-                        op,
-                        state=Op.State.NEEDS_ATTENTION,
-                        message=("The balance transfer needs review in billing; retry the close once it is settled."),
-                        audit=("tenants.operation.needs_attention", {"transfer": op.transfer_ref}),
-                    )
-                    return
-                elif op.failures >= 120:
-                    _settle(
-                        op,
-                        state=Op.State.NEEDS_ATTENTION,
-                        message=(
-                            f"The balance transfer has not settled after {op.failures} checks (now {state}); look at it "
-                            "in billing, then retry the close."
-                        ),
-                    )
-                    return
-                else:
-                    delay = min(5 * (op.failures + 1), 60)
-                    _settle(
-                        op,
-                        state=Op.State.WAITING,
-                        retry_in=delay,
-                        failures=op.failures + 1,
-                        message=(
-                            f"Waiting for the balance transfer to settle (now {state or 'not found'}); checking again "
-                            f"in {delay} s."
-                        ),
-                    )
-                    return
-            elif stage == Op.Stage.DELETE:
-                if account is None:
-                    _advance(op, to=Op.Stage.FINISH, note="No provider account to delete.")
-                elif matrix.supports(Capability.CLOSE_DELETE):
-                    with client_for(tenant.connection) as client:
-                        try:
-                            client.close_account(account)
-                            note = "Deleted at the provider."
-                        except NotFound:
-                            note = "Already gone at the provider."
-                    _advance(op, to=Op.Stage.FINISH, note=note)
-                else:
-                    _advance(
-                        op,
-                        to=Op.Stage.FINISH,
-                        note=f"Left disabled at the provider: {matrix.reason(Capability.CLOSE_DELETE)}",
-                    )
-            elif stage == Op.Stage.FINISH:
-                now = timezone.now()
-                _settle(
-                    op,
-                    state=Op.State.SUCCEEDED,
-                    message="Closed. " + " ".join(op.notes[-2:]),
-                    tenant_updates={"status": Tenant.Status.CLOSED, "closed_at": now, "provider_active": False},
-                    audit=("tenants.tenant.closed", {"reason": op.reason, "notes": op.notes}),
-                )
+            if not STAGES[stage](op, tenant, matrix):
                 return
-            else:
-                raise RuntimeError(f"unknown close stage {stage!r}")
         except (OutcomeUnknown, NotSent, RateLimited) as exc:
             # Freeze and delete are safe to send again (a second delete finds nothing).
             _not_answered(op, exc, lookup_possible=True, what=f"Closing ({op.get_stage_display().lower()})")
