@@ -4,6 +4,7 @@ Each call checks the actor's permission, validates, and commits an operation for
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -26,7 +27,7 @@ from providers.errors import ProviderError
 from tenants.connections import capability_matrix, client_for
 from tenants.models import Membership, ProviderConnection, Tenant, TenantOperation, UnknownProviderAccount
 from tenants.services.operations import _fingerprint, _operation_key, _replay, _start_operation
-from tenants.services.validation import _check_unique, _connection, _reason, _text, validate_account_input
+from tenants.services.validation import AccountInput, _check_unique, _connection, _reason, _text, validate_account_input
 
 Op = TenantOperation
 
@@ -64,6 +65,33 @@ def send_owner_invitation(*, user_id: int, tenant_name: str) -> None:
     )
 
 
+def _provision_once(
+    *, key: str | None, fingerprint: str, validate: Callable[[], AccountInput], insert: Callable[[AccountInput], Tenant]
+) -> Tenant:
+    """The shape create and clone share. A repeat with the same operation key returns the first
+    tenant; a concurrent twin that committed first (its name and email now look taken, or the
+    insert hits a unique index) is a replay, not an error."""
+    replayed = _replay(key, fingerprint)
+    if replayed is not None:
+        return replayed
+    try:
+        data = validate()
+    except PortalError:
+        replayed = _replay(key, fingerprint)
+        if replayed is not None:
+            return replayed
+        raise
+    try:
+        with transaction.atomic():
+            return insert(data)
+    except IntegrityError:
+        replayed = _replay(key, fingerprint)
+        if replayed is not None:
+            return replayed
+        _check_unique(data.connection, data.account_name, data.account_email)
+        raise PortalError("Someone created a tenant with the same data a moment ago; check the list.") from None
+
+
 def tenant_create(
     *,
     actor: Any,
@@ -94,11 +122,9 @@ def tenant_create(
         account_name=account_name,
         account_email=str(account_email).strip().lower(),
     )
-    replayed = _replay(key, fingerprint)
-    if replayed is not None:
-        return replayed
-    try:
-        data = validate_account_input(
+
+    def validate() -> AccountInput:
+        return validate_account_input(
             connection=connection,
             company_name=company_name,
             account_name=account_name,
@@ -112,62 +138,50 @@ def tenant_create(
             low_balance_threshold=low_balance_threshold,
             invite_owner_email=invite_owner_email,
         )
-    except PortalError:
-        # A concurrent request with the same key may have committed meanwhile (its name and
-        # email now look taken): that is a replay, not an error.
-        replayed = _replay(key, fingerprint)
-        if replayed is not None:
-            return replayed
-        raise
-    try:
-        with transaction.atomic():
-            tenant = Tenant.objects.create(
-                connection=data.connection,
-                company_name=data.company_name,
-                account_name=data.account_name,
-                account_email=data.account_email,
-                contact_name=data.contact_name,
-                contact_email=data.contact_email,
-                voiceit_type=data.voiceit_type,
-                notes=data.notes,
-                plan=data.plan,
-                low_balance_threshold=data.low_balance_threshold,
-                currency=data.connection.currency,
-                status=Tenant.Status.PROVISIONING,
-            )
-            op = _start_operation(
-                tenant=tenant,
-                kind=Op.Kind.CREATE,
-                actor=actor,
-                key=key,
-                params={"fingerprint": fingerprint, "password_generated": data.password_generated},
-                secret_inputs={"password": data.password},
-            )
-            audit_log(
-                actor=actor,
-                action="tenants.tenant.created",
-                tenant_id=tenant.pk,
-                request=request,
-                data={
-                    "company_name": data.company_name,
-                    "account_name": data.account_name,
-                    "account_email": data.account_email,
-                    "connection": data.connection.name,
-                    "voiceit_type": data.voiceit_type,
-                    "operation": str(op.uuid),
-                    "password_generated": data.password_generated,
-                },
-            )
-            if data.invite_owner_email:
-                _invite_owner(actor=actor, tenant=tenant, email=data.invite_owner_email, request=request)
-    except IntegrityError:
-        # A concurrent request won a race: the same key (replay it) or the same name/email.
-        replayed = _replay(key, fingerprint)
-        if replayed is not None:
-            return replayed
-        _check_unique(data.connection, data.account_name, data.account_email)
-        raise PortalError("Someone created a tenant with the same data a moment ago; check the list.") from None
-    return tenant
+
+    def insert(data: AccountInput) -> Tenant:
+        tenant = Tenant.objects.create(
+            connection=data.connection,
+            company_name=data.company_name,
+            account_name=data.account_name,
+            account_email=data.account_email,
+            contact_name=data.contact_name,
+            contact_email=data.contact_email,
+            voiceit_type=data.voiceit_type,
+            notes=data.notes,
+            plan=data.plan,
+            low_balance_threshold=data.low_balance_threshold,
+            currency=data.connection.currency,
+            status=Tenant.Status.PROVISIONING,
+        )
+        op = _start_operation(
+            tenant=tenant,
+            kind=Op.Kind.CREATE,
+            actor=actor,
+            key=key,
+            params={"fingerprint": fingerprint, "password_generated": data.password_generated},
+            secret_inputs={"password": data.password},
+        )
+        audit_log(
+            actor=actor,
+            action="tenants.tenant.created",
+            tenant_id=tenant.pk,
+            request=request,
+            data={
+                "company_name": data.company_name,
+                "account_name": data.account_name,
+                "account_email": data.account_email,
+                "connection": data.connection.name,
+                "voiceit_type": data.voiceit_type,
+                "operation": str(op.uuid),
+                "password_generated": data.password_generated,
+            },
+        )
+        if data.invite_owner_email:
+            _invite_owner(actor=actor, tenant=tenant, email=data.invite_owner_email, request=request)
+        return tenant
+
+    return _provision_once(key=key, fingerprint=fingerprint, validate=validate, insert=insert)
 
 
 def tenant_clone(
@@ -185,7 +199,6 @@ def tenant_clone(
     fresh account (the matrix's reason is recorded), plus the portal-side settings (alert
     threshold, notes, plan, contact, VoiceIt type)."""
     check_permission(actor, "tenants.manage", doing="clone tenants")
-
     key = _operation_key(operation_key)
     fingerprint = _fingerprint(
         source=source.pk,
@@ -193,18 +206,16 @@ def tenant_clone(
         account_name=account_name,
         account_email=str(account_email).strip().lower(),
     )
-    replayed = _replay(key, fingerprint)
-    if replayed is not None:
-        return replayed
     source = Tenant.objects.select_related("connection").get(pk=source.pk)
     matrix = capability_matrix(source.connection)
     provider_clone = matrix.supports(Capability.CLONE)
-    if not provider_clone and not matrix.supports(Capability.CREATE):
-        raise PortalError(f"Clone is unavailable: {matrix.reason(Capability.CLONE)}", code="unsupported")
-    if source.status not in (Tenant.Status.ACTIVE, Tenant.Status.FROZEN) or source.provider_account is None:
-        raise Conflict("Only an active or frozen tenant with a provider account can be cloned.")
-    try:
-        data = validate_account_input(
+
+    def validate() -> AccountInput:
+        if not provider_clone and not matrix.supports(Capability.CREATE):
+            raise PortalError(f"Clone is unavailable: {matrix.reason(Capability.CLONE)}", code="unsupported")
+        if source.status not in (Tenant.Status.ACTIVE, Tenant.Status.FROZEN) or source.provider_account is None:
+            raise Conflict("Only an active or frozen tenant with a provider account can be cloned.")
+        return validate_account_input(
             connection=source.connection,
             company_name=company_name,
             account_name=account_name,
@@ -216,63 +227,54 @@ def tenant_clone(
             low_balance_threshold=source.low_balance_threshold,
             check_create=False,
         )
-    except PortalError:
-        replayed = _replay(key, fingerprint)  # a concurrent twin committed first
-        if replayed is not None:
-            return replayed
-        raise
-    try:
-        with transaction.atomic():
-            tenant = Tenant.objects.create(
-                connection=source.connection,
-                company_name=data.company_name,
-                account_name=data.account_name,
-                account_email=data.account_email,
-                contact_name=source.contact_name,
-                contact_email=source.contact_email,
-                voiceit_type=source.voiceit_type,
-                notes=source.notes,
-                plan=source.plan,
-                low_balance_threshold=source.low_balance_threshold,
-                currency=source.currency or source.connection.currency,
-                status=Tenant.Status.PROVISIONING,
-            )
-            op = _start_operation(
-                tenant=tenant,
-                kind=Op.Kind.CLONE,
-                actor=actor,
-                key=key,
-                params={
-                    "fingerprint": fingerprint,
-                    # Without CloneAccount the provider side starts empty; say so on the page.
-                    "mode": "clone" if provider_clone else "create",
-                    "without_clone": "" if provider_clone else matrix.reason(Capability.CLONE),
-                    "source_tenant": source.pk,
-                    "source_account": str(source.provider_account),
-                    "password_generated": data.password_generated,
-                },
-                secret_inputs={"password": data.password},
-            )
-            audit_log(
-                actor=actor,
-                action="tenants.tenant.cloned",
-                tenant_id=tenant.pk,
-                request=request,
-                data={
-                    "source": str(source.uuid),
-                    "source_company": source.company_name,
-                    "account_name": data.account_name,
-                    "account_email": data.account_email,
-                    "operation": str(op.uuid),
-                },
-            )
-    except IntegrityError:
-        replayed = _replay(key, fingerprint)
-        if replayed is not None:
-            return replayed
-        _check_unique(data.connection, data.account_name, data.account_email)
-        raise PortalError("Someone created a tenant with the same data a moment ago; check the list.") from None
-    return tenant
+
+    def insert(data: AccountInput) -> Tenant:
+        tenant = Tenant.objects.create(
+            connection=source.connection,
+            company_name=data.company_name,
+            account_name=data.account_name,
+            account_email=data.account_email,
+            contact_name=source.contact_name,
+            contact_email=source.contact_email,
+            voiceit_type=source.voiceit_type,
+            notes=source.notes,
+            plan=source.plan,
+            low_balance_threshold=source.low_balance_threshold,
+            currency=source.currency or source.connection.currency,
+            status=Tenant.Status.PROVISIONING,
+        )
+        op = _start_operation(
+            tenant=tenant,
+            kind=Op.Kind.CLONE,
+            actor=actor,
+            key=key,
+            params={
+                "fingerprint": fingerprint,
+                # Without CloneAccount the provider side starts empty; say so on the page.
+                "mode": "clone" if provider_clone else "create",
+                "without_clone": "" if provider_clone else matrix.reason(Capability.CLONE),
+                "source_tenant": source.pk,
+                "source_account": str(source.provider_account),
+                "password_generated": data.password_generated,
+            },
+            secret_inputs={"password": data.password},
+        )
+        audit_log(
+            actor=actor,
+            action="tenants.tenant.cloned",
+            tenant_id=tenant.pk,
+            request=request,
+            data={
+                "source": str(source.uuid),
+                "source_company": source.company_name,
+                "account_name": data.account_name,
+                "account_email": data.account_email,
+                "operation": str(op.uuid),
+            },
+        )
+        return tenant
+
+    return _provision_once(key=key, fingerprint=fingerprint, validate=validate, insert=insert)
 
 
 def freeze_refusal(tenant: Tenant, kind: str) -> str | None:
