@@ -29,7 +29,7 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed("The token is not valid, expired or revoked.")
         user = token.user
         # The token's role, not the user's, decides what the request may do.
-        user._portal_role = Role(token.role)
+        user.__dict__["_portal_role"] = Role(token.role)  # read by portal.roles.role_of
         return user, token
 
     def authenticate_header(self, request: Request) -> str:

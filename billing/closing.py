@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 
 from billing.models import Transfer
 from billing.services import transfer_withdraw_balance
@@ -25,6 +25,6 @@ class BillingBalanceReturn:
         )
         return str(transfer.pk) if transfer is not None else None
 
-    def pull_back(self, *, actor: AbstractBaseUser | None, tenant: Tenant, reason: str) -> str | None:
+    def pull_back(self, *, actor: User | None, tenant: Tenant, reason: str) -> str | None:
         transfer = transfer_withdraw_balance(actor=actor, tenant=tenant, reason=reason)
         return str(transfer.pk) if transfer is not None else None

@@ -5,7 +5,6 @@ so a view that forgot its decorator still cannot let a viewer change anything.""
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import User
@@ -27,12 +26,12 @@ from portal.roles import Role, assign_role, role_of
 from tenants.models import Membership, Tenant
 
 
-def _require_owner(actor: Any, tenant: Tenant) -> None:
+def _require_owner(actor: User, tenant: Tenant) -> None:
     if role_of(actor) != Role.CUSTOMER_OWNER or not Membership.objects.filter(user_id=actor.pk, tenant=tenant).exists():
         raise NotAllowed("Only your company's owner may do this.", code="permission_denied")
 
 
-def _require_member(actor: Any, tenant: Tenant) -> None:
+def _require_member(actor: User, tenant: Tenant) -> None:
     if (
         role_of(actor) not in (Role.CUSTOMER_OWNER, Role.CUSTOMER_VIEWER)
         or not Membership.objects.filter(user_id=actor.pk, tenant=tenant).exists()
@@ -55,7 +54,7 @@ def normalize_email(raw: str) -> str:
     return f"{local}@{domain.lower()}"
 
 
-def customer_invite(*, actor: Any, tenant: Tenant, email: str, request: HttpRequest | None = None) -> Membership:
+def customer_invite(*, actor: User, tenant: Tenant, email: str, request: HttpRequest | None = None) -> Membership:
     """Invites a viewer: a user with no usable password, a membership, and an email with a
     link to set the password. The role is always viewer: an invite cannot make an owner."""
     _require_owner(actor, tenant)
@@ -86,7 +85,7 @@ def customer_invite(*, actor: Any, tenant: Tenant, email: str, request: HttpRequ
     return membership
 
 
-def _send_invite(user: User, tenant: Tenant, actor: Any) -> None:
+def _send_invite(user: User, tenant: Tenant, actor: User) -> None:
     uid = urlsafe_base64_encode(force_bytes(user.pk))
     token = default_token_generator.make_token(user)
     link = str(settings.SITE_URL).rstrip("/") + reverse(
@@ -106,7 +105,9 @@ def _send_invite(user: User, tenant: Tenant, actor: Any) -> None:
     )
 
 
-def customer_remove(*, actor: Any, tenant: Tenant, membership: Membership, request: HttpRequest | None = None) -> None:
+def customer_remove(
+    *, actor: User, tenant: Tenant, membership: Membership, request: HttpRequest | None = None
+) -> None:
     """Removes a viewer: the membership goes, the user is deactivated and their tokens revoked."""
     _require_owner(actor, tenant)
     if membership.tenant_id != tenant.pk:
@@ -135,7 +136,7 @@ def customer_remove(*, actor: Any, tenant: Tenant, membership: Membership, reque
 
 
 def customer_set_alert(
-    *, actor: Any, tenant: Tenant, threshold: Decimal | None, request: HttpRequest | None = None
+    *, actor: User, tenant: Tenant, threshold: Decimal | None, request: HttpRequest | None = None
 ) -> None:
     """The owner's low-balance alert. billing.services.tenant_set_low_balance_threshold only
     accepts staff (billing.move_money / tenants.manage), so the owner's change is written here,
@@ -172,7 +173,9 @@ def _push_threshold(tenant_id: int) -> None:
         logging.getLogger("customers").warning("could not publish the threshold push for %s", tenant_id, exc_info=True)
 
 
-def customer_profile_update(*, actor: Any, first_name: str, last_name: str, request: HttpRequest | None = None) -> None:
+def customer_profile_update(
+    *, actor: User, first_name: str, last_name: str, request: HttpRequest | None = None
+) -> None:
     for name, value in (("first_name", first_name), ("last_name", last_name)):
         if len(value) > 150:
             raise PortalError("At most 150 characters.", field=name)
@@ -192,7 +195,7 @@ def refresh_allowed_in(*, tenant: Tenant) -> int:
     return max(0, int(until - time.time())) if until else 0
 
 
-def customer_refresh_balance(*, actor: Any, tenant: Tenant, request: HttpRequest | None = None) -> Tenant:
+def customer_refresh_balance(*, actor: User, tenant: Tenant, request: HttpRequest | None = None) -> Tenant:
     """Asks the provider for the balance now. One call per tenant per CUSTOMER_REFRESH_INTERVAL:
     the cache entry is only a rate limit (losing it allows one extra call, nothing worse)."""
     import time
@@ -208,7 +211,7 @@ def customer_refresh_balance(*, actor: Any, tenant: Tenant, request: HttpRequest
     return _refresh_from_provider(actor=actor, tenant=tenant, request=request)
 
 
-def _refresh_from_provider(*, actor: Any, tenant: Tenant, request: HttpRequest | None) -> Tenant:
+def _refresh_from_provider(*, actor: User, tenant: Tenant, request: HttpRequest | None) -> Tenant:
     """A direct, short provider call (the client's timeouts bound it) through billing's own
     one-tenant refresh, which writes the balance and its snapshot the way the sync does."""
     from billing.sync import tenant_refresh

@@ -10,6 +10,7 @@ from functools import wraps
 from typing import Any
 
 from django.contrib import messages
+from django.contrib.auth.models import User
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
@@ -45,6 +46,13 @@ def customer_page(*, manage: bool = False) -> Callable[[View], View]:
     return decorator
 
 
+def _actor(request: HttpRequest) -> User:
+    """The signed-in customer; customer_page lets no one else through."""
+    user = request.user
+    assert isinstance(user, User)
+    return user
+
+
 def _is_owner(request: HttpRequest) -> bool:
     return role_of(request.user) == Role.CUSTOMER_OWNER
 
@@ -67,7 +75,7 @@ def home(request: HttpRequest, tenant: Any) -> HttpResponse:
 @require_POST
 def refresh(request: HttpRequest, tenant: Any) -> HttpResponse:
     try:
-        services.customer_refresh_balance(actor=request.user, tenant=tenant, request=request)
+        services.customer_refresh_balance(actor=_actor(request), tenant=tenant, request=request)
         messages.success(request, "The balance was refreshed from the provider.")
     except PortalError as exc:
         messages.error(request, exc.message)
@@ -79,7 +87,7 @@ def refresh(request: HttpRequest, tenant: Any) -> HttpResponse:
 def alerts(request: HttpRequest, tenant: Any) -> HttpResponse:
     try:
         threshold = inputs.threshold(request.POST.get("threshold", ""), field="threshold")
-        services.customer_set_alert(actor=request.user, tenant=tenant, threshold=threshold, request=request)
+        services.customer_set_alert(actor=_actor(request), tenant=tenant, threshold=threshold, request=request)
         messages.success(request, "Low-balance alert saved." if threshold is not None else "Low-balance alert off.")
     except PortalError as exc:
         messages.error(request, exc.message)
@@ -166,7 +174,7 @@ def team(request: HttpRequest, tenant: Any) -> HttpResponse:
 def team_invite(request: HttpRequest, tenant: Any) -> HttpResponse:
     email = request.POST.get("email", "")
     try:
-        membership = services.customer_invite(actor=request.user, tenant=tenant, email=email, request=request)
+        membership = services.customer_invite(actor=_actor(request), tenant=tenant, email=email, request=request)
     except PortalError as exc:
         return render(
             request,
@@ -190,7 +198,7 @@ def team_remove(request: HttpRequest, tenant: Any, member_id: int) -> HttpRespon
     if request.method != "POST":
         return HttpResponseNotAllowed(["POST"])
     try:
-        services.customer_remove(actor=request.user, tenant=tenant, membership=membership, request=request)
+        services.customer_remove(actor=_actor(request), tenant=tenant, membership=membership, request=request)
         messages.success(request, f"{membership.user.email or membership.user.get_username()} was removed.")
     except PortalError as exc:
         messages.error(request, exc.message)
@@ -202,7 +210,7 @@ def profile(request: HttpRequest, tenant: Any) -> HttpResponse:
     if request.method == "POST":
         try:
             services.customer_profile_update(
-                actor=request.user,
+                actor=_actor(request),
                 first_name=request.POST.get("first_name", ""),
                 last_name=request.POST.get("last_name", ""),
                 request=request,

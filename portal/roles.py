@@ -5,13 +5,16 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from functools import wraps
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 
 from portal.errors import NotAllowed
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AnonymousUser, User
 
 
 class Role(enum.StrEnum):
@@ -25,6 +28,10 @@ class Role(enum.StrEnum):
     def label(self) -> str:
         return self.value.replace("_", " ").capitalize()
 
+
+# Who does something: a signed-in user, an anonymous visitor, or None for the system (a task,
+# the sweeper, a command).
+Actor: TypeAlias = "User | AnonymousUser | None"
 
 STAFF_ROLES = frozenset({Role.RESELLER_ADMIN, Role.RESELLER_BILLING, Role.RESELLER_SUPPORT})
 CUSTOMER_ROLES = frozenset({Role.CUSTOMER_OWNER, Role.CUSTOMER_VIEWER})

@@ -291,7 +291,7 @@ def _lifecycle(request: HttpRequest, tenant_uuid: Any, service: Any, done: str) 
     tenant = selectors.tenant_get(uuid=tenant_uuid)
     form = ReasonForm(request.POST)
     if not form.is_valid():
-        messages.error(request, "Give a reason: " + " ".join(e for errs in form.errors.values() for e in errs))
+        messages.error(request, "Give a reason: " + " ".join(str(e) for errs in form.errors.values() for e in errs))
         return redirect("tenants:detail", tenant_uuid=tenant.uuid)
     try:
         service(actor=request.user, tenant=tenant, reason=form.cleaned_data["reason"], request=request)
@@ -401,10 +401,10 @@ def bulk(request: HttpRequest) -> HttpResponse:
         messages.error(request, "Choose freeze or unfreeze.")
         return redirect("tenants:list")
     if request.POST.get("run") == "1":
-        ids = [int(i) for i in request.POST.getlist("ids") if i.isdigit()]
+        run_ids = [int(i) for i in request.POST.getlist("ids") if i.isascii() and i.isdigit() and len(i) <= 18]
         try:
             job = services.bulk_start(
-                actor=request.user, action=action, ids=ids, reason=request.POST.get("reason", ""), request=request
+                actor=request.user, action=action, ids=run_ids, reason=request.POST.get("reason", ""), request=request
             )
         except PortalError as exc:
             messages.error(request, exc.message)

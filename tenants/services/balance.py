@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Protocol
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 
 from tenants.models import Tenant
 
@@ -25,7 +25,7 @@ class BalanceReturn(Protocol):
         """The ref of a pull-back of this tenant started at or after ``since`` that has not
         failed, if any: what an earlier, interrupted attempt of the same close already began."""
 
-    def pull_back(self, *, actor: AbstractBaseUser | None, tenant: Tenant, reason: str) -> str | None:
+    def pull_back(self, *, actor: User | None, tenant: Tenant, reason: str) -> str | None:
         """Start pulling the whole remaining balance back; the transfer's ref, or None when
         there is nothing to pull. Raises PortalError when the balance cannot be read."""
 

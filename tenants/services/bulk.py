@@ -6,12 +6,13 @@ import logging
 from typing import Any
 
 from django.db import transaction
+from django.http import HttpRequest
 
 from portal.audit import audit_log
 from portal.errors import PortalError
 from portal.jobs import job_advance, job_create, job_finish, job_start
 from portal.models import Job
-from portal.roles import check_permission
+from portal.roles import Actor, check_permission
 from tenants.models import Tenant, TenantOperation, UnknownProviderAccount
 from tenants.services.lifecycle import _lifecycle_start, freeze_refusal, tenant_import
 from tenants.services.operations import BULK_LIMIT
@@ -74,7 +75,9 @@ def bulk_preview(
     return rows
 
 
-def bulk_start(*, actor: Any, action: str, ids: list[int], reason: str = "", request: Any = None) -> Job:
+def bulk_start(
+    *, actor: Actor, action: str, ids: list[int], reason: str = "", request: HttpRequest | None = None
+) -> Job:
     """Start a bulk action on the rows the dry run showed as possible; runs in Celery."""
     check_permission(actor, "tenants.manage" if action == "import" else "tenants.freeze", doing="run this bulk action")
     if action not in BULK_ACTIONS:

@@ -12,6 +12,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.tokens import default_token_generator
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
+from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.encoding import force_bytes
@@ -20,7 +21,7 @@ from django.utils.http import urlsafe_base64_encode
 from portal.audit import audit_log
 from portal.errors import Conflict, PortalError
 from portal.models import Job
-from portal.roles import Role, assign_role, check_permission
+from portal.roles import Actor, Role, assign_role, check_permission
 from providers.base import AccountSnapshot
 from providers.capabilities import Capability
 from providers.errors import ProviderError
@@ -34,7 +35,7 @@ Op = TenantOperation
 logger = logging.getLogger("tenants")
 
 
-def _invite_owner(*, actor: Any, tenant: Tenant, email: str, request: Any) -> Any:
+def _invite_owner(*, actor: Actor, tenant: Tenant, email: str, request: HttpRequest | None) -> Any:
     user_model = get_user_model()
     user = user_model(username=email.lower()[:150], email=email)
     user.set_unusable_password()
@@ -94,7 +95,7 @@ def _provision_once(
 
 def tenant_create(
     *,
-    actor: Any,
+    actor: Actor,
     connection: Any,
     company_name: str,
     account_name: str,
@@ -108,7 +109,7 @@ def tenant_create(
     low_balance_threshold: Any = None,
     invite_owner_email: str = "",
     operation_key: str | None = None,
-    request: Any = None,
+    request: HttpRequest | None = None,
 ) -> Tenant:
     """Validate, then write the tenant (provisioning), its create operation, Job and audit row;
     the provider account is created by the task after commit. A repeat with the same
@@ -186,14 +187,14 @@ def tenant_create(
 
 def tenant_clone(
     *,
-    actor: Any,
+    actor: Actor,
     source: Tenant,
     company_name: str,
     account_name: str,
     account_email: str,
     password: str | None = None,
     operation_key: str | None = None,
-    request: Any = None,
+    request: HttpRequest | None = None,
 ) -> Tenant:
     """A new tenant copied from ``source``: CloneAccount where the provider has it, otherwise a
     fresh account (the matrix's reason is recorded), plus the portal-side settings (alert
@@ -298,7 +299,9 @@ def freeze_refusal(tenant: Tenant, kind: str) -> str | None:
     return None
 
 
-def _lifecycle_start(*, actor: Any, tenant: Tenant, kind: str, reason: Any, request: Any, enqueue: bool = True) -> Op:
+def _lifecycle_start(
+    *, actor: Actor, tenant: Tenant, kind: str, reason: Any, request: HttpRequest | None, enqueue: bool = True
+) -> Op:
     text = _reason(reason)
     with transaction.atomic():
         locked = Tenant.objects.select_for_update().select_related("connection").get(pk=tenant.pk)
@@ -329,7 +332,7 @@ def _lifecycle_start(*, actor: Any, tenant: Tenant, kind: str, reason: Any, requ
     return op
 
 
-def tenant_freeze(*, actor: Any, tenant: Tenant, reason: str, request: Any = None) -> Job:
+def tenant_freeze(*, actor: Actor, tenant: Tenant, reason: str, request: HttpRequest | None = None) -> Job:
     """Suspend the tenant at the provider (SetChildAccountInfo active=false); customers see the
     reason as a banner once the provider confirmed."""
     check_permission(actor, "tenants.freeze", doing="freeze tenants")
@@ -338,14 +341,14 @@ def tenant_freeze(*, actor: Any, tenant: Tenant, reason: str, request: Any = Non
     return op.job
 
 
-def tenant_unfreeze(*, actor: Any, tenant: Tenant, reason: str, request: Any = None) -> Job:
+def tenant_unfreeze(*, actor: Actor, tenant: Tenant, reason: str, request: HttpRequest | None = None) -> Job:
     check_permission(actor, "tenants.freeze", doing="unfreeze tenants")
     op = _lifecycle_start(actor=actor, tenant=tenant, kind=Op.Kind.UNFREEZE, reason=reason, request=request)
     assert op.job is not None
     return op.job
 
 
-def tenant_close(*, actor: Any, tenant: Tenant, reason: str, request: Any = None) -> Job:
+def tenant_close(*, actor: Actor, tenant: Tenant, reason: str, request: HttpRequest | None = None) -> Job:
     """Staged and resumable: freeze → pull the balance back (billing) → delete at the provider
     where it can, else leave it disabled → closed. The tenant row stays for the audit trail."""
     check_permission(actor, "tenants.manage", doing="close tenants")
@@ -355,7 +358,12 @@ def tenant_close(*, actor: Any, tenant: Tenant, reason: str, request: Any = None
 
 
 def tenant_import(
-    *, actor: Any, connection: Any, provider_account_id: Any, company_name: str | None = None, request: Any = None
+    *,
+    actor: Actor,
+    connection: Any,
+    provider_account_id: Any,
+    company_name: str | None = None,
+    request: HttpRequest | None = None,
 ) -> Tenant:
     """Adopt a provider account the portal does not know yet (an UnknownProviderAccount row)."""
     check_permission(actor, "tenants.manage", doing="import tenants")

@@ -14,8 +14,10 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
+from django.http import HttpRequest
 from django.utils import timezone
 
 from portal.audit import audit_log
@@ -23,7 +25,7 @@ from portal.crypto import encrypt_json
 from portal.errors import Conflict, PortalError
 from portal.jobs import job_create, job_finish, job_set_state, job_start
 from portal.models import Job
-from portal.roles import check_permission
+from portal.roles import Actor, check_permission
 from providers.errors import Duplicate, InvalidArgument, NotSent, RateLimited
 from tenants.models import Tenant, TenantOperation
 from tenants.services.balance import transfer_state
@@ -72,7 +74,7 @@ def _start_operation(
     *,
     tenant: Tenant,
     kind: str,
-    actor: Any,
+    actor: Actor,
     reason: str = "",
     key: str | None = None,
     params: dict[str, Any] | None = None,
@@ -106,7 +108,7 @@ def _start_operation(
                 secrets_encrypted=encrypt_json(secret_inputs or {}),
                 job=job,
                 next_attempt_at=timezone.now(),
-                created_by=actor if getattr(actor, "is_authenticated", False) else None,
+                created_by=actor if isinstance(actor, User) else None,
             )
     except IntegrityError:
         if key and Op.objects.filter(key=key).exists():
@@ -152,7 +154,7 @@ def _operation_key(value: Any) -> str | None:
 # --- operations: staff decisions ----------------------------------------------------------
 
 
-def operation_retry(*, actor: Any, operation: Op, request: Any = None) -> Op:
+def operation_retry(*, actor: Actor, operation: Op, request: HttpRequest | None = None) -> Op:
     """A human looked at an operation that needs attention and asks for another attempt. A
     create or clone still looks the account up first, so this never duplicates it."""
     check_permission(actor, "tenants.freeze", doing="retry operations")
@@ -185,7 +187,7 @@ def operation_retry(*, actor: Any, operation: Op, request: Any = None) -> Op:
     return op
 
 
-def operation_give_up(*, actor: Any, operation: Op, request: Any = None) -> Op:
+def operation_give_up(*, actor: Actor, operation: Op, request: HttpRequest | None = None) -> Op:
     """Stop an operation that needs attention. For a create or clone the tenant becomes failed
     (staff confirmed no account exists at the provider); a close cannot be abandoned."""
     check_permission(actor, "tenants.freeze", doing="abandon operations")

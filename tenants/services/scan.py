@@ -6,13 +6,14 @@ import logging
 from typing import Any
 
 from django.db import transaction
+from django.http import HttpRequest
 from django.utils import timezone
 
 from portal.audit import audit_log
 from portal.errors import PortalError
 from portal.jobs import job_advance, job_create, job_finish, job_start
 from portal.models import Job
-from portal.roles import check_permission
+from portal.roles import Actor, check_permission
 from providers.capabilities import Capability
 from providers.errors import ProviderError
 from tenants.connections import capability_matrix, client_for
@@ -22,7 +23,7 @@ from tenants.services.validation import _connection
 logger = logging.getLogger("tenants")
 
 
-def unknown_accounts_scan(*, actor: Any, connection: Any, request: Any = None) -> Job:
+def unknown_accounts_scan(*, actor: Actor, connection: Any, request: HttpRequest | None = None) -> Job:
     """List the provider's accounts now (instead of waiting for billing's nightly sync) and
     record those no tenant stands for as import candidates. Runs in Celery."""
     check_permission(actor, "tenants.manage", doing="scan the provider for accounts")

@@ -10,6 +10,7 @@ from django.db import transaction
 
 from portal.audit import audit_log
 from portal.crypto import decrypt_json, reencrypt
+from portal.roles import Actor
 from tenants.models import Tenant, TenantOperation
 
 Op = TenantOperation
@@ -22,7 +23,7 @@ def tenant_secrets(*, tenant: Tenant) -> dict[str, Any]:
     return decrypt_json(tenant.secrets_encrypted)
 
 
-def tenant_secrets_rotate(*, batch_size: int = 1000, actor: Any = None) -> int:
+def tenant_secrets_rotate(*, batch_size: int = 1000, actor: Actor = None) -> int:
     """Re-encrypt every stored secret with the newest FIELD_ENCRYPTION_KEYS key (run after adding
     a key in front; drop the old key once this finished). Returns the number of values rotated."""
     rotated = 0

@@ -117,7 +117,7 @@ class Command(BaseCommand):
                 taken = set(Tenant.objects.filter(connection=vox).values_list("provider_account_id", flat=True))
                 client = client_for(vox)
                 try:
-                    first_page = next(iter(client.iter_account_pages(page_size=50)), [])
+                    first_page: list[Any] = next(iter(client.iter_account_pages(page_size=50)), [])
                 finally:
                     client.close()
                 candidates = [a.account_id for a in first_page if a.account_id not in taken]
