@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.http import Http404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
@@ -16,12 +17,10 @@ from api.auth import api_token_tenant_id
 from api.pagination import PAGE_PARAMETERS, decode_cursor, encode_cursor, page_body, page_serializer, parse_limit
 from api.permissions import Perm
 from api.tenants import SINCE_PARAMETER, BalanceOut, HistoryOut, history_body, parse_since
+from customers.selectors import customer_tenant, statement, statement_row
 
 
 def own_tenant(request: Request) -> Any:
-    from django.http import Http404
-
-    from customers.selectors import customer_tenant
 
     tenant = customer_tenant(user=request.user)
     token_tenant = api_token_tenant_id(request)
@@ -69,7 +68,6 @@ class CustomerStatementApi(APIView):
         responses=page_serializer(StatementRowOut, "StatementPage"),
     )
     def get(self, request: Request) -> Response:
-        from customers.selectors import statement, statement_row
 
         tenant = own_tenant(request)
         dates = {}

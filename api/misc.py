@@ -13,6 +13,7 @@ from api.permissions import Perm
 from portal.jobs import job_status
 from portal.models import ApiToken, Job
 from portal.roles import role_of
+from tenants.selectors import tenant_for_user
 
 
 class MeOut(serializers.Serializer):
@@ -25,7 +26,6 @@ class MeOut(serializers.Serializer):
 class MeApi(APIView):
     @extend_schema(operation_id="me", responses=MeOut)
     def get(self, request: Request) -> Response:
-        from tenants.selectors import tenant_for_user
 
         role = role_of(request.user)
         tenant = tenant_for_user(user=request.user)

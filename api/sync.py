@@ -14,6 +14,9 @@ from api.base import StrictInput
 from api.pagination import PAGE_PARAMETERS, keyset_page, page_body, page_serializer
 from api.permissions import Perm
 from api.tenants import connection_by_uuid
+from billing.models import SyncRun
+from billing.selectors import sync_run_get
+from billing.services import sync_start
 
 
 class SyncRunOut(serializers.Serializer):
@@ -39,7 +42,6 @@ class SyncStartIn(StrictInput):
 
 
 def _runs() -> Any:
-    from billing.models import SyncRun
 
     return SyncRun.objects.select_related("connection", "job")
 
@@ -57,7 +59,6 @@ class SyncRunListCreateApi(APIView):
 
     @extend_schema(operation_id="sync_runs_start", request=SyncStartIn, responses={202: SyncRunOut})
     def post(self, request: Request) -> Response:
-        from billing.services import sync_start
 
         data = SyncStartIn(data=request.data)
         data.is_valid(raise_exception=True)
@@ -71,6 +72,5 @@ class SyncRunDetailApi(APIView):
 
     @extend_schema(operation_id="sync_runs_retrieve", responses=SyncRunOut)
     def get(self, request: Request, sync_run_uuid: str) -> Response:
-        from billing.selectors import sync_run_get
 
         return Response(SyncRunOut(sync_run_get(uuid=sync_run_uuid)).data)

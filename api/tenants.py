@@ -14,12 +14,17 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+import tenants.services as services
 from api.base import SafeText, StrictInput, ThresholdField
 from api.idempotency import idempotency_parameter, run_idempotent
 from api.misc import JobOut
 from api.pagination import PAGE_PARAMETERS, page_body, page_serializer, parse_limit
 from api.permissions import Perm
+from customers.selectors import balance_points
 from portal.jobs import job_status
+from tenants.models import ProviderConnection, Tenant
+from tenants.selectors import connection_names, tenant_get, tenant_list
+from tenants.services import tenant_clone, tenant_create, tenant_import
 
 
 def operation_key(request: Request, key: str | None) -> str | None:
@@ -30,7 +35,6 @@ def operation_key(request: Request, key: str | None) -> str | None:
 
 
 def connection_by_uuid(value: Any) -> Any:
-    from tenants.models import ProviderConnection
 
     connection = ProviderConnection.objects.filter(uuid=value, is_active=True).first()
     if connection is None:
@@ -77,7 +81,6 @@ class TenantOut(TenantListOut):
 
 
 def tenant_body(tenant: Any) -> dict[str, Any]:
-    from tenants.models import Tenant
 
     fresh = Tenant.objects.select_related("connection").get(pk=tenant.pk)
     return dict(TenantOut(fresh).data)
@@ -140,7 +143,6 @@ class TenantListCreateApi(APIView):
         responses=page_serializer(TenantListOut, "TenantPage"),
     )
     def get(self, request: Request) -> Response:
-        from tenants.selectors import connection_names, tenant_list
 
         limit = parse_limit(request)
         filters = {name: request.query_params.get(name) for name in FILTER_NAMES if request.query_params.get(name)}
@@ -156,7 +158,6 @@ class TenantListCreateApi(APIView):
     )
     def post(self, request: Request) -> Response:
         def create(key: str | None, _fingerprint: str | None) -> Response:
-            from tenants.services import tenant_create
 
             data = TenantCreateIn(data=request.data)
             data.is_valid(raise_exception=True)
@@ -175,7 +176,6 @@ class TenantListCreateApi(APIView):
 
 
 def staff_tenant(tenant_uuid: Any) -> Any:
-    from tenants.selectors import tenant_get
 
     return tenant_get(uuid=tenant_uuid)
 
@@ -208,7 +208,6 @@ class TenantCloneApi(APIView):
         source = staff_tenant(tenant_uuid)
 
         def clone(key: str | None, _fingerprint: str | None) -> Response:
-            from tenants.services import tenant_clone
 
             data = TenantCloneIn(data=request.data)
             data.is_valid(raise_exception=True)
@@ -229,7 +228,6 @@ class ReasonIn(StrictInput):
 
 
 def _lifecycle(view: APIView, request: Request, tenant_uuid: str, service_name: str) -> Response:
-    import tenants.services as services
 
     tenant = staff_tenant(tenant_uuid)
 
@@ -302,7 +300,6 @@ class TenantImportApi(APIView):
     )
     def post(self, request: Request) -> Response:
         def adopt(_key: str | None, _fingerprint: str | None) -> Response:
-            from tenants.services import tenant_import
 
             data = TenantImportIn(data=request.data)
             data.is_valid(raise_exception=True)
@@ -356,7 +353,6 @@ def parse_since(request: Request) -> datetime | None:
 
 
 def history_body(tenant: Any, since: datetime | None) -> dict[str, Any]:
-    from customers.selectors import balance_points
 
     return dict(HistoryOut({"currency": tenant.currency, "points": balance_points(tenant=tenant, since=since)}).data)
 

@@ -18,10 +18,12 @@ from django.db.models import QuerySet
 from django.http import Http404, HttpRequest
 from django.utils import timezone
 
+from customers.selectors import membership_tenant
 from portal.audit import audit_log
 from portal.errors import PortalError
 from portal.models import ApiToken
 from portal.roles import CUSTOMER_ROLES, STAFF_ROLES, Role, role_of
+from tenants.selectors import tenant_for_user
 
 TOKEN_PREFIX = "rp"
 # last_used_at is a hint for humans; writing it on every request would turn reads into writes.
@@ -68,8 +70,6 @@ def api_token_create(
             )
         tenant_id = None
     else:
-        from tenants.selectors import tenant_for_user
-
         own = tenant_for_user(user=actor)
         if actor_role != Role.CUSTOMER_OWNER or own is None or own.pk != tenant.pk:
             raise PortalError(
@@ -126,8 +126,6 @@ def api_tokens_visible_to(*, user: Any) -> QuerySet[ApiToken]:
     if role in STAFF_ROLES:
         return tokens.filter(user=user, tenant_id__isnull=True)
     if role == Role.CUSTOMER_OWNER:
-        from tenants.selectors import tenant_for_user
-
         tenant = tenant_for_user(user=user)
         if tenant is not None:
             return tokens.filter(tenant_id=tenant.pk)
@@ -156,7 +154,6 @@ def token_is_usable(token: ApiToken, *, now: datetime | None = None) -> bool:
         return owner_role == Role.RESELLER_ADMIN or owner_role == token.role
     if token.role not in CUSTOMER_ROLES or owner_role not in CUSTOMER_ROLES:
         return False
-    from customers.selectors import membership_tenant
 
     # The owner's membership now (cached on the user for the rest of the request).
     tenant = membership_tenant(user=user)

@@ -19,6 +19,9 @@ from api.idempotency import idempotency_parameter, run_idempotent
 from api.pagination import PAGE_PARAMETERS, page_body, page_serializer, parse_limit
 from api.permissions import Perm
 from api.tenants import staff_tenant
+from billing.models import Transfer
+from billing.selectors import transfer_get, transfer_list
+from billing.services import transfer_approve, transfer_create
 
 STATES = ["pending", "sending", "succeeded", "failed", "unknown", "resend", "needs_review"]
 
@@ -43,7 +46,6 @@ class TransferOut(serializers.Serializer):
 
 
 def transfer_body(transfer: Any) -> dict[str, Any]:
-    from billing.models import Transfer
 
     fresh = Transfer.objects.select_related("tenant").get(pk=transfer.pk)
     return dict(TransferOut(fresh).data)
@@ -68,7 +70,6 @@ class TransferListApi(APIView):
         responses=page_serializer(TransferOut, "TransferPage"),
     )
     def get(self, request: Request) -> Response:
-        from billing.selectors import transfer_list
 
         limit = parse_limit(request)
         tenant = None
@@ -105,7 +106,6 @@ class TenantTransferCreateApi(APIView):
         tenant = staff_tenant(tenant_uuid)
 
         def create(key: str | None, fingerprint: str | None) -> Response:
-            from billing.services import transfer_create
 
             data = TransferCreateIn(data=request.data)
             data.is_valid(raise_exception=True)
@@ -132,7 +132,6 @@ class TransferDetailApi(APIView):
 
     @extend_schema(operation_id="transfers_retrieve", responses=TransferOut)
     def get(self, request: Request, transfer_uuid: str) -> Response:
-        from billing.selectors import transfer_get
 
         return Response(transfer_body(transfer_get(uuid=transfer_uuid)))
 
@@ -142,8 +141,6 @@ class TransferApproveApi(APIView):
 
     @extend_schema(operation_id="transfers_approve", request=None, responses=TransferOut)
     def post(self, request: Request, transfer_uuid: str) -> Response:
-        from billing.selectors import transfer_get
-        from billing.services import transfer_approve
 
         transfer = transfer_get(uuid=transfer_uuid)
         if request.data:

@@ -7,9 +7,10 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.contrib.auth.backends import ModelBackend
 
+from tenants.models import Membership, Tenant
+
 
 def tenant_is_closed_for(user: Any) -> bool:
-    from tenants.models import Membership, Tenant
 
     return Membership.objects.filter(user_id=user.pk, tenant__status=Tenant.Status.CLOSED).exists()
 

@@ -8,10 +8,15 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
+from django.core.cache import cache
 from django.http import Http404
 from django.utils import timezone
 
+from billing.charts import balance_chart_svg
+from billing.conf import places
+from billing.selectors import StatementRow, balance_history, statement_rows
 from tenants.models import Membership, Tenant
+from tenants.selectors import tenant_for_user, tenant_members
 
 HISTORY_DAYS = 90
 # The chart and the history API are bounded whatever the tenant's age.
@@ -27,7 +32,6 @@ def membership_tenant(*, user: Any) -> Tenant | None:
     cached = getattr(user, "_customer_tenant", _UNSET)
     if cached is not _UNSET:
         return cached  # type: ignore[return-value]
-    from tenants.selectors import tenant_for_user
 
     tenant = tenant_for_user(user=user)
     user._customer_tenant = tenant
@@ -46,9 +50,6 @@ def balance_chart(*, tenant: Tenant, width: int = 720, height: int = 220) -> str
     """The balance chart of the last HISTORY_DAYS, cached per tenant. The key holds what
     changes whenever billing records a new snapshot (the balance and its sync time) and the
     day (the window moves), so a cached chart is never stale; the TTL only bounds memory."""
-    from django.core.cache import cache
-
-    from billing.charts import balance_chart_svg
 
     synced = tenant.balance_synced_at.timestamp() if tenant.balance_synced_at else 0
     key = (
@@ -66,7 +67,6 @@ def balance_chart(*, tenant: Tenant, width: int = 720, height: int = 220) -> str
 def balance_points(*, tenant: Tenant, since: datetime | None = None) -> list[dict[str, Any]]:
     """[{"at": datetime, "balance": Decimal}] oldest first, from billing's balance history
     (snapshots, written only when the balance changed), bounded in time and count."""
-    from billing.selectors import balance_history
 
     since = since or timezone.now() - timedelta(days=HISTORY_DAYS)
     rows = balance_history(tenant=tenant, since=since, limit=HISTORY_MAX_POINTS)
@@ -76,7 +76,6 @@ def balance_points(*, tenant: Tenant, since: datetime | None = None) -> list[dic
 def statement(*, tenant: Tenant, date_from: date | None = None, date_to: date | None = None) -> Any:
     """billing's Statement (rows oldest first, each with its running balance; .note says when
     the provider's history was not available) for whole UTC days [date_from, date_to]."""
-    from billing.selectors import statement_rows
 
     if date_from and date_to and date_from > date_to:
         date_from, date_to = date_to, date_from
@@ -86,7 +85,6 @@ def statement(*, tenant: Tenant, date_from: date | None = None, date_to: date | 
 
 
 def team_members(*, tenant: Tenant) -> list[Membership]:
-    from tenants.selectors import tenant_members
 
     return tenant_members(tenant=tenant)
 
@@ -101,25 +99,22 @@ def member_get(*, tenant: Tenant, member_id: int) -> Membership:
 
 def money(value: Any, currency: str) -> Decimal | None:
     """The amount in the currency's minor units (two places for USD), for display and CSV."""
-    from billing.conf import places
 
     if value is None:
         return None
     return Decimal(value).quantize(Decimal(1).scaleb(-places(currency or "USD")))
 
 
-def statement_row(row: Any) -> dict[str, Any]:
+def statement_row(row: StatementRow) -> dict[str, Any]:
     """One of billing's statement rows as the fields the pages, the CSV and the API show."""
-    get = row.get if isinstance(row, dict) else (lambda name, default=None: getattr(row, name, default))
-    currency = get("currency") or ""
     return {
-        "amount_display": money(get("amount"), currency),
-        "balance_display": money(get("balance") if get("balance") is not None else get("running_balance"), currency),
-        "at": get("at") or get("date") or get("performed_at"),
-        "kind": str(get("kind") or get("type") or "").replace("_", " "),
-        "description": get("description") or "",
-        "reference": get("reference") or get("payment_reference") or "",
-        "amount": get("amount"),
-        "currency": get("currency") or "",
-        "balance": get("balance") if get("balance") is not None else get("running_balance"),
+        "amount_display": money(row.amount, row.currency),
+        "balance_display": money(row.balance, row.currency),
+        "at": row.at,
+        "kind": row.kind.replace("_", " "),
+        "description": row.description,
+        "reference": row.reference,
+        "amount": row.amount,
+        "currency": row.currency,
+        "balance": row.balance,
     }

@@ -17,12 +17,18 @@ from django.db import IntegrityError, transaction
 from django.http import HttpRequest
 from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 
+from billing.alerts import parse_threshold
+from billing.sync import tenant_refresh
+from billing.tasks import threshold_push_task
 from portal.audit import audit_log
 from portal.errors import NotAllowed, PortalError
+from portal.models import ApiToken
 from portal.roles import Role, assign_role, role_of
+from providers.errors import ProviderError
 from tenants.models import Membership, Tenant
 
 
@@ -105,9 +111,7 @@ def _send_invite(user: User, tenant: Tenant, actor: User) -> None:
     )
 
 
-def customer_remove(
-    *, actor: User, tenant: Tenant, membership: Membership, request: HttpRequest | None = None
-) -> None:
+def customer_remove(*, actor: User, tenant: Tenant, membership: Membership, request: HttpRequest | None = None) -> None:
     """Removes a viewer: the membership goes, the user is deactivated and their tokens revoked."""
     _require_owner(actor, tenant)
     if membership.tenant_id != tenant.pk:
@@ -116,9 +120,6 @@ def customer_remove(
         raise PortalError("You cannot remove yourself.")
     if role_of(membership.user) != Role.CUSTOMER_VIEWER:
         raise PortalError("Only viewers can be removed here; ask your reseller to change an owner.")
-    from django.utils import timezone
-
-    from portal.models import ApiToken
 
     with transaction.atomic():
         user = membership.user
@@ -143,7 +144,6 @@ def customer_set_alert(
     with billing's own validation (parse_threshold) and billing's push to the provider
     (threshold_push_task, after commit)."""
     _require_owner(actor, tenant)
-    from billing.alerts import parse_threshold
 
     value = parse_threshold(threshold)
     previous = Tenant.objects.filter(pk=tenant.pk).values_list("low_balance_threshold", flat=True).first()
@@ -164,8 +164,6 @@ def customer_set_alert(
 
 def _push_threshold(tenant_id: int) -> None:
     import logging
-
-    from billing.tasks import threshold_push_task
 
     try:
         threshold_push_task.delay(tenant_id)
@@ -214,8 +212,6 @@ def customer_refresh_balance(*, actor: User, tenant: Tenant, request: HttpReques
 def _refresh_from_provider(*, actor: User, tenant: Tenant, request: HttpRequest | None) -> Tenant:
     """A direct, short provider call (the client's timeouts bound it) through billing's own
     one-tenant refresh, which writes the balance and its snapshot the way the sync does."""
-    from billing.sync import tenant_refresh
-    from providers.errors import ProviderError
 
     if tenant.provider_account_id is None:
         raise PortalError("This account has no balance at the provider to refresh.", code="unsupported")

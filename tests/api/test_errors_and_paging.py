@@ -4,7 +4,7 @@ import pytest
 from django.test import override_settings
 
 from portal.audit import audit_log
-from tests.customers.factories import make_tenant, make_token
+from tests.factories import TenantFactory, api_token
 
 pytestmark = pytest.mark.django_db
 
@@ -23,7 +23,7 @@ def assert_error_shape(response, status: int, code: str | None = None) -> dict:
 
 @pytest.fixture
 def admin_headers(reseller_admin) -> dict[str, str]:
-    return {"Authorization": f"Bearer {make_token(reseller_admin)}"}
+    return {"Authorization": f"Bearer {api_token(reseller_admin)}"}
 
 
 def test_unknown_api_urls_are_json_404(client, admin_headers) -> None:
@@ -37,7 +37,7 @@ def test_unknown_api_urls_are_json_404(client, admin_headers) -> None:
 def test_405_403_401_and_validation_share_the_shape(client, admin_headers, reseller_support) -> None:
     assert_error_shape(client.delete("/api/v1/tenants", headers=admin_headers), 405, "method_not_allowed")
     assert_error_shape(client.get("/api/v1/tenants"), 401, "not_authenticated")
-    support = {"Authorization": f"Bearer {make_token(reseller_support)}"}
+    support = {"Authorization": f"Bearer {api_token(reseller_support)}"}
     assert_error_shape(client.post("/api/v1/tenants", {}, content_type="application/json", headers=support), 403)
     error = assert_error_shape(
         client.post("/api/v1/tenants", {"company_name": ""}, content_type="application/json", headers=admin_headers),
@@ -67,7 +67,7 @@ def test_a_body_over_the_upload_limit_is_413(client, admin_headers) -> None:
 
 
 def test_writes_that_name_a_tenant_provider_id_or_role_are_refused(client, admin_headers) -> None:
-    connection = make_tenant().connection
+    connection = TenantFactory().connection
     body = {
         "connection": str(connection.uuid),
         "company_name": "Acme",
@@ -84,12 +84,12 @@ def test_writes_that_name_a_tenant_provider_id_or_role_are_refused(client, admin
 
 
 def test_an_unexpected_exception_is_a_shaped_500_without_internals(client, admin_headers, monkeypatch) -> None:
-    import tenants.selectors
+    import api.tenants
 
     def explode(**kwargs):
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(tenants.selectors, "tenant_list", explode)
+    monkeypatch.setattr(api.tenants, "tenant_list", explode)
     client.raise_request_exception = False
     response = client.get("/api/v1/tenants", headers=admin_headers)
     error = assert_error_shape(response, 500, "server_error")
@@ -128,8 +128,8 @@ def test_bad_paging_values_are_400(client, admin_headers, query) -> None:
 
 @override_settings(API_THROTTLE_RATE="3/min")
 def test_throttling_is_per_token(client, reseller_admin) -> None:
-    first = {"Authorization": f"Bearer {make_token(reseller_admin)}"}
-    second = {"Authorization": f"Bearer {make_token(reseller_admin)}"}
+    first = {"Authorization": f"Bearer {api_token(reseller_admin)}"}
+    second = {"Authorization": f"Bearer {api_token(reseller_admin)}"}
     for _ in range(3):
         assert client.get("/api/v1/me", headers=first).status_code == 200
     throttled = client.get("/api/v1/me", headers=first)
@@ -145,7 +145,7 @@ def test_a_session_write_without_csrf_is_refused(reseller_admin) -> None:
     browser.force_login(reseller_admin)
     assert browser.get("/api/v1/me").status_code == 200  # reads need no token
     response = browser.post(
-        "/api/v1/sync-runs", {"connection": str(make_tenant().connection.uuid)}, content_type="application/json"
+        "/api/v1/sync-runs", {"connection": str(TenantFactory().connection.uuid)}, content_type="application/json"
     )
     error = assert_error_shape(response, 403, "permission_denied")
     assert error["message"]

@@ -13,7 +13,12 @@ from django.contrib.auth.models import User
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
+from billing.models import SyncRun
+from billing.services import sync_start
 from portal.roles import assign_role
+from tenants.connections import client_for
+from tenants.models import Membership, ProviderConnection, Tenant
+from tenants.services import tenant_import
 
 DEMO_PASSWORD = "demo-password-2024!"
 STAFF = [("admin", "reseller_admin"), ("billing", "reseller_billing"), ("support", "reseller_support")]
@@ -49,8 +54,6 @@ class Command(BaseCommand):
     def _first_sync(self, vox: Any) -> None:
         """Queue one balance sync, so the console has balances and import candidates as soon as
         the worker starts; the nightly one follows on beat."""
-        from billing.models import SyncRun
-        from billing.services import sync_start
 
         if not SyncRun.objects.filter(connection=vox).exists():
             sync_start(actor=User.objects.get(username="admin"), connection=vox)
@@ -58,8 +61,6 @@ class Command(BaseCommand):
 
     def _connections(self, sandbox_dir: Path) -> tuple[Any, Any]:
         import json
-
-        from tenants.models import ProviderConnection
 
         account_id = int(
             json.loads((sandbox_dir / "credentials.json").read_text()).get("account_id")
@@ -102,9 +103,6 @@ class Command(BaseCommand):
 
     def _customers(self, vox: Any, db_path: Path) -> None:
         from sandbox.server import start_in_thread
-        from tenants.connections import client_for
-        from tenants.models import Membership, Tenant
-        from tenants.services import tenant_import
 
         missing = [c for c in CUSTOMERS if not Tenant.objects.filter(company_name=c[2]).exists()]
         if missing:
