@@ -26,6 +26,7 @@ from billing.sync import tenant_refresh
 from billing.tasks import threshold_push_task
 from portal.audit import audit_log
 from portal.errors import NotAllowed, PortalError
+from portal.events import publish_on_commit
 from portal.models import ApiToken
 from portal.roles import Role, assign_role, role_of
 from providers.errors import ProviderError
@@ -83,7 +84,7 @@ def customer_invite(*, actor: User, tenant: Tenant, email: str, request: HttpReq
                 data={"email": email, "role": Role.CUSTOMER_VIEWER.value},
                 request=request,
             )
-            transaction.on_commit(lambda: _send_invite(user, tenant, actor))
+            publish_on_commit(lambda: _send_invite(user, tenant, actor), what="the team invitation")
     except IntegrityError:
         raise PortalError(
             "Someone with this email address already has an account.", field="email", code="duplicate"
@@ -159,16 +160,8 @@ def customer_set_alert(
                 "previous": str(previous) if previous is not None else None,
             },
         )
-        transaction.on_commit(lambda: _push_threshold(tenant.pk))
-
-
-def _push_threshold(tenant_id: int) -> None:
-    import logging
-
-    try:
-        threshold_push_task.delay(tenant_id)
-    except Exception:  # noqa: BLE001 - the value is saved; the next change or a staff push sends it
-        logging.getLogger("customers").warning("could not publish the threshold push for %s", tenant_id, exc_info=True)
+        # The value is saved; if the broker is down, the next change or a staff push sends it.
+        publish_on_commit(lambda: threshold_push_task.delay(tenant.pk), what=f"billing.threshold_push {tenant.pk}")
 
 
 def customer_profile_update(

@@ -1,4 +1,7 @@
-"""Thin Celery wrappers: ids in, a service call, nothing else (see tenants.services)."""
+"""Thin Celery wrappers: ids in, a service call, nothing else (see tenants.services).
+
+Each body imports the service it runs when it runs: the services queue these tasks, so they
+import this module, and this module stays free of theirs at import time."""
 
 from celery import shared_task
 

@@ -10,9 +10,11 @@ from django.http import HttpRequest
 
 from portal.audit import audit_log
 from portal.errors import PortalError
+from portal.events import publish_on_commit
 from portal.jobs import job_advance, job_create, job_finish, job_start
 from portal.models import Job
 from portal.roles import Actor, check_permission
+from tenants import tasks
 from tenants.models import Tenant, TenantOperation, UnknownProviderAccount
 from tenants.services.lifecycle import _lifecycle_start, freeze_refusal, tenant_import
 from tenants.services.operations import BULK_LIMIT
@@ -101,9 +103,7 @@ def bulk_start(
             request=request,
             data={"job": str(job.uuid), "count": len(ids), "reason": text},
         )
-        from tenants.tasks import run_bulk
-
-        transaction.on_commit(lambda: run_bulk.delay(job.pk))
+        publish_on_commit(lambda: tasks.run_bulk.delay(job.pk), what=f"tenants.run_bulk {job.pk}")
     return job
 
 

@@ -20,6 +20,7 @@ from django.utils.http import urlsafe_base64_encode
 
 from portal.audit import audit_log
 from portal.errors import Conflict, PortalError
+from portal.events import publish_on_commit
 from portal.models import Job
 from portal.roles import Actor, Role, assign_role, check_permission
 from providers.base import AccountSnapshot
@@ -43,7 +44,9 @@ def _invite_owner(*, actor: Actor, tenant: Tenant, email: str, request: HttpRequ
     assign_role(user, Role.CUSTOMER_OWNER)
     Membership.objects.create(user=user, tenant=tenant)
     audit_log(actor=actor, action="tenants.owner.invited", tenant_id=tenant.pk, data={"email": email}, request=request)
-    transaction.on_commit(lambda: send_owner_invitation(user_id=user.pk, tenant_name=tenant.company_name))
+    publish_on_commit(
+        lambda: send_owner_invitation(user_id=user.pk, tenant_name=tenant.company_name), what="the owner's invitation"
+    )
     return user
 
 

@@ -23,10 +23,12 @@ from django.utils import timezone
 from portal.audit import audit_log
 from portal.crypto import encrypt_json
 from portal.errors import Conflict, PortalError
+from portal.events import publish_on_commit
 from portal.jobs import job_create, job_finish, job_set_state, job_start
 from portal.models import Job
 from portal.roles import Actor, check_permission
 from providers.errors import Duplicate, InvalidArgument, NotSent, RateLimited
+from tenants import tasks
 from tenants.models import Tenant, TenantOperation
 from tenants.services.balance import transfer_state
 
@@ -59,15 +61,11 @@ _TITLES: dict[str, str] = {
 
 
 def _enqueue_operation(op_id: int, countdown: int | None = None) -> None:
-    from tenants.tasks import run_operation
-
-    def send() -> None:
-        try:
-            run_operation.apply_async((op_id,), countdown=countdown)
-        except Exception:  # noqa: BLE001 - a broker hiccup must not undo committed work; the sweeper re-sends
-            logger.exception("could not enqueue tenant operation %s; the sweeper will", op_id)
-
-    transaction.on_commit(send)
+    # A broker hiccup must not undo committed work: the sweeper re-sends what was not queued.
+    publish_on_commit(
+        lambda: tasks.run_operation.apply_async((op_id,), countdown=countdown),
+        what=f"tenants.run_operation {op_id}",
+    )
 
 
 def _start_operation(
@@ -405,10 +403,8 @@ def operations_sweep(*, now: Any = None) -> int:
     # Anything runnable whose time has come, a little late (its own countdown did not fire).
     due = Op.objects.filter(state__in=Op.RUNNABLE_STATES, next_attempt_at__lte=now - timedelta(seconds=20))
     ids = list(due.values_list("pk", flat=True)[:500])
-    from tenants.tasks import run_bulk, run_operation
-
     for pk in expired + ids:
-        run_operation.delay(pk)
+        tasks.run_operation.delay(pk)
     # A bulk job whose worker died stops reporting; bulk_run skips the rows it already did.
     stalled = list(
         Job.objects.filter(
@@ -419,7 +415,7 @@ def operations_sweep(*, now: Any = None) -> int:
     )
     for pk in stalled:
         Job.objects.filter(pk=pk).update(updated_at=now)
-        run_bulk.delay(pk)
+        tasks.run_bulk.delay(pk)
     return len(expired) + len(ids) + len(stalled)
 
 

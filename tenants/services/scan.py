@@ -11,11 +11,13 @@ from django.utils import timezone
 
 from portal.audit import audit_log
 from portal.errors import PortalError
+from portal.events import publish_on_commit
 from portal.jobs import job_advance, job_create, job_finish, job_start
 from portal.models import Job
 from portal.roles import Actor, check_permission
 from providers.capabilities import Capability
 from providers.errors import ProviderError
+from tenants import tasks
 from tenants.connections import capability_matrix, client_for
 from tenants.models import ProviderConnection, Tenant, UnknownProviderAccount
 from tenants.services.validation import _connection
@@ -47,9 +49,7 @@ def unknown_accounts_scan(*, actor: Actor, connection: Any, request: HttpRequest
             request=request,
             data={"connection": conn.name, "job": str(job.uuid)},
         )
-        from tenants.tasks import scan_unknown_accounts
-
-        transaction.on_commit(lambda: scan_unknown_accounts.delay(job.pk))
+        publish_on_commit(lambda: tasks.scan_unknown_accounts.delay(job.pk), what=f"tenants.scan {job.pk}")
     return job
 
 

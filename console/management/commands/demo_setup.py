@@ -16,6 +16,9 @@ from django.db import transaction
 from billing.models import SyncRun
 from billing.services import sync_start
 from portal.roles import assign_role
+from sandbox.init import init_sandbox
+from sandbox.seed import seed_children
+from sandbox.server import start_in_thread
 from tenants.connections import client_for
 from tenants.models import Membership, ProviderConnection, Tenant
 from tenants.services import tenant_import
@@ -32,8 +35,6 @@ class Command(BaseCommand):
         parser.add_argument("--children", type=int, default=200, help="child accounts to seed in a new sandbox")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        from sandbox.init import init_sandbox
-        from sandbox.seed import seed_children
 
         sandbox_dir = Path(settings.PROVIDER_CREDENTIALS_DIR)
         db_path = sandbox_dir / "sandbox.sqlite3"
@@ -102,7 +103,6 @@ class Command(BaseCommand):
             self._user(username, role, is_staff=(role == "reseller_admin"), is_superuser=(role == "reseller_admin"))
 
     def _customers(self, vox: Any, db_path: Path) -> None:
-        from sandbox.server import start_in_thread
 
         missing = [c for c in CUSTOMERS if not Tenant.objects.filter(company_name=c[2]).exists()]
         if missing:
