@@ -115,7 +115,7 @@ FILTER_NAMES = (
 class TenantCreateIn(StrictInput):
     connection = serializers.UUIDField()
     company_name = SafeText(max_length=200)
-    account_name = SafeText(max_length=100)
+    account_name = SafeText(max_length=100, trim_whitespace=False)
     account_email = serializers.EmailField(max_length=254)
     contact_name = SafeText(max_length=200, required=False, allow_blank=True, default="")
     contact_email = serializers.EmailField(max_length=254, required=False, allow_blank=True, default="")
@@ -190,7 +190,7 @@ class TenantDetailApi(APIView):
 
 class TenantCloneIn(StrictInput):
     company_name = SafeText(max_length=200)
-    account_name = SafeText(max_length=100)
+    account_name = SafeText(max_length=100, trim_whitespace=False)
     account_email = serializers.EmailField(max_length=254)
     password = serializers.CharField(max_length=4096, required=False, write_only=True, trim_whitespace=False)
 

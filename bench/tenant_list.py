@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/tenant_list.py [--tenants N] [--db sqlite|postgres] [--rounds R]
 
-Seeds N tenants (default 530,350, the child count in the seed docs) with one bulk insert
+Seeds N tenants (default 530,350, the total_count in the example of Voximplant's GetChildrenAccounts reference) with one bulk insert
 (SQLite: executemany in one transaction; PostgreSQL: COPY), then measures the server time of
 the list page (first page, a search, a filter, a deep page through a cursor) and of a trivial
 authenticated page in the same run, interleaved, in-process through Django's test client (the

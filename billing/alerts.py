@@ -9,88 +9,87 @@ it twice. The alert re-arms only when a sync sees the balance back at or above t
 from __future__ import annotations
 
 import logging
-from decimal import Decimal, InvalidOperation
-from typing import Any
+from decimal import Decimal
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.core.mail import EmailMessage
 from django.db import transaction
+from django.http import HttpRequest
 from django.utils import timezone
 
 from billing import provider as prov
+from billing import tasks
 from billing.models import LowBalanceAlert
+from billing.transitions import Actor
+from portal import inputs
 from portal.audit import audit_log
-from portal.errors import NotAllowed, PortalError
-from portal.roles import Role, has_perm
+from portal.errors import NotAllowed
+from portal.events import publish_on_commit
+from portal.roles import Role, has_perm, role_of
 from providers.capabilities import Capability
 from providers.errors import InvalidArgument, ProviderError
-from tenants.models import Tenant
+from tenants.models import Membership, Tenant
 
 logger = logging.getLogger("billing.alerts")
 
 
 def parse_threshold(value: object) -> Decimal | None:
-    """'' or None clears the threshold; otherwise a non-negative decimal with ≤ 4 places."""
-    if value is None or (isinstance(value, str) and value.strip() == ""):
-        return None
-    if isinstance(value, bool) or isinstance(value, float):
-        raise PortalError("Enter the threshold as a decimal number.", field="threshold")
-    try:
-        threshold = Decimal(str(value)) if not isinstance(value, Decimal) else value
-    except InvalidOperation:
-        raise PortalError("Enter the threshold as a decimal number.", field="threshold") from None
-    if isinstance(value, str) and not value.isascii():
-        raise PortalError("Enter the threshold with ASCII digits.", field="threshold")
-    if not threshold.is_finite() or threshold < 0 or threshold > Decimal("99999999"):
-        raise PortalError("Enter a threshold between 0 and 99999999.", field="threshold")
-    if threshold != threshold.quantize(Decimal("0.0001")):
-        raise PortalError("At most 4 decimal places.", field="threshold")
-    return threshold.quantize(Decimal("0.0001"))
+    """The one threshold rule (portal.inputs.threshold), named for the billing panel's field."""
+    return inputs.threshold(value, field="threshold")
+
+
+def _may_set_threshold(actor: Actor, tenant: Tenant) -> bool:
+    """Staff who move money or manage tenants, and the tenant's own customer owner."""
+    if has_perm(actor, "billing.move_money") or has_perm(actor, "tenants.manage"):
+        return True
+    return (
+        isinstance(actor, User)
+        and role_of(actor) == Role.CUSTOMER_OWNER
+        and Membership.objects.filter(user_id=actor.pk, tenant_id=tenant.pk).exists()
+    )
 
 
 def tenant_set_low_balance_threshold(
-    *, actor: Any, tenant: Any, threshold: Decimal | None, request: Any = None
+    *, actor: Actor, tenant: Tenant, threshold: Decimal | str | None, request: HttpRequest | None = None
 ) -> None:
-    """Set the tenant's low-balance threshold and push it to the provider's
-    min_balance_to_notify (a task, after commit). None clears it (0 at the provider)."""
-    if not (has_perm(actor, "billing.move_money") or has_perm(actor, "tenants.manage")):
+    """The one service that changes a tenant's low-balance threshold, for staff and for the
+    tenant's owner alike: set it and push it to the provider's min_balance_to_notify (a task,
+    after commit). None or "" clears it (0 at the provider)."""
+    if not _may_set_threshold(actor, tenant):
         raise NotAllowed("You may not change the low-balance threshold.", code="forbidden")
-    threshold = parse_threshold(threshold)
+    value = parse_threshold(threshold)
     with transaction.atomic():
-        Tenant.objects.filter(pk=tenant.pk).update(low_balance_threshold=threshold, updated_at=timezone.now())
+        previous = (
+            Tenant.objects.select_for_update()
+            .filter(pk=tenant.pk)
+            .values_list("low_balance_threshold", flat=True)
+            .get()
+        )
+        Tenant.objects.filter(pk=tenant.pk).update(low_balance_threshold=value, updated_at=timezone.now())
         audit_log(
             actor=actor,
             action="billing.threshold.set",
             tenant_id=tenant.pk,
             request=request,
             data={
-                "threshold": str(threshold) if threshold is not None else None,
-                "previous": str(tenant.low_balance_threshold) if tenant.low_balance_threshold is not None else None,
+                "threshold": str(value) if value is not None else None,
+                "previous": str(previous) if previous is not None else None,
             },
         )
         tenant_id = tenant.pk
-
-        def push() -> None:
-            from billing.tasks import threshold_push_task
-
-            try:
-                threshold_push_task.delay(tenant_id)
-            except Exception:  # noqa: BLE001 - the next change or a staff retry pushes it
-                logger.warning("could not publish the threshold push for tenant %s", tenant_id, exc_info=True)
-
-        transaction.on_commit(push)
-    tenant.low_balance_threshold = threshold
+        # A lost publish is logged; the next change or a staff retry pushes the value.
+        publish_on_commit(
+            lambda: tasks.threshold_push_task.delay(tenant_id), what=f"billing.threshold_push {tenant_id}"
+        )
+    tenant.low_balance_threshold = value
 
 
 def threshold_push(*, tenant_id: int) -> bool:
     """Send the tenant's current threshold to the provider. Reads the value at run time, so
     pushes that arrive out of order still leave the latest value in place. Idempotent."""
     tenant = Tenant.objects.select_related("connection").get(pk=tenant_id)
-    if (
-        tenant.provider_account_id is None
-        or not prov.supports(tenant.connection, Capability.UPDATE_PROFILE)
-        or tenant.connection.kind != "voximplant"
-    ):
+    if tenant.provider_account_id is None or not prov.supports(tenant.connection, Capability.UPDATE_PROFILE):
         return False
     value = tenant.low_balance_threshold if tenant.low_balance_threshold is not None else Decimal(0)
     prov.set_low_balance_threshold(tenant.connection, int(tenant.provider_account_id), value)

@@ -9,15 +9,17 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
 
+from django.contrib.auth.models import User
 from django.utils import timezone
 
 from billing import conf
 from billing.models import ResellerBudget, StaffDailyUsage, Transfer
 from billing.money import clean_text, parse_amount
 from billing.transfers import _validate_tenant, tenant_currency, transfer_create, transfer_execute
+from billing.transitions import Actor
 from portal.errors import NotAllowed, PortalError
+from portal.events import publish_on_commit
 from portal.jobs import job_advance, job_create, job_finish, job_start
 from portal.models import Job
 from portal.roles import has_perm
@@ -30,7 +32,7 @@ MAX_ROWS = 1000
 
 @dataclass
 class PlanRow:
-    tenant: Any
+    tenant: Tenant
     ok: bool
     message: str
     needs_approval: bool = False
@@ -59,7 +61,9 @@ def _tenants(tenant_uuids: list[str]) -> list[Tenant]:
     return [found[u] for u in uuids if u in found]
 
 
-def bulk_transfer_plan(*, actor: Any, tenant_uuids: list[str], amount: object, direction: str, reason: object) -> Plan:
+def bulk_transfer_plan(
+    *, actor: Actor, tenant_uuids: list[str], amount: object, direction: str, reason: object
+) -> Plan:
     """The dry run: what would happen to each selected tenant, and whether the totals fit
     the parent's budget and the actor's daily limit. Changes nothing."""
     if not has_perm(actor, "billing.move_money"):
@@ -92,8 +96,9 @@ def bulk_transfer_plan(*, actor: Any, tenant_uuids: list[str], amount: object, d
     problems = []
     currencies = {tenant_currency(r.tenant) for r in rows if r.ok}
     day = timezone.now().date()
+    staff = actor if isinstance(actor, User) else None
     for currency in currencies:
-        used = StaffDailyUsage.objects.filter(user=actor, day=day, currency=currency).values_list(
+        used = StaffDailyUsage.objects.filter(user=staff, day=day, currency=currency).values_list(
             "amount", flat=True
         ).first() or Decimal(0)
         if used + total > conf.daily_limit_per_staff():
@@ -121,7 +126,9 @@ def bulk_transfer_plan(*, actor: Any, tenant_uuids: list[str], amount: object, d
     )
 
 
-def bulk_transfer_start(*, actor: Any, tenant_uuids: list[str], amount: object, direction: str, reason: object) -> Job:
+def bulk_transfer_start(
+    *, actor: Actor, tenant_uuids: list[str], amount: object, direction: str, reason: object
+) -> Job:
     """Check again (the dry run may be stale), then queue the Job that does the work."""
     plan = bulk_transfer_plan(actor=actor, tenant_uuids=tenant_uuids, amount=amount, direction=direction, reason=reason)
     if not plan.runnable:
@@ -135,14 +142,13 @@ def bulk_transfer_start(*, actor: Any, tenant_uuids: list[str], amount: object, 
         created_by=actor,
         params={"tenants": ready, "amount": str(plan.amount), "direction": direction, "reason": plan.reason},
     )
-    from django.db import transaction
 
     def dispatch() -> None:
         from billing.tasks import bulk_transfer_task
 
         bulk_transfer_task.delay(job.pk)
 
-    transaction.on_commit(dispatch)
+    publish_on_commit(dispatch, what=f"billing.bulk_transfer job {job.pk}")
     return job
 
 
@@ -183,11 +189,12 @@ def bulk_transfer_run(*, job_id: int) -> None:
             if not transfer.awaiting_approval:
                 transfer = transfer_execute(transfer_id=transfer.pk)
             ok = transfer.state != Transfer.State.FAILED
-            message = {
+            outcomes: dict[str, str] = {
                 Transfer.State.SUCCEEDED: "Done",
                 Transfer.State.FAILED: f"Refused: {transfer.last_error}",
                 Transfer.State.PENDING: "Awaiting approval" if transfer.awaiting_approval else "Queued",
-            }.get(transfer.state, f"{transfer.get_state_display()}: being resolved")
+            }
+            message = outcomes.get(transfer.state, f"{transfer.get_state_display()}: being resolved")
             failures += 0 if ok else 1
             job_advance(
                 job_id=job.pk,

@@ -13,7 +13,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 # Minor units per currency. Voximplant moves money in steps of 0.01 whatever the currency
-# (voximplant.md §6), so no currency gets more than two places here.
+# (docs/providers.md), so no currency gets more than two places here.
 CURRENCY_PLACES: dict[str, int] = {"USD": 2, "EUR": 2, "RUR": 2, "RUB": 2, "KZT": 2, "GBP": 2, "JPY": 0}
 DEFAULT_PLACES = 2
 

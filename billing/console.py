@@ -1,4 +1,4 @@
-"""The console home's billing panel (portal.console.CONSOLE_SUMMARY_HOOKS)."""
+"""The console home's billing panel (composed by console/views.py)."""
 
 from __future__ import annotations
 

@@ -18,7 +18,8 @@ class Transfer(models.Model):
     """One money movement between the reseller's parent account and one tenant.
 
     The row (with its payment_reference) is committed before the provider is called; each
-    step is a conditional UPDATE fenced by ``attempt`` (RELIABILITY.md §3).
+    later step is a conditional UPDATE fenced by ``attempt``, made by
+    billing.transitions.transition (states and moves: docs/money.md).
     """
 
     class State(models.TextChoices):
@@ -137,9 +138,10 @@ class Transfer(models.Model):
 class ResellerBudget(models.Model):
     """What the reseller may still move out of one parent account, in the portal's view.
 
-    ``available`` is an authorization counter (Modern Treasury's balance lock): reservations
-    take from it with a conditional UPDATE and a CHECK keeps it ≥ 0 (I5). Every change to it
-    is mirrored by a journal entry on the ``reseller`` account, so the two always agree.
+    ``available`` is an authorization counter: reservations take from it with a conditional
+    UPDATE and a CHECK keeps it ≥ 0, so the portal never promises more than the parent holds.
+    Every change to it is mirrored by a journal entry on the ``reseller`` account, so the two
+    always agree (docs/money.md, "The budget").
     """
 
     id = models.BigAutoField(primary_key=True)

@@ -5,21 +5,22 @@ payment_reference), and every transfer the provider shows between the parent and
 must be one the portal made. Mismatches become DriftItems (with the provider's evidence)
 and set Tenant.has_drift; staff resolve each one, audited.
 
-The provider window is padded by a day on each side (F12: a transfer at 23:59:59 UTC is
-found whatever timezone the job runs in); the client walks windows with more than 10,000
-rows by splitting them in time (F15).
+The provider window is padded by a day on each side, so a transfer at 23:59:59 UTC is found
+whatever timezone the provider assumes for the account; the client walks windows with more
+than 10,000 history rows (the provider's cap on one query) by splitting them in time.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, F, OuterRef
+from django.db.models import Exists, F, OuterRef, QuerySet
+from django.http import HttpRequest
 from django.utils import timezone
 
 from billing import conf, ledger
@@ -27,22 +28,23 @@ from billing import provider as prov
 from billing.models import DriftItem, JournalEntry, SyncRun, Transfer
 from billing.money import clean_text
 from billing.sync import RunLost, claim_run, finish_run, run_start
+from billing.transitions import Actor
 from portal.audit import audit_log
 from portal.errors import Conflict, NotAllowed, PortalError
 from portal.jobs import job_advance, job_start
 from portal.roles import has_perm
-from tenants.models import Tenant
+from tenants.models import ProviderConnection, Tenant
 
 logger = logging.getLogger("billing.reconcile")
 
 BATCH = 1000
 
 
-def reconcile_start(*, actor: Any, connection: Any) -> SyncRun:
+def reconcile_start(*, actor: Actor, connection: ProviderConnection) -> SyncRun:
     return run_start(actor=actor, connection=connection, kind=SyncRun.Kind.RECONCILE)
 
 
-def reconcile_execute(*, sync_run_id: int, now: Any = None) -> SyncRun | None:
+def reconcile_execute(*, sync_run_id: int, now: datetime | None = None) -> SyncRun | None:
     claimed = claim_run(sync_run_id)
     if claimed is None:
         return None
@@ -80,7 +82,7 @@ def reconcile_execute(*, sync_run_id: int, now: Any = None) -> SyncRun | None:
 
 
 def _record(
-    conn_obj: Any,
+    conn_obj: ProviderConnection,
     items: Iterable[DriftItem],
     run: SyncRun,
     token: str,
@@ -129,10 +131,10 @@ def _record(
 
 
 def _provider_batch(
-    conn_obj: Any,
+    conn_obj: ProviderConnection,
     rows: list[Any],
-    window_from: Any,
-    window_to: Any,
+    window_from: datetime,
+    window_to: datetime,
     matched: set[str],
     stats: dict[str, int],
     run: SyncRun,
@@ -226,7 +228,13 @@ def _provider_batch(
 
 
 def _portal_side(
-    conn_obj: Any, window_from: Any, window_to: Any, matched: set[str], stats: dict[str, int], run: SyncRun, token: str
+    conn_obj: ProviderConnection,
+    window_from: datetime,
+    window_to: datetime,
+    matched: set[str],
+    stats: dict[str, int],
+    run: SyncRun,
+    token: str,
 ) -> None:
     """Succeeded transfers in the window the provider does not show."""
     candidates = (
@@ -265,7 +273,9 @@ def _portal_side(
     _record(conn_obj, items, run, token, stats, 0, [])
 
 
-def drift_resolve(*, actor: Any, item: DriftItem, resolution: str, note: str, request: Any = None) -> DriftItem:
+def drift_resolve(
+    *, actor: Actor, item: DriftItem, resolution: str, note: str, request: HttpRequest | None = None
+) -> DriftItem:
     """Close a drift item, audited. ``ledger_adjusted`` also records the provider's view in the
     journal (a balanced ``drift`` entry between the tenant and the outside world)."""
     if not has_perm(actor, "billing.move_money"):
@@ -328,5 +338,5 @@ def _ledger_delta(item: DriftItem) -> Decimal:
     return provider_signed - portal_signed
 
 
-def tenants_with_open_drift() -> Any:
+def tenants_with_open_drift() -> QuerySet[Tenant]:
     return Tenant.objects.filter(Exists(DriftItem.objects.filter(tenant=OuterRef("pk"), resolved_at__isnull=True)))

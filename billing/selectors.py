@@ -54,7 +54,11 @@ def _state_filter(state: str | list[str] | None) -> Q:
 
 
 def transfer_list(
-    *, tenant: Any = None, state: str | list[str] | None = None, cursor: str | int | None = None, limit: int = 50
+    *,
+    tenant: Tenant | None = None,
+    state: str | list[str] | None = None,
+    cursor: str | int | None = None,
+    limit: int = 50,
 ) -> TransferPage:
     """Newest first, keyset-paginated on id (``cursor`` is the ``next_cursor`` of the previous
     page). ``state`` is a state, a list of states, "unresolved" or "awaiting_approval"."""
@@ -78,7 +82,7 @@ def transfer_list(
     return TransferPage(items[:limit], next_cursor)
 
 
-def transfer_get(*, uuid: Any, tenant: Any = None) -> Transfer:
+def transfer_get(*, uuid: uuid_mod.UUID | str, tenant: Tenant | None = None) -> Transfer:
     """One transfer by uuid; with ``tenant``, only that tenant's (404 otherwise)."""
     try:
         ident = uuid if isinstance(uuid, uuid_mod.UUID) else uuid_mod.UUID(str(uuid))
@@ -98,7 +102,9 @@ def unresolved_transfers(*, limit: int = 200) -> list[Transfer]:
     return transfer_list(state="unresolved", limit=limit).items
 
 
-def balance_history(*, tenant: Any, since: datetime | None = None, limit: int = 2000) -> list[tuple[datetime, Decimal]]:
+def balance_history(
+    *, tenant: Tenant, since: datetime | None = None, limit: int = 2000
+) -> list[tuple[datetime, Decimal]]:
     rows = BalanceSnapshot.objects.filter(tenant=tenant)
     if since is not None:
         rows = rows.filter(taken_at__gte=since)
@@ -139,7 +145,7 @@ class Statement:
 
 
 def statement_rows(
-    *, tenant: Any, date_from: datetime | None = None, date_to: datetime | None = None, limit: int = 5000
+    *, tenant: Tenant, date_from: datetime | None = None, date_to: datetime | None = None, limit: int = 5000
 ) -> Statement:
     """The tenant's money movements in [date_from, date_to] with a running balance.
 
@@ -165,16 +171,18 @@ def statement_rows(
 
 
 def _provider_statement(
-    tenant: Any, date_from: datetime, date_to: datetime, now: datetime, currency: str, limit: int
+    tenant: Tenant, date_from: datetime, date_to: datetime, now: datetime, currency: str, limit: int
 ) -> Statement:
-    account = prov.child_account(tenant.connection, int(tenant.provider_account_id))
+    assert tenant.provider_account_id is not None  # statement_rows checked it
+    account_id = int(tenant.provider_account_id)
+    account = prov.child_account(tenant.connection, account_id)
     current = Decimal(account.balance) if account is not None and account.balance is not None else None
     shown: list[tuple[Any, Decimal]] = []
     running = Decimal(0)
     truncated = False
     for row in prov.iter_account_transactions(
         tenant.connection,
-        account_id=int(tenant.provider_account_id),
+        account_id=account_id,
         from_date=date_from,
         to_date=now + timedelta(seconds=1),
     ):
@@ -218,14 +226,14 @@ def _provider_statement(
 
 
 def _portal_statement(
-    tenant: Any, date_from: datetime, date_to: datetime, currency: str, limit: int, note: str
+    tenant: Tenant, date_from: datetime, date_to: datetime, currency: str, limit: int, note: str
 ) -> Statement:
     before = Transfer.objects.filter(tenant=tenant, state=Transfer.State.SUCCEEDED, completed_at__lt=date_from)
     opening = ledger.exact_sum(before.filter(direction=Transfer.Direction.TO_TENANT), "amount", 2) - ledger.exact_sum(
         before.filter(direction=Transfer.Direction.TO_PARENT), "amount", 2
     )
     running = opening
-    rows = []
+    rows: list[StatementRow] = []
     transfers = Transfer.objects.filter(
         tenant=tenant, state=Transfer.State.SUCCEEDED, completed_at__gte=date_from, completed_at__lte=date_to
     ).order_by("completed_at", "pk")
@@ -235,6 +243,7 @@ def _portal_statement(
             truncated = True
             break
         running += t.signed_amount
+        assert t.completed_at is not None  # the filter above excludes rows without one
         rows.append(
             StatementRow(
                 at=t.completed_at,
@@ -253,7 +262,9 @@ def _portal_statement(
     )
 
 
-def sync_run_list(*, connection: Any = None, kind: str | None = None, limit: int = 50) -> list[SyncRun]:
+def sync_run_list(
+    *, connection: ProviderConnection | None = None, kind: str | None = None, limit: int = 50
+) -> list[SyncRun]:
     rows = SyncRun.objects.select_related("connection", "job", "started_by")
     if connection is not None:
         rows = rows.filter(connection=connection)
@@ -262,14 +273,14 @@ def sync_run_list(*, connection: Any = None, kind: str | None = None, limit: int
     return list(rows.order_by("-pk")[: max(1, min(limit, MAX_LIMIT))])
 
 
-def sync_run_get(*, uuid: Any) -> SyncRun:
+def sync_run_get(*, uuid: uuid_mod.UUID | str) -> SyncRun:
     try:
         return SyncRun.objects.select_related("connection", "job").get(uuid=uuid_mod.UUID(str(uuid)))
     except (ValueError, SyncRun.DoesNotExist):
         raise Http404("No such run") from None
 
 
-def drift_list(*, tenant: Any = None, open_only: bool = True, limit: int = 200) -> list[DriftItem]:
+def drift_list(*, tenant: Tenant | None = None, open_only: bool = True, limit: int = 200) -> list[DriftItem]:
     rows = DriftItem.objects.select_related("tenant", "transfer", "resolved_by")
     if tenant is not None:
         rows = rows.filter(tenant=tenant)
@@ -278,7 +289,7 @@ def drift_list(*, tenant: Any = None, open_only: bool = True, limit: int = 200) 
     return list(rows.order_by("-pk")[: max(1, min(limit, 1000))])
 
 
-def drift_get(*, uuid: Any) -> DriftItem:
+def drift_get(*, uuid: uuid_mod.UUID | str) -> DriftItem:
     try:
         return DriftItem.objects.select_related("tenant", "transfer", "connection").get(uuid=uuid_mod.UUID(str(uuid)))
     except (ValueError, DriftItem.DoesNotExist):
@@ -324,7 +335,7 @@ def parent_summary() -> list[dict[str, Any]]:
     return out
 
 
-def tenants_spend_per_day(*, connection: Any) -> Decimal | None:
+def tenants_spend_per_day(*, connection: ProviderConnection) -> Decimal | None:
     """Tenants' spending per day over the spend window, from two balance syncs: what their
     balances lost, plus what the portal moved in (net) between the two syncs."""
     runs = SyncRun.objects.filter(
@@ -351,6 +362,7 @@ def tenants_spend_per_day(*, connection: Any) -> Decimal | None:
     moved = ledger.exact_sum(done.filter(direction=Transfer.Direction.TO_TENANT), "amount", 2) - ledger.exact_sum(
         done.filter(direction=Transfer.Direction.TO_PARENT), "amount", 2
     )
+    assert older.total_balance is not None and latest.total_balance is not None  # filtered above
     spent = Decimal(older.total_balance) + moved - Decimal(latest.total_balance)
     return max(Decimal(0), spent / days).quantize(Decimal("0.01"))
 

@@ -1,4 +1,4 @@
-"""The nightly balance sync (ARCHITECTURE.md, the scale path).
+"""The nightly balance sync (docs/sync.md).
 
 One run walks every child account of a connection a page (1,000) at a time, in ascending
 id order (billing.provider.iter_children_pages), and for each page, in one short
@@ -36,6 +36,7 @@ from portal.audit import audit_log
 from portal.errors import Conflict, NotAllowed, PortalError
 from portal.jobs import job_advance, job_create, job_finish, job_start
 from portal.roles import has_perm
+from providers.base import AccountSnapshot
 from providers.capabilities import Capability
 from tenants.models import Tenant, UnknownProviderAccount
 
@@ -214,7 +215,7 @@ def sync_execute(*, sync_run_id: int) -> SyncRun | None:
                 job_start(job_id=run.job_id, total=total, message="Walking the accounts…")
                 SyncRun.objects.filter(pk=run.pk).update(total_count=total)
                 first = False
-            hi = accounts[-1].account_id
+            hi = int(accounts[-1].account_id)
             page = apply_page(conn_obj, accounts, lo=last_id, hi=hi, run_id=run.pk, token=token, job_id=run.job_id)
             balance_total += page.balance_total
             last_id = hi
@@ -241,7 +242,7 @@ def tenant_refresh(*, tenant_id: int) -> None:
     if tenant.provider_account_id is None or not prov.supports(tenant.connection, Capability.LIST_BALANCES):
         return
     account = prov.child_account(tenant.connection, int(tenant.provider_account_id))
-    accounts = [prov._row_from_info(account)] if account is not None else []
+    accounts = [account] if account is not None else []
     apply_page(
         tenant.connection,
         accounts,
@@ -292,7 +293,7 @@ def _dec(value: Any) -> Decimal | None:
 
 def apply_page(
     conn_obj: Any,
-    accounts: Sequence[Any],
+    accounts: Sequence[AccountSnapshot],
     *,
     lo: int | None,
     hi: int | None,
@@ -336,7 +337,7 @@ def apply_page(
     returned: set[int] = set()
     currency_total = (conn_obj.currency or "").upper()
     for account in accounts:
-        aid = account.account_id
+        aid = int(account.account_id)  # an account the sync lists has an integer id
         returned.add(aid)
         balance = None if account.balance is None else account.balance.quantize(Q4)
         currency = (account.currency or "").upper()
@@ -344,19 +345,7 @@ def apply_page(
             result.balance_total += balance
         row = known.get(aid)
         if row is None:
-            values = (
-                account.account_name or "",
-                account.account_email or "",
-                balance,
-                currency,
-                account.active,
-                account.frozen,
-            )
-            old = stored_unknown.get(aid)
-            if old is None:
-                result.new += 1
-            if old is None or (old[2], old[3], _dec(old[4]), old[5], _bool(old[6]), _bool(old[7])) != values:
-                upserts.append((conn_obj.pk, aid, *values))
+            _note_unknown(conn_obj.pk, account, balance, currency, stored_unknown.get(aid), result, upserts)
             continue
         tenant_id, _, old_balance, old_currency, old_active, old_frozen, old_credit, threshold, was_low, missing = row
         threshold = _dec(threshold)
@@ -376,29 +365,17 @@ def apply_page(
             result.changed += 1
         if balance is not None and not balance_same:
             snapshots.append((tenant_id, balance, currency))
-        if low and not was_low:
+        if low and not was_low and balance is not None and threshold is not None:
             alerts.append(
                 LowBalanceAlert(
                     tenant_id=tenant_id, balance=balance, threshold=threshold, currency=currency, created_at=now
                 )
             )
-    missing_ids = [row[0] for aid, row in known.items() if aid not in returned]
-    newly_missing = [row[0] for aid, row in known.items() if aid not in returned and not row[9]]
+    missing_ids, newly_missing, vanished_unknown = _gone(known, stored_unknown, returned)
     result.missing = len(missing_ids)
-    vanished_unknown = [row[0] for aid, row in stored_unknown.items() if aid not in returned or aid in known]
     with transaction.atomic():
         if run_id is not None:
-            progressed = SyncRun.objects.filter(pk=run_id, executor=token, state=SyncRun.State.RUNNING).update(
-                pages=F("pages") + (1 if accounts else 0),
-                seen=F("seen") + result.seen,
-                changed=F("changed") + result.changed,
-                new=F("new") + result.new,
-                missing=F("missing") + result.missing,
-                heartbeat_at=now,
-                last_account_id=hi if hi is not None else F("last_account_id"),
-            )
-            if not progressed:
-                raise RunLost
+            _advance_run(run_id, token, result, now, hi=hi, page=bool(accounts))
         if updates:
             _bulk_update_tenants(updates, now)
         if newly_missing:
@@ -417,6 +394,52 @@ def apply_page(
     return result
 
 
+def _advance_run(
+    run_id: int, token: str | None, result: PageResult, now: datetime, *, hi: int | None, page: bool
+) -> None:
+    """Add a page's counters to the run (inside the page's transaction); RunLost if this
+    worker no longer owns the run."""
+    progressed = SyncRun.objects.filter(pk=run_id, executor=token, state=SyncRun.State.RUNNING).update(
+        pages=F("pages") + (1 if page else 0),
+        seen=F("seen") + result.seen,
+        changed=F("changed") + result.changed,
+        new=F("new") + result.new,
+        missing=F("missing") + result.missing,
+        heartbeat_at=now,
+        last_account_id=hi if hi is not None else F("last_account_id"),
+    )
+    if not progressed:
+        raise RunLost
+
+
+def _gone(
+    known: dict[Any, tuple[Any, ...]], stored_unknown: dict[Any, tuple[Any, ...]], returned: set[int]
+) -> tuple[list[Any], list[Any], list[Any]]:
+    """Of the rows read for a page's id range: the tenants the provider did not return (all,
+    and those not yet flagged), and the import candidates to drop (gone, or now a tenant)."""
+    missing_ids = [row[0] for aid, row in known.items() if aid not in returned]
+    newly_missing = [row[0] for aid, row in known.items() if aid not in returned and not row[9]]
+    vanished_unknown = [row[0] for aid, row in stored_unknown.items() if aid not in returned or aid in known]
+    return missing_ids, newly_missing, vanished_unknown
+
+
+def _note_unknown(
+    conn_pk: int,
+    account: AccountSnapshot,
+    balance: Decimal | None,
+    currency: str,
+    old: tuple[Any, ...] | None,
+    result: PageResult,
+    upserts: list[tuple[Any, ...]],
+) -> None:
+    """An account no tenant stands for: count it if new, queue an upsert if it changed."""
+    values = (account.name or "", account.email or "", balance, currency, account.active, account.frozen)
+    if old is None:
+        result.new += 1
+    if old is None or (old[2], old[3], _dec(old[4]), old[5], _bool(old[6]), _bool(old[7])) != values:
+        upserts.append((conn_pk, int(account.account_id), *values))
+
+
 def _bool(value: Any) -> bool | None:
     return None if value is None else bool(value)
 
@@ -430,7 +453,7 @@ def _dispatch_alerts() -> None:
         logger.warning("could not publish the low-balance alert task", exc_info=True)
 
 
-# -- bulk writes (one statement per page; see shared/PERFORMANCE.md) -------------------------
+# -- bulk writes (one statement per page, whatever the page size) ----------------------------
 
 
 def _bulk_update_tenants(rows: list[tuple[Any, ...]], now: datetime) -> None:

@@ -2,13 +2,19 @@
 claim, the attempt fence, the running-run constraint), so any task may run twice or die.
 
 Transfer tasks ack late and are rejected (redelivered) when their worker is lost: the claim
-admits one caller and Transfer.attempt caps the loop (RELIABILITY.md §4)."""
+admits one caller and Transfer.attempt caps the loop (docs/money.md, "Crashes and unknown
+outcomes")."""
 
 from __future__ import annotations
 
 import logging
 
 from celery import shared_task
+
+from portal.errors import PortalError
+from providers.capabilities import Capability
+from providers.errors import InvalidArgument, ProviderError
+from tenants.models import ProviderConnection
 
 logger = logging.getLogger("billing.tasks")
 
@@ -55,9 +61,6 @@ def _start_all(kind: str) -> None:
     from billing import provider as prov
     from billing.models import SyncRun
     from billing.sync import run_start
-    from portal.errors import PortalError
-    from providers.capabilities import Capability
-    from tenants.models import ProviderConnection
 
     needed = Capability.LIST_BALANCES if kind == SyncRun.Kind.BALANCES else Capability.TRANSACTION_HISTORY
     for connection in ProviderConnection.objects.filter(is_active=True).order_by("pk"):
@@ -90,7 +93,6 @@ def low_balance_alerts_task() -> None:
 @shared_task(name="billing.threshold_push", bind=True, ignore_result=True, max_retries=6)
 def threshold_push_task(self, tenant_id: int) -> None:  # type: ignore[no-untyped-def]
     from billing.alerts import threshold_push
-    from providers.errors import InvalidArgument, ProviderError
 
     try:
         threshold_push(tenant_id=tenant_id)
@@ -104,7 +106,6 @@ def threshold_push_task(self, tenant_id: int) -> None:  # type: ignore[no-untype
 @shared_task(name="billing.tenant_refresh", ignore_result=True)
 def tenant_refresh_task(tenant_id: int) -> None:
     from billing.sync import tenant_refresh
-    from providers.errors import ProviderError
 
     try:
         tenant_refresh(tenant_id=tenant_id)

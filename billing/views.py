@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import csv
 import uuid as uuid_mod
+from collections.abc import Iterator
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -23,11 +25,14 @@ from billing.money import parse_amount
 from billing.transfers import tenant_currency
 from portal.audit import audit_events
 from portal.errors import PortalError
+from portal.models import Job
 from portal.roles import has_perm, require
+from providers.capabilities import Capability
+from providers.errors import ProviderError
 from tenants.models import ProviderConnection, Tenant
 
 
-def _tenant(tenant_uuid: Any) -> Tenant:
+def _tenant(tenant_uuid: uuid_mod.UUID) -> Tenant:
     try:
         return Tenant.objects.select_related("connection").get(uuid=tenant_uuid)
     except Tenant.DoesNotExist:
@@ -69,7 +74,7 @@ def transfer_list(request: HttpRequest) -> HttpResponse:
 
 
 @require("console.view")
-def transfer_detail(request: HttpRequest, transfer_uuid: Any) -> HttpResponse:
+def transfer_detail(request: HttpRequest, transfer_uuid: uuid_mod.UUID) -> HttpResponse:
     transfer = selectors.transfer_get(uuid=transfer_uuid)
     events = [
         e
@@ -90,7 +95,7 @@ def transfer_detail(request: HttpRequest, transfer_uuid: Any) -> HttpResponse:
 
 @require("billing.move_money")
 @require_POST
-def transfer_approve(request: HttpRequest, transfer_uuid: Any) -> HttpResponse:
+def transfer_approve(request: HttpRequest, transfer_uuid: uuid_mod.UUID) -> HttpResponse:
     transfer = selectors.transfer_get(uuid=transfer_uuid)
     try:
         services.transfer_approve(actor=request.user, transfer=transfer, request=request)
@@ -102,7 +107,7 @@ def transfer_approve(request: HttpRequest, transfer_uuid: Any) -> HttpResponse:
 
 @require("billing.move_money")
 @require_POST
-def transfer_reject(request: HttpRequest, transfer_uuid: Any) -> HttpResponse:
+def transfer_reject(request: HttpRequest, transfer_uuid: uuid_mod.UUID) -> HttpResponse:
     transfer = selectors.transfer_get(uuid=transfer_uuid)
     try:
         services.transfer_reject(
@@ -116,7 +121,7 @@ def transfer_reject(request: HttpRequest, transfer_uuid: Any) -> HttpResponse:
 
 @require("billing.move_money")
 @require_POST
-def transfer_resolve(request: HttpRequest, transfer_uuid: Any) -> HttpResponse:
+def transfer_resolve(request: HttpRequest, transfer_uuid: uuid_mod.UUID) -> HttpResponse:
     transfer = selectors.transfer_get(uuid=transfer_uuid)
     try:
         services.transfer_resolve(
@@ -136,14 +141,14 @@ def transfer_resolve(request: HttpRequest, transfer_uuid: Any) -> HttpResponse:
 
 
 @require("console.view")
-def tenant_billing(request: HttpRequest, tenant_uuid: Any) -> HttpResponse:
+def tenant_billing(request: HttpRequest, tenant_uuid: uuid_mod.UUID) -> HttpResponse:
     """The tenant's billing panel on a page of its own (the tenant page includes the panel)."""
     tenant = _tenant(tenant_uuid)
     return render(request, "billing/tenant_billing.html", {"tenant": tenant})
 
 
 @require("billing.move_money")
-def tenant_transfer(request: HttpRequest, tenant_uuid: Any) -> HttpResponse:
+def tenant_transfer(request: HttpRequest, tenant_uuid: uuid_mod.UUID) -> HttpResponse:
     """Top up or pull back one tenant. The form carries a one-time key, so a double-click or
     a resubmitted page records one transfer."""
     tenant = _tenant(tenant_uuid)
@@ -190,7 +195,7 @@ def tenant_transfer(request: HttpRequest, tenant_uuid: Any) -> HttpResponse:
 
 @require("console.view")
 @require_POST
-def tenant_threshold(request: HttpRequest, tenant_uuid: Any) -> HttpResponse:
+def tenant_threshold(request: HttpRequest, tenant_uuid: uuid_mod.UUID) -> HttpResponse:
     tenant = _tenant(tenant_uuid)
     try:
         services.tenant_set_low_balance_threshold(
@@ -213,12 +218,13 @@ def _date(value: str | None, *, end: bool = False) -> datetime | None:
 
 
 @require("console.view")
-def tenant_statement(request: HttpRequest, tenant_uuid: Any) -> HttpResponse:
+def tenant_statement(request: HttpRequest, tenant_uuid: uuid_mod.UUID) -> HttpResponseBase:
     tenant = _tenant(tenant_uuid)
     date_from = _date(request.GET.get("from"))
     date_to = _date(request.GET.get("to"), end=True)
     statement = selectors.statement_rows(tenant=tenant, date_from=date_from, date_to=date_to)
     if request.GET.get("format") == "csv":
+        # A streamed download; portal.roles.require types the views it wraps as HttpResponse.
         return _statement_csv(tenant, statement)
     now = timezone.now()
     return render(
@@ -254,10 +260,10 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def _statement_csv(tenant: Tenant, statement: Any) -> StreamingHttpResponse:
+def _statement_csv(tenant: Tenant, statement: selectors.Statement) -> StreamingHttpResponse:
     writer = csv.writer(_Echo())
 
-    def rows() -> Any:
+    def rows() -> Iterator[str]:
         yield writer.writerow(
             ["time_utc", "kind", "description", "amount", "balance", "currency", "reference", "transfer"]
         )
@@ -305,7 +311,7 @@ def bulk(request: HttpRequest) -> HttpResponse:
         candidates = candidates.filter(company_name__icontains=query)
     if low_only:
         candidates = candidates.filter(is_low_balance=True)
-    candidates = list(candidates.order_by("company_name", "pk")[:200])
+    shown = list(candidates.order_by("company_name", "pk")[:200])
     plan = None
     error = None
     if request.method == "POST":
@@ -321,7 +327,7 @@ def bulk(request: HttpRequest) -> HttpResponse:
         request,
         "billing/bulk.html",
         {
-            "candidates": candidates,
+            "candidates": shown,
             "selected": set(selected),
             "selected_list": selected,
             "values": values,
@@ -336,8 +342,7 @@ def bulk(request: HttpRequest) -> HttpResponse:
 
 
 @require("console.view")
-def bulk_job(request: HttpRequest, job_uuid: Any) -> HttpResponse:
-    from portal.models import Job
+def bulk_job(request: HttpRequest, job_uuid: uuid_mod.UUID) -> HttpResponse:
 
     try:
         job = Job.objects.get(uuid=job_uuid, kind="billing.bulk_transfer")
@@ -356,7 +361,6 @@ def sync_runs(request: HttpRequest) -> HttpResponse:
     running = {(r.connection_id, r.kind): r for r in SyncRun.objects.filter(state=SyncRun.State.RUNNING)}
     rows = []
     from billing import provider as prov
-    from providers.capabilities import Capability
 
     for c in connections:
         rows.append(
@@ -401,7 +405,7 @@ def sync_start(request: HttpRequest) -> HttpResponse:
 
 
 @require("console.view")
-def sync_run(request: HttpRequest, run_uuid: Any) -> HttpResponse:
+def sync_run(request: HttpRequest, run_uuid: uuid_mod.UUID) -> HttpResponse:
     run = selectors.sync_run_get(uuid=run_uuid)
     drift = (
         DriftItem.objects.filter(sync_run=run).select_related("tenant")[:200]
@@ -418,7 +422,6 @@ def parent_refresh(request: HttpRequest) -> HttpResponse:
         connection = ProviderConnection.objects.get(uuid=uuid_mod.UUID(request.POST.get("connection", "")))
     except (ValueError, ProviderConnection.DoesNotExist):
         raise Http404("No such connection") from None
-    from providers.errors import ProviderError
 
     try:
         services.budget_refresh(connection=connection)
@@ -449,7 +452,7 @@ def drift_list(request: HttpRequest) -> HttpResponse:
 
 @require("billing.move_money")
 @require_POST
-def drift_resolve(request: HttpRequest, drift_uuid: Any) -> HttpResponse:
+def drift_resolve(request: HttpRequest, drift_uuid: uuid_mod.UUID) -> HttpResponse:
     item = selectors.drift_get(uuid=drift_uuid)
     try:
         services.drift_resolve(

@@ -21,9 +21,8 @@ from django.utils import timezone
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 
-from billing.alerts import parse_threshold
+from billing.alerts import tenant_set_low_balance_threshold
 from billing.sync import tenant_refresh
-from billing.tasks import threshold_push_task
 from portal.audit import audit_log
 from portal.errors import NotAllowed, PortalError
 from portal.events import publish_on_commit
@@ -140,28 +139,10 @@ def customer_remove(*, actor: User, tenant: Tenant, membership: Membership, requ
 def customer_set_alert(
     *, actor: User, tenant: Tenant, threshold: Decimal | None, request: HttpRequest | None = None
 ) -> None:
-    """The owner's low-balance alert. billing.services.tenant_set_low_balance_threshold only
-    accepts staff (billing.move_money / tenants.manage), so the owner's change is written here,
-    with billing's own validation (parse_threshold) and billing's push to the provider
-    (threshold_push_task, after commit)."""
+    """The owner's low-balance alert, through billing's one threshold service (which also
+    pushes the value to the provider)."""
     _require_owner(actor, tenant)
-
-    value = parse_threshold(threshold)
-    previous = Tenant.objects.filter(pk=tenant.pk).values_list("low_balance_threshold", flat=True).first()
-    with transaction.atomic():
-        Tenant.objects.filter(pk=tenant.pk).update(low_balance_threshold=value)
-        audit_log(
-            actor=actor,
-            action="customers.threshold.set",
-            tenant_id=tenant.pk,
-            request=request,
-            data={
-                "threshold": str(value) if value is not None else None,
-                "previous": str(previous) if previous is not None else None,
-            },
-        )
-        # The value is saved; if the broker is down, the next change or a staff push sends it.
-        publish_on_commit(lambda: threshold_push_task.delay(tenant.pk), what=f"billing.threshold_push {tenant.pk}")
+    tenant_set_low_balance_threshold(actor=actor, tenant=tenant, threshold=threshold, request=request)
 
 
 def customer_profile_update(

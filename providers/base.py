@@ -24,6 +24,7 @@ from providers.redaction import Secret
 
 __all__ = [
     "AccountId",
+    "AccountPage",
     "AccountSnapshot",
     "CreatedAccount",
     "MoneyTransfer",
@@ -47,9 +48,12 @@ class CreatedAccount:
     password: Secret | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AccountSnapshot:
-    """One tenant account as listed by the provider (for sync)."""
+    """One tenant account as listed by the provider (for sync).
+
+    ``credit_limit`` is how far the account may go below zero, where the provider has one.
+    """
 
     account_id: AccountId
     name: str | None
@@ -58,6 +62,20 @@ class AccountSnapshot:
     frozen: bool | None
     balance: Decimal | None
     currency: str | None
+    credit_limit: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AccountPage:
+    """One page of a walk over every tenant account.
+
+    ``total_count`` is the number of accounts the provider counted when it answered this
+    page (None when it does not say); accounts added or removed during a walk make the
+    walk's own count differ from it.
+    """
+
+    accounts: tuple[AccountSnapshot, ...]
+    total_count: int | None
 
 
 @dataclass(frozen=True)
@@ -162,6 +180,20 @@ class ProviderClient(abc.ABC):
         """Capability.UPDATE_PROFILE: change the account's login email and/or password."""
         raise self._unsupported(Capability.UPDATE_PROFILE)
 
+    def set_low_balance_threshold(self, account_id: AccountId, threshold: Decimal) -> None:
+        """Capability.UPDATE_PROFILE: the balance below which the provider warns the tenant
+        (0 turns the warning off)."""
+        raise self._unsupported(Capability.UPDATE_PROFILE)
+
+    def get_account(self, account_id: AccountId) -> AccountSnapshot | None:
+        """Capability.LIST_ACCOUNTS: one tenant account as the provider sees it now, or None
+        when the provider does not know that id."""
+        raise self._unsupported(Capability.LIST_ACCOUNTS)
+
+    def get_own_account(self) -> AccountSnapshot:
+        """Capability.LIST_BALANCES: the reseller's own account (its balance funds the tenants)."""
+        raise self._unsupported(Capability.LIST_BALANCES)
+
     def iter_account_pages(self, *, page_size: int = 1000) -> Iterator[Sequence[AccountSnapshot]]:
         """Capability.LIST_ACCOUNTS / LIST_BALANCES: every account, page by page."""
         raise self._unsupported(Capability.LIST_ACCOUNTS)
@@ -169,6 +201,11 @@ class ProviderClient(abc.ABC):
     def iter_accounts(self) -> Iterator[AccountSnapshot]:
         for page in self.iter_account_pages():
             yield from page
+
+    def iter_balance_pages(self, *, page_size: int = 1000) -> Iterator[AccountPage]:
+        """Capability.LIST_BALANCES: every account with its balance, once each, in ascending id
+        order, at most ``page_size`` per page, each page with the provider's count."""
+        raise self._unsupported(Capability.LIST_BALANCES)
 
     def transfer_money(
         self,
@@ -182,6 +219,19 @@ class ProviderClient(abc.ABC):
         """Capability.TRANSFER_MONEY: reseller -> tenant, one account, positive amount."""
         raise self._unsupported(Capability.TRANSFER_MONEY)
 
+    def withdraw_money(
+        self,
+        *,
+        account_id: AccountId,
+        amount: Decimal,
+        payment_reference: str,
+        check_duplicate_reference_from: datetime,
+        currency: str | None = None,
+    ) -> TransferResult:
+        """Capability.TRANSFER_MONEY: tenant -> reseller, one account. ``amount`` is positive
+        (the method gives the direction); a tenant holding less is refused, never emptied."""
+        raise self._unsupported(Capability.TRANSFER_MONEY)
+
     def iter_transactions(
         self,
         *,
@@ -190,8 +240,11 @@ class ProviderClient(abc.ABC):
         account_id: AccountId | None = None,
         payment_reference: str | None = None,
         transaction_types: Sequence[str] | None = None,
+        tenant_side: bool = False,
     ) -> Iterator[MoneyTransfer]:
-        """Capability.TRANSACTION_HISTORY."""
+        """Capability.TRANSACTION_HISTORY: money movements in ``[from_date, to_date]``, oldest
+        first. ``tenant_side``: the tenants' own rows (of ``account_id``, or of every tenant
+        when it is None) instead of the reseller's."""
         raise self._unsupported(Capability.TRANSACTION_HISTORY)
 
     def close_account(self, account_id: AccountId) -> None:

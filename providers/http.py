@@ -30,7 +30,7 @@ T = TypeVar("T")
 
 TimeoutSpec = float | int | httpx.Timeout | tuple[float, float]
 
-#: Connect 5 s, read 30 s (RELIABILITY.md §3: both below Celery's soft time limit).
+#: Connect 5 s, read 30 s: both well below the task queue's soft time limit.
 DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=30.0, write=30.0, pool=5.0)
 
 logger = logging.getLogger("providers.http")

@@ -36,6 +36,7 @@ class AccountFieldsMixin(forms.Form):
     account_name = forms.CharField(
         label="Account name",
         max_length=100,
+        strip=False,  # the account-name rule refuses surrounding spaces and line breaks itself
         help_text="5-20 characters: lowercase latin letters, digits and hyphens, starting with a letter.",
         widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
     )

@@ -13,10 +13,25 @@ from typing import Any
 import httpx
 import pytest
 
-PASSWORD = "correct-horse-battery-staple-9"
+from tests.factories import PASSWORD
+
+__all__ = ["PASSWORD", "purge_broker", "screenshot", "start_worker"]
 
 
 # --- database ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: None) -> None:
+    """A SQLite test database file of this run's own (named after the process), so two runs in
+    one working tree never share, flush or delete each other's database."""
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    name = db.get("TEST", {}).get("NAME")
+    if db["ENGINE"].endswith("sqlite3") and name and not str(name).startswith("file:") and name != ":memory:":
+        path = Path(name)
+        db["TEST"]["NAME"] = str(path.with_name(f"{path.stem}_{os.getpid()}{path.suffix}"))
 
 
 def _is_transactional(request: pytest.FixtureRequest) -> bool:
@@ -52,32 +67,70 @@ def _audit_flush_guard(request: pytest.FixtureRequest) -> Iterator[None]:
 
 
 # --- personas ---------------------------------------------------------------------------
-
-
-def make_user(username: str, role: str | None, **extra: Any) -> Any:
-    from django.contrib.auth.models import User
-
-    from portal.roles import assign_role
-
-    user = User.objects.create_user(username=username, email=f"{username}@example.com", password=PASSWORD, **extra)
-    if role:
-        assign_role(user, role)
-    return user
+# Every test that needs a reseller staff member or a customer takes one of these; tests that
+# need someone else build them with tests.factories.
 
 
 @pytest.fixture
 def reseller_admin(db: None) -> Any:
-    return make_user("admin1", "reseller_admin")
+    from tests.factories import UserFactory
+
+    return UserFactory(username="admin1", role="reseller_admin")
 
 
 @pytest.fixture
 def reseller_billing(db: None) -> Any:
-    return make_user("billing1", "reseller_billing")
+    from tests.factories import UserFactory
+
+    return UserFactory(username="billing1", role="reseller_billing")
 
 
 @pytest.fixture
 def reseller_support(db: None) -> Any:
-    return make_user("support1", "reseller_support")
+    from tests.factories import UserFactory
+
+    return UserFactory(username="support1", role="reseller_support")
+
+
+@pytest.fixture
+def no_role_user(db: None) -> Any:
+    """Logged in, but without any role."""
+    from tests.factories import UserFactory
+
+    return UserFactory(username="nobody1", role=None)
+
+
+@pytest.fixture
+def customer_tenant(db: None) -> Any:
+    """The customers' company: Acme Telecom, 42.50 USD, an alert at 10, three days of history
+    (10, 20, 42.50), on a connection whose provider is never called."""
+    from tests.factories import TenantFactory, balance_history
+
+    tenant = TenantFactory(company_name="Acme Telecom", balance="42.50", low_balance_threshold="10")
+    balance_history(tenant, ["10", "20", "42.50"])
+    return tenant
+
+
+@pytest.fixture
+def customer_owner(customer_tenant: Any) -> Any:
+    from tests.factories import CustomerFactory
+
+    return CustomerFactory(username="acme-owner", tenant=customer_tenant)
+
+
+@pytest.fixture
+def customer_viewer(customer_tenant: Any) -> Any:
+    from tests.factories import CustomerFactory
+
+    return CustomerFactory(username="acme-viewer", tenant=customer_tenant, role="customer_viewer")
+
+
+@pytest.fixture
+def other_customer(db: None) -> Any:
+    """The owner of another company (Other Corp, 999.00 USD): a customer, but not Acme's."""
+    from tests.factories import CustomerFactory, TenantFactory
+
+    return CustomerFactory(username="other-owner", tenant=TenantFactory(company_name="Other Corp", balance="999.00"))
 
 
 # --- the sandbox ------------------------------------------------------------------------
@@ -132,14 +185,41 @@ class Sandbox:
         return Store(str(self.db_path))
 
 
-@pytest.fixture
-def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
+@pytest.fixture(scope="session")
+def _sandbox_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """One initialised sandbox (state file and credential files) for the whole run: init mints
+    an RSA key pair, too slow to repeat for every test. Each test gets a copy."""
     from sandbox.init import init_sandbox
+
+    base = tmp_path_factory.mktemp("sandbox-template")
+    db_path, out_dir = base / "sandbox.sqlite3", base / "sandbox-creds"
+    init_sandbox(str(db_path), str(out_dir))
+    return db_path, out_dir
+
+
+def _copy_sandbox(template: tuple[Path, Path], db_path: Path, out_dir: Path) -> None:
+    import sqlite3
+
+    source_db, source_out = template
+    # SQLite's backup API gives a consistent copy whatever journal files lie beside it.
+    source, target = sqlite3.connect(str(source_db)), sqlite3.connect(str(db_path))
+    try:
+        with target:
+            source.backup(target)
+    finally:
+        source.close()
+        target.close()
+    shutil.copytree(source_out, out_dir)
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path, _sandbox_template: tuple[Path, Path]) -> Iterator[Sandbox]:
+    """A sandbox of this test's own: a fresh copy of the initialised state, served on a real socket."""
     from sandbox.server import start_in_thread
 
     db_path = tmp_path / "sandbox.sqlite3"
     out_dir = tmp_path / "sandbox-creds"
-    init_sandbox(str(db_path), str(out_dir))
+    _copy_sandbox(_sandbox_template, db_path, out_dir)
     admin_token = (out_dir / "sandbox_admin_token").read_text().strip()
     running = start_in_thread(str(db_path), admin_token=admin_token)
     try:
@@ -151,9 +231,9 @@ def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
 
 @pytest.fixture
 def vox_connection(db: None, sandbox: Sandbox) -> Any:
-    from tenants.models import ProviderConnection
+    from tests.factories import ProviderConnectionFactory
 
-    return ProviderConnection.objects.create(
+    return ProviderConnectionFactory(
         name="Voximplant (sandbox)",
         kind="voximplant",
         base_url=sandbox.base_url,
@@ -166,9 +246,9 @@ def vox_connection(db: None, sandbox: Sandbox) -> Any:
 
 @pytest.fixture
 def voiceit_connection(db: None, sandbox: Sandbox) -> Any:
-    from tenants.models import ProviderConnection
+    from tests.factories import ProviderConnectionFactory
 
-    return ProviderConnection.objects.create(
+    return ProviderConnectionFactory(
         name="VoiceIt (sandbox)",
         kind="voiceit",
         base_url=sandbox.base_url,
@@ -368,22 +448,11 @@ def celery_eager() -> Iterator[None]:
 
 @pytest.fixture
 def customer_tenants(db: None) -> list[Any]:
-    """Two tenants on a connection whose provider is never called (pages read the portal's rows)."""
-    from tenants.models import ProviderConnection, Tenant
+    """Two tenants on one connection whose provider is never called (pages read the portal's rows)."""
+    from tests.factories import ProviderConnectionFactory, TenantFactory
 
-    connection = ProviderConnection.objects.create(
-        name="Offline Voximplant", kind="voximplant", base_url="http://127.0.0.1:9", currency="USD"
-    )
+    connection = ProviderConnectionFactory(name="Offline Voximplant")
     return [
-        Tenant.objects.create(
-            company_name=name,
-            connection=connection,
-            provider_account_id=1000 + i,
-            account_name=f"tenant-{i}x",
-            account_email=f"t{i}@example.com",
-            status="active",
-            balance="100.0000",
-            currency="USD",
-        )
-        for i, name in enumerate(["Acme Telecom", "Globex Calls"])
+        TenantFactory(company_name=name, connection=connection, balance="100.0000")
+        for name in ["Acme Telecom", "Globex Calls"]
     ]

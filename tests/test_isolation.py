@@ -1,4 +1,5 @@
-"""Tenant isolation, by walking the URL resolver (RELIABILITY.md S1, S2, S3; invariant I6).
+"""Tenant isolation, by walking the URL resolver: no customer reaches another tenant's data,
+by any route, method or id, and no write lets a customer pick their tenant or their role.
 
 Routes are discovered from django.urls, not listed here, so a route added tomorrow by any
 app is walked without editing this file. For every route with an object parameter, a
@@ -15,7 +16,6 @@ import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
 from decimal import Decimal
 from itertools import product
 from typing import Any
@@ -23,9 +23,15 @@ from typing import Any
 import pytest
 from django.apps import apps
 from django.urls import URLPattern, URLResolver, get_resolver
-from django.utils import timezone
 
-from tests.customers.factories import make_connection, make_customer, make_snapshots, make_tenant, make_token
+from tests.factories import (
+    CustomerFactory,
+    ProviderConnectionFactory,
+    TenantFactory,
+    TransferFactory,
+    api_token,
+    balance_history,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -102,35 +108,28 @@ def fill(route: Route, values: dict[str, str]) -> str:
 
 @pytest.fixture
 def world(db: None) -> dict[str, Any]:
-    from billing.models import SyncRun, Transfer
+    from billing.models import SyncRun
     from portal.jobs import job_create
     from tenants.models import TenantOperation
 
-    connection = make_connection("victim-connection")
-    victim = make_tenant(VICTIM_COMPANY, connection=connection, balance="123.45", low_balance_threshold=Decimal("5"))
-    victim_owner = make_customer("victim-owner", victim, email=VICTIM_EMAIL)
-    victim_viewer = make_customer("victim-viewer", victim, role="customer_viewer")
-    make_token(victim_owner, tenant=victim, name="victim token")
-    make_snapshots(victim, ["100", "110", "123.45"])
+    connection = ProviderConnectionFactory(name="victim-connection")
+    victim = TenantFactory(
+        company_name=VICTIM_COMPANY, connection=connection, balance="123.45", low_balance_threshold=Decimal("5")
+    )
+    victim_owner = CustomerFactory(username="victim-owner", tenant=victim, email=VICTIM_EMAIL)
+    victim_viewer = CustomerFactory(username="victim-viewer", tenant=victim, role="customer_viewer")
+    api_token(victim_owner, tenant=victim, name="victim token")
+    balance_history(victim, ["100", "110", "123.45"])
     job = job_create(kind="tenants.freeze", title="Freeze", tenant_id=victim.pk)
     TenantOperation.objects.create(tenant=victim, kind="freeze", state="succeeded", job=job)
-    Transfer.objects.create(
-        tenant=victim,
-        connection=connection,
-        child_account_id=victim.provider_account_id,
-        direction="to_tenant",
-        amount=Decimal("10.00"),
-        currency="USD",
-        reason="seed",
-        payment_reference=f"rp-{uuid.uuid4()}",
-        dup_check_from=timezone.now() - timedelta(days=2),
-        state="succeeded",
-    )
+    TransferFactory(tenant=victim, amount="10.00", reason="seed", completed_at=None)
     SyncRun.objects.create(connection=connection, state="succeeded")
     candidates = collect_candidates()
-    outsider_tenant = make_tenant("Outsider Inc", connection=make_connection("outsider-connection"))
-    outsider = make_customer("outsider-owner", outsider_tenant)
-    outsider_viewer = make_customer("outsider-viewer", outsider_tenant, role="customer_viewer")
+    outsider_tenant = TenantFactory(
+        company_name="Outsider Inc", connection=ProviderConnectionFactory(name="outsider-connection")
+    )
+    outsider = CustomerFactory(username="outsider-owner", tenant=outsider_tenant)
+    outsider_viewer = CustomerFactory(username="outsider-viewer", tenant=outsider_tenant, role="customer_viewer")
     return {
         "victim": victim,
         "victim_owner": victim_owner,
@@ -138,7 +137,7 @@ def world(db: None) -> dict[str, Any]:
         "candidates": candidates,
         "outsider": outsider,
         "outsider_viewer": outsider_viewer,
-        "outsider_token": make_token(outsider, tenant=outsider_tenant),
+        "outsider_token": api_token(outsider, tenant=outsider_tenant),
     }
 
 
@@ -329,7 +328,7 @@ def test_every_non_public_route_requires_login(client, world) -> None:
 
 
 def test_customer_writes_cannot_pick_a_tenant_or_a_role(client, world, mailoutbox) -> None:
-    """S3: the team invite ignores tenant and role fields (the tenant is the login's, the role
+    """The team invite ignores tenant and role fields (the tenant is the login's, the role
     always viewer); the API refuses bodies that name them."""
     from tenants.models import Membership
 

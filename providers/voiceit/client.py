@@ -1,9 +1,9 @@
-"""VoiceIt API 2 sub-account client (``shared/providers/voiceit.md``).
+"""VoiceIt API 2 sub-account client.
 
 HTTP Basic with the master apiKey/apiToken for ``/subaccount`` calls; a sub-account's
 own key/token for ``/users`` (used to check that its credentials work). Every answer
 carries the envelope ``status``/``responseCode``/``message``/``timeTaken``; success is a
-2xx status **and** ``responseCode == "SUCC"`` (voiceit.md §6).
+2xx status **and** ``responseCode == "SUCC"``.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from urllib.parse import quote
 
 import httpx
 
-from providers.base import AccountId, CreatedAccount, ProviderClient, RotatedCredentials
-from providers.capabilities import VOICEIT_MATRIX
+from providers.base import AccountId, AccountSnapshot, CreatedAccount, ProviderClient, RotatedCredentials
+from providers.capabilities import VOICEIT_MATRIX, Capability
 from providers.errors import (
     AuthenticationError,
     ConfigurationError,
@@ -106,7 +106,7 @@ class UsersPage:
     count: int
 
 
-# responseCode -> (kind, field). voiceit.md §3; statuses there are mostly inferred.
+# responseCode -> (kind, field). VoiceIt documents the codes; their HTTP statuses are mostly inferred.
 _AUTH = {"UNAC", "DAID", "FBDN"}
 _NOT_FOUND = {
     "SANF": "api_key",
@@ -215,7 +215,7 @@ class VoiceItClient(ProviderClient):
     ) -> dict[str, Any]:
         key, token = auth or (self.credentials.api_key, self.credentials.api_token)
         basic = base64.b64encode(f"{key}:{token.reveal()}".encode()).decode("ascii")
-        # Multipart, like the official wrappers and the spec's curl -F (voiceit.md §1, §6).
+        # Multipart, like the official wrappers and the spec's curl -F.
         files = {k: (None, v) for k, v in form.items()} if form is not None else None
 
         def build() -> httpx.Request:
@@ -285,7 +285,7 @@ class VoiceItClient(ProviderClient):
     ) -> SubAccount:
         name = f"Create{kind.capitalize()}SubAccount"
         form = {
-            # All five always, empty = "let VoiceIt generate" (voiceit.md §2.1, Go 3db2ae6).
+            # All five always, empty = "let VoiceIt generate" (as the official Go wrapper sends them).
             "firstName": first_name,
             "lastName": last_name,
             "email": email,
@@ -309,7 +309,7 @@ class VoiceItClient(ProviderClient):
             email_validation_required=validation if isinstance(validation, bool) else None,
         )
 
-    # Docs: https://github.com/voiceittech/VoiceIt2-Sub-Account-Specs (README: managed sub-account; voiceit.md §2.1)
+    # Docs: https://github.com/voiceittech/VoiceIt2-Sub-Account-Specs (README: managed sub-account)
     def create_managed_sub_account(
         self,
         *,
@@ -324,7 +324,7 @@ class VoiceItClient(ProviderClient):
         retry fails with :class:`Duplicate` instead of creating a second account)."""
         return self._create("managed", first_name, last_name, email, password, content_language)
 
-    # Docs: https://github.com/voiceittech/VoiceIt2-Sub-Account-Specs (README: unmanaged sub-account; voiceit.md §2.2)
+    # Docs: https://github.com/voiceittech/VoiceIt2-Sub-Account-Specs (README: unmanaged sub-account)
     def create_unmanaged_sub_account(
         self,
         *,
@@ -337,7 +337,7 @@ class VoiceItClient(ProviderClient):
         """The account holder adds their own card; same caveats as the managed create."""
         return self._create("unmanaged", first_name, last_name, email, password, content_language)
 
-    # Docs: https://github.com/voiceittech/VoiceIt2-Sub-Account-Specs (README: regenerate API token; voiceit.md §2.3)
+    # Docs: https://github.com/voiceittech/VoiceIt2-Sub-Account-Specs (README: regenerate API token)
     def regenerate_sub_account_api_token(self, sub_account_api_key: str) -> RotatedCredentials:
         name = "RegenerateSubAccountAPIToken"
         body = self._call(name, "POST", f"/subaccount/{_path_key(sub_account_api_key, name)}", read=False)
@@ -346,7 +346,7 @@ class VoiceItClient(ProviderClient):
             raise OutcomeUnknown("malformed response: no apiToken", provider=PROVIDER, method=name)
         return RotatedCredentials(account_id=sub_account_api_key, api_token=Secret(token))
 
-    # Docs: https://github.com/voiceittech/VoiceIt2-Sub-Account-Specs (README: delete sub-account; voiceit.md §2.4)
+    # Docs: https://github.com/voiceittech/VoiceIt2-Sub-Account-Specs (README: delete sub-account)
     def delete_sub_account(self, sub_account_api_key: str, *, missing_ok: bool = False) -> None:
         """Irreversible. ``missing_ok``: an unknown/already-deleted key is not an error
         (useful when resolving an earlier :class:`OutcomeUnknown`)."""
@@ -359,7 +359,7 @@ class VoiceItClient(ProviderClient):
 
     # -- users (exercise a sub-account's own credentials) ------------------------------------
 
-    # Docs: https://api.voiceit.io/ (Users: get all users; voiceit.md §2.7)
+    # Docs: https://api.voiceit.io/ (Users: get all users)
     def list_users(self, *, api_key: str | None = None, api_token: Secret | str | None = None) -> UsersPage:
         """``GET /users`` as the master, or as a sub-account when its key and token are given."""
         name = "GetAllUsers"
@@ -374,7 +374,7 @@ class VoiceItClient(ProviderClient):
         count = body.get("count")
         return UsersPage(users=tuple(users), count=count if isinstance(count, int) else len(users))
 
-    # Docs: https://api.voiceit.io/ (Users: create a user; voiceit.md §2.7)
+    # Docs: https://api.voiceit.io/ (Users: create a user)
     def create_user(self, *, api_key: str | None = None, api_token: Secret | str | None = None) -> str:
         """``POST /users``; returns the new userId."""
         name = "CreateUser"
@@ -408,6 +408,12 @@ class VoiceItClient(ProviderClient):
             api_token=sub.api_token,
             password=sub.password,
         )
+
+    def get_account(self, account_id: AccountId) -> AccountSnapshot | None:
+        """Refused before anything is sent: VoiceIt has no call that reads a sub-account back
+        (no list, no get), so :class:`~providers.errors.Unsupported` carries the
+        ``LIST_ACCOUNTS`` reason. The portal's own records are the source of truth."""
+        raise self._unsupported(Capability.LIST_ACCOUNTS)
 
     def close_account(self, account_id: AccountId) -> None:
         # Idempotent on purpose: closing an account that is already gone is done.

@@ -1,4 +1,4 @@
-"""Voximplant service-account credentials and JWT minting (voximplant.md §2.1).
+"""Voximplant service-account credentials and JWT minting.
 
 credentials.json is the result of ``CreateKey``: ``account_id``, ``key_id``, ``private_key``
 (PEM), ``account_email``; older tooling keeps the raw ``{"result": {...}}`` wrapper, and

@@ -1,4 +1,4 @@
-"""Typed results of the Voximplant calls (voximplant.md §3-§4).
+"""Typed results of the Voximplant calls.
 
 Money is ``Decimal`` (responses are parsed with ``parse_float=Decimal``; integers are
 converted exactly). Timestamps are aware ``datetime``s. Secret fields are

@@ -1,6 +1,6 @@
 """Voximplant wire format: parameter encoding, response parsing, error-code mapping.
 
-Encoding (voximplant.md §1): lists ``;``-joined, booleans ``true``/``false``, timestamps
+Encoding: lists ``;``-joined, booleans ``true``/``false``, timestamps
 ``YYYY-MM-DD HH:mm:ss`` (we always send UTC and ask for ``timezone=Etc/GMT``), dates
 ``YYYY-MM-DD``, decimals as plain numbers (never exponent notation).
 """
@@ -169,7 +169,7 @@ def parse_date(value: Any) -> date | None:
 
 # -- errors ----------------------------------------------------------------------------
 
-# code -> (kind, field). Codes and meanings: voximplant.md §3 and §7 ([ERR]).
+# code -> (kind, field), from the codes and meanings in Voximplant's API reference.
 _AUTH = {100, 104, 135, 137, 161, 447, 454, 455, 456}
 _RATE = {162, 340, 416}
 # Internal failures reported in a JSON body: the server may have done part of the work.
@@ -270,7 +270,7 @@ def error_from_body(
         return AuthenticationError(message, **kw)
     if code == 103:
         # "Unknown command": the method is gone from this API (TransferMoneyToChildAccount
-        # may be, voximplant.md Unknowns 1) -- a missing capability, not a bad argument.
+        # may be; the docs do not say) -- a missing capability, not a bad argument.
         return Unsupported(message, **kw)
     if code in _RATE:
         return RateLimited(message, retry_after=retry_after, refused_before_execution=True, **kw)

@@ -23,7 +23,6 @@ from portal.errors import Conflict, PortalError
 from portal.events import publish_on_commit
 from portal.models import Job
 from portal.roles import Actor, Role, assign_role, check_permission
-from providers.base import AccountSnapshot
 from providers.capabilities import Capability
 from providers.errors import ProviderError
 from tenants.connections import capability_matrix, client_for
@@ -428,10 +427,17 @@ def tenant_import(
 
 
 def _record_candidate(conn: ProviderConnection, account_id: int) -> None:
-
+    """Read one account from the provider and keep it as an import candidate."""
+    matrix = capability_matrix(conn)
+    if not matrix.supports(Capability.LIST_ACCOUNTS):
+        raise PortalError(
+            f"The provider cannot be asked about account {account_id}: {matrix.reason(Capability.LIST_ACCOUNTS)}",
+            field="provider_account_id",
+            code="unsupported",
+        )
     try:
         with client_for(conn) as client:
-            snapshot = _fetch_account(client, account_id)
+            snapshot = client.get_account(account_id)
     except ProviderError as exc:
         raise PortalError(
             f"The provider could not be asked about account {account_id}: {exc}", field="provider_account_id"
@@ -451,27 +457,3 @@ def _record_candidate(conn: ProviderConnection, account_id: int) -> None:
             "last_seen_at": timezone.now(),
         },
     )
-
-
-def _fetch_account(client: Any, account_id: int) -> Any:
-    """One account's snapshot by id. The neutral interface has no get-by-id yet, so use the
-    client's own lookup where it offers one (Voximplant: GetChildrenAccounts by id)."""
-    getter = getattr(client, "get_account", None)
-    if callable(getter):
-        return getter(account_id)
-    children = getattr(client, "get_children_accounts", None)
-    if not callable(children):
-        return None
-
-    for a in children(child_account_id=[account_id], ignore_invalid_accounts=True).accounts:
-        if a.account_id == account_id:
-            return AccountSnapshot(
-                account_id=a.account_id,
-                name=a.account_name,
-                email=a.account_email,
-                active=a.active,
-                frozen=a.frozen,
-                balance=a.balance,
-                currency=a.currency,
-            )
-    return None

@@ -2,33 +2,25 @@
 
 import pytest
 
-from tests.customers.factories import make_customer, make_snapshots, make_tenant, make_token
+from tests.factories import TenantFactory, TransferFactory, api_token, balance_history, bearer
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def acme():
-    tenant = make_tenant("Acme", balance="42.50")
-    make_snapshots(tenant, ["10", "20", "42.50"])
-    return tenant
+def headers(customer_owner, customer_tenant):
+    return bearer(api_token(customer_owner, tenant=customer_tenant))
 
 
-@pytest.fixture
-def headers(acme):
-    owner = make_customer("acme-api", acme)
-    return {"Authorization": f"Bearer {make_token(owner, tenant=acme)}"}
-
-
-def test_balance_and_history_are_the_tokens_tenants(client, acme, headers, reseller_admin) -> None:
-    other = make_tenant("Other", balance="7.00")
-    make_snapshots(other, ["1", "2"])
+def test_balance_and_history_are_the_tokens_tenants(client, customer_tenant, headers, reseller_admin) -> None:
+    other = TenantFactory(company_name="Other", balance="7.00")
+    balance_history(other, ["1", "2"])
     balance = client.get("/api/v1/customer/balance", headers=headers).json()
     assert balance["balance"] == "42.5000" and balance["currency"] == "USD" and balance["synced_at"]
     history = client.get("/api/v1/customer/balance/history", headers=headers).json()
     assert [p["balance"] for p in history["points"]] == ["10.0000", "20.0000", "42.5000"]
-    staff = {"Authorization": f"Bearer {make_token(reseller_admin)}"}
-    staff_view = client.get(f"/api/v1/tenants/{acme.uuid}/balance/history", headers=staff).json()
+    staff = {"Authorization": f"Bearer {api_token(reseller_admin)}"}
+    staff_view = client.get(f"/api/v1/tenants/{customer_tenant.uuid}/balance/history", headers=staff).json()
     assert staff_view == history
     # Staff have no company of their own: the customer endpoints are not theirs.
     assert client.get("/api/v1/customer/balance", headers=staff).status_code in (403, 404)
@@ -48,29 +40,15 @@ def test_history_since_filters(client, headers) -> None:
     assert [p["balance"] for p in points] == ["20.0000", "42.5000"]
 
 
-def test_statement_pages_with_a_cursor_and_validates_dates(client, acme, headers) -> None:
-    import uuid
+def test_statement_pages_with_a_cursor_and_validates_dates(client, customer_tenant, headers) -> None:
     from datetime import timedelta
-    from decimal import Decimal
 
     from django.utils import timezone
 
-    from billing.models import Transfer
-
     now = timezone.now()
     for i in range(5):
-        Transfer.objects.create(
-            tenant=acme,
-            connection=acme.connection,
-            child_account_id=acme.provider_account_id,
-            direction="to_tenant",
-            amount=Decimal("1.00"),
-            currency="USD",
-            reason=f"r{i}",
-            state="succeeded",
-            payment_reference=f"rp-{uuid.uuid4()}",
-            dup_check_from=now - timedelta(days=3),
-            completed_at=now - timedelta(hours=10 - i),
+        TransferFactory(
+            tenant=customer_tenant, amount="1.00", reason=f"r{i}", completed_at=now - timedelta(hours=10 - i)
         )
     page = client.get("/api/v1/customer/statement?limit=2", headers=headers).json()
     seen = [r["balance"] for r in page["results"]]

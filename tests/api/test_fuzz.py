@@ -9,16 +9,13 @@ the sandbox."""
 from __future__ import annotations
 
 import time
-import uuid
-from datetime import timedelta
-from decimal import Decimal
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from tests.customers.factories import make_customer, make_snapshots, make_tenant, make_token
+from tests.factories import CustomerFactory, TenantFactory, TransferFactory, api_token, balance_history
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
@@ -99,32 +96,20 @@ def fuzz(
 def test_the_api_survives_fuzzing_from_its_own_schema(
     reseller_admin, vox_connection, wsgi_keeps_the_test_connection
 ) -> None:
-    from django.utils import timezone
+    from billing.models import SyncRun
 
-    from billing.models import SyncRun, Transfer
-
-    tenant = make_tenant("Fuzz Co", connection=vox_connection)
-    make_snapshots(tenant, ["10", "20"])
-    transfer = Transfer.objects.create(
-        tenant=tenant,
-        connection=vox_connection,
-        child_account_id=tenant.provider_account_id,
-        direction="to_tenant",
-        amount=Decimal("1.00"),
-        currency="USD",
-        reason="seed",
-        payment_reference=f"rp-{uuid.uuid4()}",
-        dup_check_from=timezone.now() - timedelta(days=2),
-    )
+    tenant = TenantFactory(company_name="Fuzz Co", connection=vox_connection)
+    balance_history(tenant, ["10", "20"])
+    transfer = TransferFactory(tenant=tenant, amount="1.00", reason="seed", state="pending")
     run = SyncRun.objects.create(connection=vox_connection, state="succeeded")
-    owner = make_customer("fuzz-owner", tenant)
+    owner = CustomerFactory(username="fuzz-owner", tenant=tenant)
     real_ids = {"tenant_uuid": str(tenant.uuid), "transfer_uuid": str(transfer.uuid), "sync_run_uuid": str(run.uuid)}
 
     started = time.monotonic()
-    staff = {"Authorization": f"Bearer {make_token(reseller_admin)}"}
+    staff = {"Authorization": f"Bearer {api_token(reseller_admin)}"}
     schema = load_schema(staff)
     assert len(list(schema.get_all_operations())) >= 20
     calls = fuzz(schema, staff, real_ids, started + BUDGET_SECONDS)
-    customer = {"Authorization": f"Bearer {make_token(owner, tenant=tenant)}"}
+    customer = {"Authorization": f"Bearer {api_token(owner, tenant=tenant)}"}
     calls += fuzz(load_schema(staff), customer, real_ids, started + BUDGET_SECONDS + 10, only="/api/v1/customer")
     assert calls > 100

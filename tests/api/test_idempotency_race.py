@@ -1,11 +1,11 @@
-"""C2: the same Idempotency-Key sent twice at the same instant creates one tenant; the loser
+"""The same Idempotency-Key sent twice at the same instant creates one tenant; the loser
 gets the replay or a 409 while the winner is in flight, never a second tenant."""
 
 import threading
 
 import pytest
 
-from tests.customers.factories import make_connection, make_token
+from tests.factories import ProviderConnectionFactory, api_token
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -16,8 +16,8 @@ def test_a_double_click_creates_one_tenant(reseller_admin) -> None:
 
     from tenants.models import Tenant
 
-    conn = make_connection()
-    headers = {"Authorization": f"Bearer {make_token(reseller_admin)}", "Idempotency-Key": "double-click-1"}
+    conn = ProviderConnectionFactory()
+    headers = {"Authorization": f"Bearer {api_token(reseller_admin)}", "Idempotency-Key": "double-click-1"}
     body = {
         "connection": str(conn.uuid),
         "company_name": "Race Co",

@@ -4,14 +4,14 @@ import re
 
 import pytest
 
-from tests.customers.factories import make_token
+from tests.factories import api_token
 
 pytestmark = pytest.mark.django_db
 
 
 def test_the_schema_is_openapi_3_for_authenticated_callers_only(client, reseller_admin) -> None:
     assert client.get("/api/schema/").status_code == 401
-    response = client.get("/api/schema/?format=json", headers={"Authorization": f"Bearer {make_token(reseller_admin)}"})
+    response = client.get("/api/schema/?format=json", headers={"Authorization": f"Bearer {api_token(reseller_admin)}"})
     assert response.status_code == 200
     schema = response.json()
     assert schema["openapi"].startswith("3.")

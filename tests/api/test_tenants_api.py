@@ -7,14 +7,14 @@ from django.utils import timezone
 
 from portal.models import IdempotencyRecord
 from tenants.models import Tenant
-from tests.customers.factories import make_connection, make_tenant, make_token
+from tests.factories import ProviderConnectionFactory, TenantFactory, UserFactory, api_token
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def admin(reseller_admin) -> dict[str, str]:
-    return {"Authorization": f"Bearer {make_token(reseller_admin)}"}
+    return {"Authorization": f"Bearer {api_token(reseller_admin)}"}
 
 
 def new_tenant_body(connection, n: int = 1, **extra) -> dict:
@@ -35,10 +35,10 @@ def post(client, url, body, headers, key=None):
 
 
 def test_the_list_takes_the_consoles_search_and_filters(client, admin) -> None:
-    connection = make_connection()
-    make_tenant("Alpha Ltd", connection=connection, balance="5.00")
-    make_tenant("Beta GmbH", connection=connection, balance="500.00")
-    make_tenant("Alpine Co", connection=connection, status="frozen")
+    connection = ProviderConnectionFactory()
+    TenantFactory(company_name="Alpha Ltd", connection=connection, balance="5.00")
+    TenantFactory(company_name="Beta GmbH", connection=connection, balance="500.00")
+    TenantFactory(company_name="Alpine Co", connection=connection, status="frozen")
     names = lambda r: sorted(t["company_name"] for t in r.json()["results"])  # noqa: E731
     assert names(client.get("/api/v1/tenants?q=alp", headers=admin)) == ["Alpha Ltd", "Alpine Co"]
     assert names(client.get("/api/v1/tenants?status=frozen", headers=admin)) == ["Alpine Co"]
@@ -52,7 +52,7 @@ def test_the_list_takes_the_consoles_search_and_filters(client, admin) -> None:
 
 
 def test_create_with_an_idempotency_key_replays_and_refuses_a_different_body(client, admin) -> None:
-    connection = make_connection()
+    connection = ProviderConnectionFactory()
     first = post(client, "/api/v1/tenants", new_tenant_body(connection), admin, key="k-123")
     assert first.status_code == 201, first.content
     again = post(client, "/api/v1/tenants", new_tenant_body(connection), admin, key="k-123")
@@ -65,17 +65,15 @@ def test_create_with_an_idempotency_key_replays_and_refuses_a_different_body(cli
 
 
 def test_keys_belong_to_their_owner(client, admin, reseller_admin) -> None:
-    from tests.conftest import make_user
-
-    connection = make_connection()
+    connection = ProviderConnectionFactory()
     assert post(client, "/api/v1/tenants", new_tenant_body(connection), admin, key="shared").status_code == 201
-    someone = {"Authorization": f"Bearer {make_token(make_user('admin2', 'reseller_admin'))}"}
+    someone = {"Authorization": f"Bearer {api_token(UserFactory(username='admin2', role='reseller_admin'))}"}
     response = post(client, "/api/v1/tenants", new_tenant_body(connection, 2), someone, key="shared")
     assert response.status_code == 201 and Tenant.objects.count() == 2
 
 
 def test_invalid_input_releases_the_key(client, admin) -> None:
-    connection = make_connection()
+    connection = ProviderConnectionFactory()
     bad = post(client, "/api/v1/tenants", new_tenant_body(connection, account_name="Bad Name!"), admin, key="k-9")
     assert bad.status_code == 400
     good = post(client, "/api/v1/tenants", new_tenant_body(connection), admin, key="k-9")
@@ -83,9 +81,9 @@ def test_invalid_input_releases_the_key(client, admin) -> None:
 
 
 def test_a_duplicate_in_flight_is_409_and_a_dead_one_is_taken_over(client, admin, reseller_admin) -> None:
-    from portal.api.idempotency import request_fingerprint  # noqa: F401 - the same hashing is exercised below
+    from api.idempotency import request_fingerprint  # noqa: F401 - the same hashing is exercised below
 
-    connection = make_connection()
+    connection = ProviderConnectionFactory()
     first = post(client, "/api/v1/tenants", new_tenant_body(connection), admin, key="k-live")
     record = IdempotencyRecord.objects.get(key="k-live")
     # Pretend the first request is still running: the duplicate must not run the work again.
@@ -104,14 +102,14 @@ def test_a_duplicate_in_flight_is_409_and_a_dead_one_is_taken_over(client, admin
 
 @pytest.mark.parametrize("key", ["x" * 256, "ключ", "a\tb"])
 def test_malformed_keys_are_400(client, admin, key) -> None:
-    response = post(client, "/api/v1/tenants", new_tenant_body(make_connection()), admin, key=key)
+    response = post(client, "/api/v1/tenants", new_tenant_body(ProviderConnectionFactory()), admin, key=key)
     assert response.status_code == 400 and "Idempotency-Key" in response.json()["error"]["fields"]
 
 
 def test_lifecycle_calls_return_the_job_and_respect_roles(client, admin, reseller_billing, reseller_support) -> None:
-    tenant = make_tenant()
-    billing = {"Authorization": f"Bearer {make_token(reseller_billing)}"}
-    support = {"Authorization": f"Bearer {make_token(reseller_support)}"}
+    tenant = TenantFactory()
+    billing = {"Authorization": f"Bearer {api_token(reseller_billing)}"}
+    support = {"Authorization": f"Bearer {api_token(reseller_support)}"}
     url = f"/api/v1/tenants/{tenant.uuid}/freeze"
     assert post(client, url, {"reason": "unpaid"}, billing).status_code == 403
     missing = post(client, url, {}, support)

@@ -3,16 +3,11 @@ import hashlib
 import pytest
 from django.utils import timezone
 
-from portal.api.tokens import api_token_create, api_token_revoke
+from api.tokens import api_token_create, api_token_revoke
 from portal.models import ApiToken, AuditEvent
-from tests.conftest import make_user
-from tests.customers.factories import make_customer, make_tenant, make_token
+from tests.factories import CustomerFactory, TenantFactory, UserFactory, api_token, bearer
 
 pytestmark = pytest.mark.django_db
-
-
-def bearer(raw: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {raw}"}
 
 
 def test_a_token_is_stored_only_as_a_sha256_and_shown_once(reseller_admin) -> None:
@@ -27,7 +22,7 @@ def test_a_token_is_stored_only_as_a_sha256_and_shown_once(reseller_admin) -> No
 
 
 def test_the_token_authenticates_with_its_role_not_its_owners(client, reseller_admin) -> None:
-    raw = make_token(reseller_admin, role="reseller_support")
+    raw = api_token(reseller_admin, role="reseller_support")
     me = client.get("/api/v1/me", headers=bearer(raw))
     assert me.status_code == 200 and me.json()["role"] == "reseller_support"
     # Support may read tenants but not see the audit log (admins may).
@@ -63,7 +58,7 @@ def test_a_revoked_expired_or_demoted_token_stops_working(client, reseller_admin
     ApiToken.objects.filter(pk=token2.pk).update(expires_at=timezone.now())
     assert client.get("/api/v1/me", headers=bearer(raw2)).status_code == 401
 
-    user = make_user("soon-support", "reseller_admin")
+    user = UserFactory(username="soon-support", role="reseller_admin")
     _, raw3 = api_token_create(actor=user, name="c", role="reseller_admin")
     from portal.roles import assign_role
 
@@ -72,9 +67,9 @@ def test_a_revoked_expired_or_demoted_token_stops_working(client, reseller_admin
 
 
 def test_a_customer_token_is_read_only_and_dies_with_the_membership(client) -> None:
-    tenant = make_tenant()
-    owner = make_customer("owner-a", tenant)
-    raw = make_token(owner, tenant=tenant)
+    tenant = TenantFactory()
+    owner = CustomerFactory(username="owner-a", tenant=tenant)
+    raw = api_token(owner, tenant=tenant)
     assert ApiToken.objects.get().role == "customer_viewer"
     response = client.get("/api/v1/customer/balance", headers=bearer(raw))
     assert response.status_code == 200 and response.json()["balance"] == "100.0000"
@@ -86,11 +81,11 @@ def test_a_customer_token_is_read_only_and_dies_with_the_membership(client) -> N
 def test_a_customer_cannot_mint_a_token_for_another_tenant() -> None:
     from portal.errors import PortalError
 
-    mine, other = make_tenant(), make_tenant()
-    owner = make_customer("owner-b", mine)
+    mine, other = TenantFactory(), TenantFactory()
+    owner = CustomerFactory(username="owner-b", tenant=mine)
     with pytest.raises(PortalError):
         api_token_create(actor=owner, name="x", role="customer_viewer", tenant=other)
-    viewer = make_customer("viewer-b", mine, role="customer_viewer")
+    viewer = CustomerFactory(username="viewer-b", tenant=mine, role="customer_viewer")
     with pytest.raises(PortalError):
         api_token_create(actor=viewer, name="x", role="customer_viewer", tenant=mine)
 
@@ -119,6 +114,6 @@ def test_staff_manage_tokens_in_the_console_and_see_the_secret_once(client, rese
 
 
 def test_customers_cannot_open_the_staff_token_pages(client) -> None:
-    owner = make_customer("owner-c", make_tenant())
+    owner = CustomerFactory(username="owner-c", tenant=TenantFactory())
     client.force_login(owner)
     assert client.get("/console/api-tokens/").status_code == 403

@@ -4,14 +4,13 @@ money input, maker-checker approval, list and detail, and sync runs."""
 import pytest
 
 from billing.models import Transfer
-from tests.conftest import make_user
-from tests.customers.factories import make_customer, make_tenant, make_token
+from tests.factories import CustomerFactory, TenantFactory, UserFactory, api_token
 
 pytestmark = pytest.mark.django_db
 
 
 def auth(user, role=None) -> dict[str, str]:
-    return {"Authorization": f"Bearer {make_token(user, role=role)}"}
+    return {"Authorization": f"Bearer {api_token(user, role=role)}"}
 
 
 def post(client, url, body, headers, key=None):
@@ -82,7 +81,10 @@ def test_a_large_transfer_waits_for_a_second_person(client, reseller_billing, re
     approve_url = f"/api/v1/transfers/{created.json()['id']}/approve"
     same = post(client, approve_url, {}, maker)
     assert same.status_code == 403 and same.json()["error"]["code"] == "same_approver"
-    assert post(client, approve_url, {}, auth(make_user("support9", "reseller_support"))).status_code == 403
+    assert (
+        post(client, approve_url, {}, auth(UserFactory(username="support9", role="reseller_support"))).status_code
+        == 403
+    )
     approved = post(client, approve_url, {}, auth(reseller_admin))
     assert approved.status_code == 200 and approved.json()["approved_at"]
     assert Transfer.objects.get().state == "succeeded"
@@ -114,7 +116,7 @@ def test_a_large_transfer_waits_for_a_second_person(client, reseller_billing, re
     ],
 )
 def test_bad_amounts_are_refused_before_anything_is_written(client, reseller_billing, amount) -> None:
-    tenant = make_tenant()
+    tenant = TenantFactory()
     response = post(
         client,
         f"/api/v1/tenants/{tenant.uuid}/transfers",
@@ -128,7 +130,7 @@ def test_bad_amounts_are_refused_before_anything_is_written(client, reseller_bil
 
 
 def test_raw_nan_in_json_is_a_parse_error(client, reseller_billing) -> None:
-    tenant = make_tenant()
+    tenant = TenantFactory()
     response = client.post(
         f"/api/v1/tenants/{tenant.uuid}/transfers",
         '{"amount": NaN, "reason": "x"}',
@@ -139,13 +141,13 @@ def test_raw_nan_in_json_is_a_parse_error(client, reseller_billing) -> None:
 
 
 def test_transfers_need_a_key_and_a_money_role(client, reseller_billing, reseller_support) -> None:
-    tenant = make_tenant()
+    tenant = TenantFactory()
     url = f"/api/v1/tenants/{tenant.uuid}/transfers"
     missing = post(client, url, {"amount": "5", "reason": "x"}, auth(reseller_billing))
     assert missing.status_code == 400 and "Idempotency-Key" in missing.json()["error"]["fields"]
     assert post(client, url, {"amount": "5", "reason": "x"}, auth(reseller_support), key="k").status_code == 403
-    owner = make_customer("owner-t", tenant)
-    customer = {"Authorization": f"Bearer {make_token(owner, tenant=tenant)}"}
+    owner = CustomerFactory(username="owner-t", tenant=tenant)
+    customer = {"Authorization": f"Bearer {api_token(owner, tenant=tenant)}"}
     assert post(client, url, {"amount": "5", "reason": "x"}, customer, key="k").status_code == 403
     forged = post(
         client,

@@ -73,21 +73,22 @@ class Money:
             store.close()
 
     def tenant(self, *, balance: Decimal | str = "0", account_id: int | None = None, **extra: Any) -> Any:
-        from tenants.models import Tenant
+        """A tenant on a real sandbox child account (a new one holding ``balance`` unless
+        ``account_id`` names one), before the portal has read its balance."""
+        from tests.factories import TenantFactory
 
         aid = account_id if account_id is not None else self.child(balance=balance)
-        n = next(_names)
         fields: dict[str, Any] = {
-            "company_name": f"Company {n}",
             "connection": self.connection,
             "provider_account_id": aid,
+            "provider_account_ref": "",
             "account_name": f"acct{aid}",
             "account_email": f"acct{aid}@tenants.example",
-            "status": "active",
-            "currency": "USD",
+            "balance": None,
+            "balance_synced_at": None,
         }
         fields.update(extra)
-        return Tenant.objects.create(**fields)
+        return TenantFactory(**fields)
 
     def parent_balance(self) -> Decimal:
         store = self.sandbox.store()
@@ -104,7 +105,7 @@ class Money:
             store.close()
 
     def ops(self, reference: str) -> int:
-        """How many provider transfer operations carry this reference (I1: at most one)."""
+        """How many provider transfer operations carry this reference (never more than one)."""
         store = self.sandbox.store()
         try:
             return store.transfer_ops_by_reference(reference)
@@ -130,8 +131,11 @@ def money(sandbox: Any, vox_connection: Any) -> Money:
 
 
 def check_invariants(money: Money) -> None:
-    """I1 (per reference), I2 (journal zero-sum, sandbox conservation), I4 for succeeded,
-    I5 and in_flight == open transfers. Raises AssertionError with what broke."""
+    """The money rules, checked against the journal and the sandbox: every payment reference is
+    applied at the provider at most once; the journal sums to zero and the sandbox conserves
+    money; money in flight equals the open transfers; no budget goes below zero and each equals
+    its ledger balance; a succeeded transfer is at the provider exactly once, a failed one never.
+    Raises AssertionError saying which rule broke."""
     from billing import ledger
     from billing.models import ResellerBudget, Transfer
 
@@ -141,15 +145,15 @@ def check_invariants(money: Money) -> None:
     open_sum = sum((t.amount for t in Transfer.objects.filter(connection=conn, state__in=Transfer.OPEN)), Decimal(0))
     assert ledger.balance(account="in_flight", connection_id=conn.pk) == open_sum, "in_flight != open transfers"
     for budget in ResellerBudget.objects.filter(connection=conn):
-        assert budget.available >= 0, "I5: available < 0"
+        assert budget.available >= 0, "a reseller budget went below zero"
         assert ledger.balance(account="reseller", connection_id=conn.pk, currency=budget.currency) == budget.available
     store = money.sandbox.store()
     try:
         for t in Transfer.objects.filter(connection=conn):
             ops = store.transfer_ops_by_reference(t.payment_reference)
-            assert ops <= 1, f"I1: {t.payment_reference} applied {ops} times"
+            assert ops <= 1, f"{t.payment_reference} applied {ops} times at the provider"
             if t.state == Transfer.State.SUCCEEDED:
-                assert ops == 1, f"I4: succeeded {t.payment_reference} not at the provider"
+                assert ops == 1, f"{t.payment_reference} succeeded but is not at the provider"
                 rows = [
                     r
                     for r in store.transactions_by_reference(t.payment_reference)

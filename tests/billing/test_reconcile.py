@@ -1,5 +1,6 @@
-"""Nightly reconciliation: portal transfers against the provider's history (I4), drift with
-evidence, audited resolution; a day with more than 10,000 history rows (F15)."""
+"""Nightly reconciliation: portal transfers against the provider's history (every succeeded
+transfer appears there once, with its amount), drift with evidence, audited resolution; a
+day with more than 10,000 history rows."""
 
 from __future__ import annotations
 
@@ -112,7 +113,7 @@ def test_two_reconciliations_never_run_at_once(money) -> None:
 
 
 @pytest.mark.slow
-def test_f15_a_day_with_more_than_10000_history_rows_misses_nothing(money, reseller_billing) -> None:
+def test_a_day_with_more_than_10000_history_rows_misses_nothing(money, reseller_billing) -> None:
     from sandbox.store import Store
 
     tenant = money.tenant()

@@ -1,6 +1,6 @@
 """The nightly balance sync against the sandbox: only changes written, snapshots only on
 change, unknown and missing accounts, low-balance alerts once per crossing, the DB lock,
-failures halfway (F13), children added and removed during the walk (F14), a killed worker."""
+failures halfway, children added and removed during the walk, a killed worker."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from billing.models import BalanceSnapshot, LowBalanceAlert, SyncRun
 from portal.errors import Conflict
 from tenants.models import Membership, Tenant, UnknownProviderAccount
 from tests.billing.conftest import wait_for
-from tests.conftest import make_user
+from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -118,11 +118,11 @@ def test_first_and_repeat_sync(money) -> None:
 def test_low_balance_alerts_once_per_crossing(money, mailoutbox) -> None:
     aid = money.child(balance="20")
     tenant = money.tenant(account_id=aid)
-    owner = make_user("owner1", "customer_owner")
+    owner = UserFactory(username="owner1", role="customer_owner")
     Membership.objects.create(user=owner, tenant=tenant)
-    viewer = make_user("viewer1", "customer_viewer")
+    viewer = UserFactory(username="viewer1", role="customer_viewer")
     Membership.objects.create(user=viewer, tenant=tenant)
-    admin = make_user("adm", "reseller_admin")
+    admin = UserFactory(username="adm", role="reseller_admin")
     services.tenant_set_low_balance_threshold(actor=admin, tenant=tenant, threshold=Decimal("10"))
     run_sync(money)
     assert not Tenant.objects.get(pk=tenant.pk).is_low_balance and not mailoutbox
@@ -170,7 +170,7 @@ def _seed_passing_first_then_failing(n_fail: int) -> int:
     raise AssertionError("no seed")
 
 
-def test_f13_a_page_that_keeps_failing_fails_the_run_and_changes_nothing_beyond_it(money, settings) -> None:
+def test_a_page_that_keeps_failing_fails_the_run_and_changes_nothing_beyond_it(money, settings) -> None:
     settings.BILLING_SYNC_PAGE_SIZE = 5
     ids = seed(money, 15)
     for aid in ids:
@@ -191,7 +191,7 @@ def test_f13_a_page_that_keeps_failing_fails_the_run_and_changes_nothing_beyond_
     assert BalanceSnapshot.objects.count() == Tenant.objects.filter(balance__isnull=False).count()
 
 
-def test_f14_children_added_and_removed_during_the_walk(money, settings) -> None:
+def test_children_added_and_removed_during_the_walk(money, settings) -> None:
     settings.BILLING_SYNC_PAGE_SIZE = 5
     ids = seed(money, 20)
     money.sandbox.set_faults([{"method": CHILDREN, "kind": "latency", "latency_ms": 250}])

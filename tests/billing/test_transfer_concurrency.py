@@ -1,5 +1,6 @@
-"""Concurrency (RELIABILITY.md §6 C1-C5): threads with their own database connections race
-on the same rows; the database decides."""
+"""Concurrency: threads with their own database connections race on the same rows (two
+workers on one transfer, a double click with one key, two transfers over the budget, two
+beats, two reconcilers, a stale worker); the database decides."""
 
 from __future__ import annotations
 
@@ -48,7 +49,7 @@ def race(*funcs: Callable[[], Any]) -> list[Any]:
     return results
 
 
-def test_c1_two_workers_run_the_same_transfer_at_once_one_http_call(money, reseller_billing) -> None:
+def test_two_workers_run_the_same_transfer_at_once_one_http_call(money, reseller_billing) -> None:
     t = services.transfer_create(
         actor=reseller_billing, tenant=money.tenant(), amount=Decimal("10"), direction="to_tenant", reason="c1"
     )
@@ -63,7 +64,7 @@ def test_c1_two_workers_run_the_same_transfer_at_once_one_http_call(money, resel
     check_invariants(money)
 
 
-def test_c2_a_double_click_with_one_key_records_one_transfer(money, reseller_billing) -> None:
+def test_a_double_click_with_one_key_records_one_transfer(money, reseller_billing) -> None:
     tenant = money.tenant()
 
     def create(amount: str = "10") -> Transfer:
@@ -86,7 +87,7 @@ def test_c2_a_double_click_with_one_key_records_one_transfer(money, reseller_bil
     check_invariants(money)
 
 
-def test_c3_two_transfers_that_together_exceed_the_budget_only_one_reserves(
+def test_two_transfers_that_together_exceed_the_budget_only_one_reserves(
     money, reseller_billing, reseller_admin, settings
 ) -> None:
     settings.BILLING_TRANSFER_LIMIT = "100000"
@@ -111,7 +112,7 @@ def test_c3_two_transfers_that_together_exceed_the_budget_only_one_reserves(
     check_invariants(money)
 
 
-def test_c4_two_beats_start_one_sync(money) -> None:
+def test_two_beats_start_one_sync(money) -> None:
     results = race(*[lambda: services.sync_start(actor=None, connection=money.connection)] * 3)
     runs = [r for r in results if isinstance(r, SyncRun)]
     conflicts = [r for r in results if isinstance(r, Conflict)]
@@ -119,7 +120,7 @@ def test_c4_two_beats_start_one_sync(money) -> None:
     assert SyncRun.objects.filter(state="running").count() == 1
 
 
-def test_c4_two_reconcilers_resend_once(money, reseller_billing) -> None:
+def test_two_reconcilers_resend_once(money, reseller_billing) -> None:
     t = services.transfer_create(
         actor=reseller_billing, tenant=money.tenant(), amount=Decimal("10"), direction="to_tenant", reason="c4"
     )
@@ -142,7 +143,7 @@ def test_c4_two_reconcilers_resend_once(money, reseller_billing) -> None:
     check_invariants(money)
 
 
-def test_c5_a_stale_worker_returning_late_cannot_overwrite_the_reconcilers_result(
+def test_a_stale_worker_returning_late_cannot_overwrite_the_reconcilers_result(
     money, reseller_billing, settings
 ) -> None:
     settings.BILLING_TRANSFER_LEASE_SECONDS = 1

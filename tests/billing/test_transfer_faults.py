@@ -1,6 +1,7 @@
-"""The transfer state machine against the sandbox's fault injection (RELIABILITY.md §6,
-F1-F6, F9, F11, F12). Steps are driven here, one service call at a time; the kill cases
-with a real worker are in test_transfer_worker.py."""
+"""The transfer state machine against the sandbox's fault injection: lost replies, requests
+that never arrive, 5xx, refusals, HTML or empty replies, throttling, the database away while
+recording, the provider's duplicate check and the day boundary. Steps are driven here, one
+service call at a time; the kill cases with a real worker are in test_transfer_worker.py."""
 
 from __future__ import annotations
 
@@ -61,7 +62,7 @@ def test_a_top_up_and_a_pull_move_money_exactly(money, reseller_billing) -> None
     check_invariants(money)
 
 
-def test_f1_applied_then_reply_lost_is_found_by_lookup_without_a_resend(money, reseller_billing) -> None:
+def test_applied_then_reply_lost_is_found_by_lookup_without_a_resend(money, reseller_billing) -> None:
     money.sandbox.set_faults([COUNT_CALLS, {"method": TRANSFER, "kind": "apply_then_drop", "count": 1}])
     t = services.transfer_execute(transfer_id=_create(money, reseller_billing).pk)
     assert t.state == "unknown" and t.ambiguous_attempts == 1
@@ -73,7 +74,7 @@ def test_f1_applied_then_reply_lost_is_found_by_lookup_without_a_resend(money, r
     check_invariants(money)
 
 
-def test_f2_request_never_arrives_two_empty_lookups_then_one_resend(money, reseller_billing) -> None:
+def test_request_never_arrives_two_empty_lookups_then_one_resend(money, reseller_billing) -> None:
     money.sandbox.set_faults([COUNT_CALLS, {"method": TRANSFER, "kind": "reset", "count": 1}])
     t = services.transfer_execute(transfer_id=_create(money, reseller_billing).pk)
     assert t.state == "unknown"
@@ -90,7 +91,7 @@ def test_f2_request_never_arrives_two_empty_lookups_then_one_resend(money, resel
     check_invariants(money)
 
 
-def test_f2_an_empty_lookup_within_the_settle_window_is_not_believed(money, reseller_billing, settings) -> None:
+def test_an_empty_lookup_within_the_settle_window_is_not_believed(money, reseller_billing, settings) -> None:
     settings.BILLING_SETTLE_SECONDS = 30
     money.sandbox.set_faults([{"method": TRANSFER, "kind": "reset", "count": 1}])
     t = services.transfer_execute(transfer_id=_create(money, reseller_billing).pk)
@@ -108,7 +109,7 @@ def test_f2_an_empty_lookup_within_the_settle_window_is_not_believed(money, rese
 
 
 @pytest.mark.parametrize("kind", ["apply_then_500", "http_500", "http_502"])
-def test_f3_a_5xx_is_unknown_never_failed(money, reseller_billing, kind) -> None:
+def test_a_5xx_is_unknown_never_failed(money, reseller_billing, kind) -> None:
     money.sandbox.set_faults([COUNT_CALLS, {"method": TRANSFER, "kind": kind, "count": 1}])
     t = services.transfer_execute(transfer_id=_create(money, reseller_billing).pk)
     assert t.state == "unknown"
@@ -121,7 +122,7 @@ def test_f3_a_5xx_is_unknown_never_failed(money, reseller_billing, kind) -> None
 
 
 @pytest.mark.parametrize("code", [127, 125, 194])
-def test_f4_a_definite_refusal_fails_once_and_releases_the_reservation(money, reseller_billing, code) -> None:
+def test_a_definite_refusal_fails_once_and_releases_the_reservation(money, reseller_billing, code) -> None:
     money.sandbox.set_faults([COUNT_CALLS, {"method": TRANSFER, "kind": "error_code", "code": code}])
     services.budget_refresh(connection=money.connection)
     available = ResellerBudget.objects.get(connection=money.connection).available
@@ -138,7 +139,7 @@ def test_f4_a_definite_refusal_fails_once_and_releases_the_reservation(money, re
     check_invariants(money)
 
 
-def test_f4_a_real_insufficient_funds_refusal_from_the_child(money, reseller_billing) -> None:
+def test_a_real_insufficient_funds_refusal_from_the_child(money, reseller_billing) -> None:
     tenant = money.tenant(balance="2")
     t = services.transfer_execute(transfer_id=_create(money, reseller_billing, "3", "to_parent", tenant).pk)
     assert t.state == "failed" and "127" in t.last_error
@@ -147,7 +148,7 @@ def test_f4_a_real_insufficient_funds_refusal_from_the_child(money, reseller_bil
 
 
 @pytest.mark.parametrize("kind", ["html", "empty"])
-def test_f5_an_html_or_empty_200_is_unknown(money, reseller_billing, kind) -> None:
+def test_an_html_or_empty_200_is_unknown(money, reseller_billing, kind) -> None:
     money.sandbox.set_faults([{"method": TRANSFER, "kind": kind, "count": 1}])
     t = services.transfer_execute(transfer_id=_create(money, reseller_billing).pk)
     assert t.state == "unknown"
@@ -157,7 +158,7 @@ def test_f5_an_html_or_empty_200_is_unknown(money, reseller_billing, kind) -> No
     check_invariants(money)
 
 
-def test_f6_a_burst_of_throttling_backs_off_and_moves_money_once(money, reseller_billing, settings) -> None:
+def test_a_burst_of_throttling_backs_off_and_moves_money_once(money, reseller_billing, settings) -> None:
     settings.BILLING_TRANSFER_MAX_ATTEMPTS = 5
     # The client retries throttles refused before execution itself (4 tries); past that the
     # transfer goes back to pending with a jittered next_attempt_at.
@@ -181,7 +182,7 @@ def test_f6_a_burst_of_throttling_backs_off_and_moves_money_once(money, reseller
     check_invariants(money)
 
 
-def test_f6_attempts_are_bounded(money, reseller_billing, settings) -> None:
+def test_attempts_are_bounded(money, reseller_billing, settings) -> None:
     settings.BILLING_TRANSFER_MAX_ATTEMPTS = 2
     money.sandbox.set_faults([{"method": TRANSFER, "kind": "error_code", "code": 340}])
     t = services.transfer_execute(transfer_id=_create(money, reseller_billing).pk)
@@ -191,7 +192,7 @@ def test_f6_attempts_are_bounded(money, reseller_billing, settings) -> None:
     check_invariants(money)
 
 
-def test_f9_the_database_away_while_recording_retries_the_write_not_the_call(money, reseller_billing, caplog) -> None:
+def test_the_database_away_while_recording_retries_the_write_not_the_call(money, reseller_billing, caplog) -> None:
     t = _create(money, reseller_billing)
     # The provider answers after 1.5 s; meanwhile the database refuses this worker's writes.
     money.sandbox.set_faults(
@@ -241,8 +242,8 @@ def test_f9_the_database_away_while_recording_retries_the_write_not_the_call(mon
     check_invariants(money)
 
 
-def test_f11_sandbox_contract_a_duplicate_reference_is_skipped_with_result_1(money) -> None:
-    """Pins the reply to a skipped duplicate (Unknown 2): {result: 1, balance: unchanged}."""
+def test_sandbox_contract_a_duplicate_reference_is_skipped_with_result_1(money) -> None:
+    """Pins the reply to a skipped duplicate, which the provider does not document: {result: 1, balance: unchanged}."""
     child = money.child()
     since = (timezone.now() - timedelta(hours=48)).replace(microsecond=0)
     first = money.client.transfer_money(
@@ -256,7 +257,7 @@ def test_f11_sandbox_contract_a_duplicate_reference_is_skipped_with_result_1(mon
     assert second.balance == first.balance == money.parent_balance()
 
 
-def test_f12_a_transfer_at_235959_utc_is_found_whatever_the_accounts_timezone(money, reseller_billing) -> None:
+def test_a_transfer_at_235959_utc_is_found_whatever_the_accounts_timezone(money, reseller_billing) -> None:
     money.sandbox.set_faults([{"method": TRANSFER, "kind": "apply_then_drop", "count": 1}])
     t = services.transfer_execute(transfer_id=_create(money, reseller_billing).pk)
     assert t.state == "unknown"

@@ -1,4 +1,5 @@
-"""Bad input never creates a Transfer or reaches the provider (RELIABILITY.md B1, B2);
+"""Bad input never creates a Transfer or reaches the provider (amounts, text and keys are
+checked before anything is written);
 limits, maker-checker and idempotency keys."""
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from billing.models import JournalEntry, StaffDailyUsage, Transfer
 from billing.money import parse_amount
 from portal.errors import Conflict, NotAllowed, PortalError
 from tests.billing.conftest import check_invariants
-from tests.conftest import make_user
+from tests.factories import UserFactory
 
 BAD_AMOUNTS = [
     "-1",
@@ -145,7 +146,7 @@ def test_limits_per_transfer_and_per_staff_day(money, reseller_billing, settings
         )
     assert caught.value.code == "over_daily_limit"
     # Another staff member has their own day.
-    other = make_user("billing2", "reseller_billing")
+    other = UserFactory(username="billing2", role="reseller_billing")
     services.transfer_create(
         actor=other, tenant=tenant, amount=Decimal("50.01"), direction="to_tenant", reason="other staff"
     )
@@ -183,7 +184,7 @@ def test_above_the_threshold_a_second_staff_member_must_approve(
     assert money.ops(t.payment_reference) == 0
     with pytest.raises(NotAllowed):
         services.transfer_approve(actor=reseller_billing, transfer=t)
-    support = make_user("support9", "reseller_support")
+    support = UserFactory(username="support9", role="reseller_support")
     with pytest.raises(NotAllowed):
         services.transfer_approve(actor=support, transfer=t)
     services.transfer_approve(actor=reseller_admin, transfer=t)
@@ -247,7 +248,7 @@ def test_idempotency_key_replays_and_refuses_other_parameters(money, reseller_bi
             idempotency_key="k-1",
         )
     # Keys are per sender: another staff member's "k-1" is their own.
-    other = make_user("billing3", "reseller_billing")
+    other = UserFactory(username="billing3", role="reseller_billing")
     mine = services.transfer_create(
         actor=other, tenant=tenant, amount=Decimal("6"), direction="to_tenant", reason="r", idempotency_key="k-1"
     )

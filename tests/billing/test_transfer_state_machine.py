@@ -1,12 +1,12 @@
-"""Model-based test (RELIABILITY.md C6): random interleavings of create, deliver, duplicate
+"""Model-based test: random interleavings of create, deliver, duplicate
 delivery, faults at the HTTP seam, crashes after the claim, lost replies, lease expiry,
 sweeps and reconciliation, with the invariants checked after every step:
 
-I1 nothing transferred twice (≤ 1 provider operation per reference; exactly one iff
-succeeded, none if failed), I2 money conserved (journal sums to zero; the sandbox's ledger
-conserves), I3 no lost intent (at the end everything is terminal or visibly needs_review),
-I4 provider rows match succeeded transfers one to one with equal amounts, I5 the
-reseller's available budget ≥ 0 and equal to its journal account; in_flight equals the
+nothing is transferred twice (≤ 1 provider operation per reference; exactly one iff
+succeeded, none if failed); money is conserved (the journal sums to zero; the sandbox's
+ledger conserves); no intent is lost (at the end everything is final or visibly
+needs_review); provider rows match succeeded transfers one to one with equal amounts; the
+reseller's available budget is ≥ 0 and equal to its journal account; in_flight equals the
 open transfers. Bounded: a dozen examples of ≤ 15 steps. Replay a failure with the seed
 hypothesis prints.
 """
@@ -141,7 +141,7 @@ def test_transfer_state_machine_keeps_the_invariants(sandbox: Any, reseller_bill
             if not hasattr(self, "money"):
                 return
             sandbox.clear_faults()
-            # I3: with the provider healthy, every intent reaches an end state.
+            # No lost intent: with the provider healthy, every intent reaches an end state.
             for _ in range(8):
                 self.offset += conf.lease() + timedelta(seconds=1)
                 services.transfer_sweep(now=self.now())

@@ -1,5 +1,5 @@
-"""Kill cases with real Celery worker processes (RELIABILITY.md F7, F8, F10): the worker is
-SIGKILLed at the worst moments; the sweeper and a fresh worker finish the job, and the
+"""Kill cases with real Celery worker processes (killed after the claim, killed after the
+provider applied the transfer, a lost publish): the worker is SIGKILLed at the worst moments; the sweeper and a fresh worker finish the job, and the
 provider sees the money move exactly once."""
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def _finish_with_a_fresh_worker(workers, t: Transfer) -> Transfer:
     return Transfer.objects.get(pk=t.pk)
 
 
-def test_f7_killed_after_the_claim_before_the_provider_heard_of_it(money, reseller_billing, workers) -> None:
+def test_killed_after_the_claim_before_the_provider_heard_of_it(money, reseller_billing, workers) -> None:
     tenant = money.tenant()
     hole = Blackhole()
     sandbox_url = money.connection.base_url
@@ -89,7 +89,7 @@ def test_f7_killed_after_the_claim_before_the_provider_heard_of_it(money, resell
     check_invariants(money)
 
 
-def test_f8_killed_after_the_provider_applied_before_the_record(money, reseller_billing, workers) -> None:
+def test_killed_after_the_provider_applied_before_the_record(money, reseller_billing, workers) -> None:
     tenant = money.tenant()
     money.sandbox.set_faults(
         [COUNT_CALLS, {"method": TRANSFER, "kind": "latency", "latency_ms": 20000, "latency_when": "after"}]
@@ -110,7 +110,7 @@ def test_f8_killed_after_the_provider_applied_before_the_record(money, reseller_
     check_invariants(money)
 
 
-def test_f10_a_lost_publish_is_redispatched_by_the_sweeper(money, reseller_billing, workers) -> None:
+def test_a_lost_publish_is_redispatched_by_the_sweeper(money, reseller_billing, workers) -> None:
     from tests.conftest import purge_broker
 
     tenant = money.tenant()

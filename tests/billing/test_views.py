@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import time
 import uuid
 from datetime import timedelta
 from decimal import Decimal
@@ -17,13 +18,13 @@ from billing import services
 from billing.charts import balance_chart_svg
 from billing.models import BalanceSnapshot, ParentBalanceSnapshot, SyncRun, Transfer
 from portal.models import Job
-from tests.conftest import make_user
+from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
 
 
 def login(client, role: str, name: str | None = None):
-    user = make_user(name or f"u-{role}-{uuid.uuid4().hex[:6]}", role)
+    user = UserFactory(username=name or f"u-{role}-{uuid.uuid4().hex[:6]}", role=role)
     client.force_login(user)
     return user
 
@@ -150,8 +151,11 @@ def test_the_chart_escapes_everything() -> None:
 
 
 def test_statement_and_csv(client, money) -> None:
+    from sandbox import money as units
+    from sandbox.store import DEPOSIT_TYPE, Store
+
     tenant = money.tenant()
-    Transfer.objects.create(
+    transfer = Transfer.objects.create(
         tenant=tenant,
         connection=money.connection,
         child_account_id=tenant.provider_account_id,
@@ -164,15 +168,35 @@ def test_statement_and_csv(client, money) -> None:
         state="succeeded",
         completed_at=timezone.now(),
     )
-    # The provider has no such transfer: the statement comes from the provider's history
-    # (empty here) and says so; the portal-only view is the fallback.
+    # The provider's history holds that transfer (under its reference) and a row of its own
+    # whose description a spreadsheet would run as a formula.
+    store = money.sandbox.store()
+    try:
+        with store.write() as conn:
+            for reference, description in (("rp-x1", "Transfer from parent"), (None, "=HYPERLINK(evil)")):
+                Store.add_transaction(
+                    conn,
+                    account_id=tenant.provider_account_id,
+                    amount=units.parse("5"),
+                    currency="USD",
+                    transaction_type=DEPOSIT_TYPE,
+                    ts=int(time.time()),
+                    description=description,
+                    payment_reference=reference,
+                )
+    finally:
+        store.close()
     login(client, "reseller_support")
     page = client.get(f"/console/billing/tenants/{tenant.uuid}/statement/")
-    assert page.status_code == 200
+    assert page.status_code == 200 and "=HYPERLINK(evil)" in page.content.decode()
     response = client.get(f"/console/billing/tenants/{tenant.uuid}/statement/?format=csv")
     assert response["Content-Type"].startswith("text/csv")
     rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
-    assert rows[0][:5] == ["time_utc", "kind", "description", "amount", "balance"]
+    assert rows[0] == ["time_utc", "kind", "description", "amount", "balance", "currency", "reference", "transfer"]
+    portal_row = next(r for r in rows[1:] if r[6] == "rp-x1")
+    assert portal_row[2] == "Top-up (parent → tenant): =HYPERLINK(evil)" and portal_row[7] == str(transfer.uuid)
+    assert "'=HYPERLINK(evil)" in [r[2] for r in rows[1:]]  # the provider's own text, defused
+    assert not [cell for r in rows for cell in r if cell[:1] in ("=", "+", "@")]
 
 
 def test_bulk_dry_run_then_run(client, money) -> None:
@@ -252,7 +276,7 @@ def test_threshold_form(client, money) -> None:
 @pytest.mark.django_db(transaction=True)
 def test_the_bulk_job_reports_each_row(money) -> None:
     tenants = [money.tenant() for _ in range(2)]
-    actor = make_user("bulker", "reseller_billing")
+    actor = UserFactory(username="bulker", role="reseller_billing")
     job = services.bulk_transfer_start(
         actor=actor, tenant_uuids=[str(t.uuid) for t in tenants], amount="3", direction="to_tenant", reason="bulk run"
     )

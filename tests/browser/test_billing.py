@@ -8,7 +8,8 @@ from decimal import Decimal
 
 import pytest
 
-from tests.conftest import PASSWORD, make_user, screenshot
+from tests.conftest import screenshot
+from tests.factories import PASSWORD, UserFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -65,7 +66,7 @@ def test_a_top_up_from_the_billing_panel(page, live_server, vox_connection) -> N
     BalanceSnapshot.objects.create(
         tenant=tenant, balance=Decimal("3"), currency="USD", taken_at=timezone.now() - timezone.timedelta(days=2)
     )
-    make_user("payer", "reseller_billing")
+    UserFactory(username="payer", role="reseller_billing")
     log_in(page, live_server, "payer")
     page.goto(f"{live_server.url}/console/billing/tenants/{tenant.uuid}/")
     assert page.locator("[data-testid=billing-panel] svg.balance-chart").count() == 1
@@ -92,7 +93,7 @@ def test_a_staff_started_sync_shows_live_progress(page, live_server, vox_connect
     for aid in range(info["first_account_id"], info["last_account_id"] + 1):
         _tenant(vox_connection, aid, f"Sync Co {aid}")
     sandbox.set_faults([{"method": "GetChildrenAccounts", "kind": "latency", "latency_ms": 300}])
-    make_user("syncer", "reseller_billing")
+    UserFactory(username="syncer", role="reseller_billing")
     log_in(page, live_server, "syncer")
     page.goto(f"{live_server.url}/console/billing/sync/")
     page.click("[data-testid=start-sync]")
@@ -121,7 +122,7 @@ def test_bulk_top_up_dry_run_then_run(page, live_server, vox_connection) -> None
     from portal.models import Job
 
     tenants = [_tenant(vox_connection, _child(vox_connection), f"Bulk Co {i}") for i in range(3)]
-    make_user("bulkpayer", "reseller_billing")
+    UserFactory(username="bulkpayer", role="reseller_billing")
     log_in(page, live_server, "bulkpayer")
     page.goto(f"{live_server.url}/console/billing/bulk/?q=Bulk")
     for t in tenants[:2]:

@@ -3,14 +3,13 @@ invites a viewer; the viewer sees the balance but cannot change alerts; a custom
 tenant sees none of it."""
 
 import re
-import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 
-from tests.conftest import PASSWORD, screenshot
-from tests.customers.factories import make_customer, make_snapshots, make_tenant
+from tests.conftest import screenshot
+from tests.factories import PASSWORD, CustomerFactory, TenantFactory, TransferFactory, UserFactory, balance_history
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -28,27 +27,18 @@ def log_in(page, live_server, username: str, password: str) -> None:
 
 @pytest.fixture
 def tenants(transactional_db):
-    from billing.models import Transfer
-
-    acme = make_tenant("Acme Telecom", balance="42.50", low_balance_threshold=Decimal("10"))
-    make_snapshots(acme, ["12.00", "30.00", "25.00", "42.50"])
+    acme = TenantFactory(company_name="Acme Telecom", balance="42.50", low_balance_threshold=Decimal("10"))
+    balance_history(acme, ["12.00", "30.00", "25.00", "42.50"])
     now = datetime.now(UTC)
     for days, amount, reason in ((8, "30.00", "March top-up"), (2, "12.50", "Extra minutes")):
-        Transfer.objects.create(
-            tenant=acme,
-            connection=acme.connection,
-            child_account_id=acme.provider_account_id,
-            direction="to_tenant",
-            amount=Decimal(amount),
-            currency="USD",
-            reason=reason,
-            state="succeeded",
-            payment_reference=f"rp-{uuid.uuid4()}",
-            dup_check_from=now - timedelta(days=days + 2),
-            completed_at=now - timedelta(days=days),
-        )
-    globex = make_tenant("Globex Calls", balance="7.00")
-    return acme, globex, make_customer("acme-owner", acme), make_customer("globex-owner", globex)
+        TransferFactory(tenant=acme, amount=amount, reason=reason, completed_at=now - timedelta(days=days))
+    globex = TenantFactory(company_name="Globex Calls", balance="7.00")
+    return (
+        acme,
+        globex,
+        CustomerFactory(username="acme-owner", tenant=acme),
+        CustomerFactory(username="globex-owner", tenant=globex),
+    )
 
 
 def test_owner_viewer_and_outsider(page, live_server, tenants, mailoutbox) -> None:
@@ -120,9 +110,7 @@ def test_owner_viewer_and_outsider(page, live_server, tenants, mailoutbox) -> No
 def test_the_api_docs_render_with_no_network_but_ours(page, live_server, transactional_db) -> None:
     """Swagger UI comes from the drf-spectacular-sidecar package, not a CDN: with every other
     host blocked, the docs page still renders the operations from /api/schema/."""
-    from tests.conftest import make_user
-
-    make_user("docs-reader", "reseller_support")
+    UserFactory(username="docs-reader", role="reseller_support")
     blocked = []
 
     def only_ours(route) -> None:

@@ -2,7 +2,8 @@
 
 import pytest
 
-from tests.conftest import PASSWORD, make_user, screenshot
+from tests.conftest import screenshot
+from tests.factories import PASSWORD, UserFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -24,7 +25,7 @@ def log_in(page, live_server, username: str, password: str) -> None:
 
 @pytest.mark.parametrize("role", list(EXPECTED_NAV))
 def test_each_role_sees_its_own_navigation(page, live_server, role: str, customer_tenants) -> None:
-    user = make_user(f"user-{role}", role)
+    user = UserFactory(username=f"user-{role}", role=role)
     if role.startswith("customer"):
         from tenants.models import Membership
 
@@ -42,7 +43,7 @@ def test_each_role_sees_its_own_navigation(page, live_server, role: str, custome
 
 
 def test_five_wrong_passwords_lock_the_login(page, live_server) -> None:
-    make_user("victim", "reseller_admin")
+    UserFactory(username="victim", role="reseller_admin")
     for _ in range(5):
         log_in(page, live_server, "victim", "not-the-password-at-all")
         assert page.url.endswith("/accounts/login/") or "locked" in page.content().lower()
@@ -54,7 +55,7 @@ def test_five_wrong_passwords_lock_the_login(page, live_server) -> None:
 
 
 def test_logging_in_rotates_the_session_and_logout_ends_it(page, live_server) -> None:
-    make_user("rotator", "reseller_support")
+    UserFactory(username="rotator", role="reseller_support")
     page.goto(f"{live_server.url}/accounts/login/")
     before = {c["name"]: c["value"] for c in page.context.cookies()}.get("sessionid")
     log_in(page, live_server, "rotator", PASSWORD)

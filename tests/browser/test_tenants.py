@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import PASSWORD, make_user, screenshot
+from tests.conftest import screenshot
+from tests.factories import PASSWORD, TenantFactory, UserFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
@@ -27,7 +28,7 @@ def wait_status(page, status: str) -> None:
 
 
 def test_a_reseller_admin_runs_the_whole_lifecycle(page, live_server, celery_worker, sandbox, vox_connection):
-    make_user("boss", "reseller_admin")
+    UserFactory(username="boss", role="reseller_admin")
     page.on("dialog", lambda dialog: dialog.accept())
     log_in(page, live_server, "boss")
     page.click(".mainnav >> text=Tenants")
@@ -137,10 +138,8 @@ def _post_status(page, url: str) -> int:
 
 @pytest.mark.parametrize("role", ["reseller_support", "reseller_billing"])
 def test_support_cannot_create_and_billing_cannot_freeze(page, live_server, role):
-    from tests.tenants.conftest import make_connection, make_tenant
-
-    tenant = make_tenant(make_connection(), company_name="Guarded Co")
-    make_user(f"user-{role}", role)
+    tenant = TenantFactory(company_name="Guarded Co")
+    UserFactory(username=f"user-{role}", role=role)
     log_in(page, live_server, f"user-{role}")
     page.goto(f"{live_server.url}/console/tenants/")
     page.wait_for_selector("text=Guarded Co")

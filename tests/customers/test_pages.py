@@ -1,40 +1,19 @@
-"""The customer portal: three standing users (owner, viewer, outsider) on every page."""
+"""The customer portal as its owner, its viewer and another company's owner see it."""
 
+import csv
+import io
 from decimal import Decimal
 
 import pytest
 
 from portal.models import AuditEvent
-from tests.conftest import PASSWORD, make_user
-from tests.customers.factories import make_customer, make_snapshots, make_tenant
+from tests.factories import PASSWORD, TransferFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def tenant():
-    t = make_tenant("Acme Telecom", balance="42.50", low_balance_threshold=Decimal("10"))
-    make_snapshots(t, ["10", "30", "42.50"])
-    return t
-
-
-@pytest.fixture
-def owner(tenant):
-    return make_customer("acme-owner", tenant)
-
-
-@pytest.fixture
-def viewer(tenant):
-    return make_customer("acme-viewer", tenant, role="customer_viewer")
-
-
-@pytest.fixture
-def outsider():
-    return make_customer("other-owner", make_tenant("Other Corp", balance="999.00"))
-
-
-def test_the_owner_sees_balance_sync_time_chart_and_alert_form(client, owner) -> None:
-    client.force_login(owner)
+def test_the_owner_sees_balance_sync_time_chart_and_alert_form(client, customer_owner) -> None:
+    client.force_login(customer_owner)
     page = client.get("/me/")
     text = page.content.decode()
     assert page.status_code == 200
@@ -44,57 +23,59 @@ def test_the_owner_sees_balance_sync_time_chart_and_alert_form(client, owner) ->
     assert "no-cache" in page["Cache-Control"] or "no-store" in page["Cache-Control"]
 
 
-def test_the_viewer_sees_the_balance_but_cannot_change_alerts(client, viewer, tenant) -> None:
-    client.force_login(viewer)
+def test_the_viewer_sees_the_balance_but_cannot_change_alerts(client, customer_viewer, customer_tenant) -> None:
+    client.force_login(customer_viewer)
     text = client.get("/me/").content.decode()
     assert "42.50 USD" in text and 'data-testid="alert-readonly"' in text and "alert-form" not in text
     assert client.post("/me/alerts/", {"threshold": "1"}).status_code == 403
-    tenant.refresh_from_db()
-    assert tenant.low_balance_threshold == Decimal("10")
+    customer_tenant.refresh_from_db()
+    assert customer_tenant.low_balance_threshold == Decimal("10")
     for url in ("/me/team/", "/me/api-tokens/"):
         assert client.get(url).status_code == 403
 
 
-def test_the_owner_sets_and_clears_the_alert(client, owner, tenant) -> None:
-    client.force_login(owner)
+def test_the_owner_sets_and_clears_the_alert(client, customer_owner, customer_tenant) -> None:
+    client.force_login(customer_owner)
     assert client.post("/me/alerts/", {"threshold": "25.5"}).status_code == 302
-    tenant.refresh_from_db()
-    assert tenant.low_balance_threshold == Decimal("25.5")
+    customer_tenant.refresh_from_db()
+    assert customer_tenant.low_balance_threshold == Decimal("25.5")
     for bad in ("-1", "abc", "1e3", "١٠", "10.123"):
         client.post("/me/alerts/", {"threshold": bad})
-        tenant.refresh_from_db()
-        assert tenant.low_balance_threshold == Decimal("25.5"), bad
+        customer_tenant.refresh_from_db()
+        assert customer_tenant.low_balance_threshold == Decimal("25.5"), bad
     client.post("/me/alerts/", {"threshold": ""})
-    tenant.refresh_from_db()
-    assert tenant.low_balance_threshold is None
+    customer_tenant.refresh_from_db()
+    assert customer_tenant.low_balance_threshold is None
 
 
 def test_staff_and_strangers_get_no_customer_pages(client, reseller_admin) -> None:
     assert client.get("/me/").status_code == 302
     client.force_login(reseller_admin)
     assert client.get("/me/").status_code == 403
-    client.force_login(make_user("orphan", "customer_owner"))  # a customer role without a company
+    client.force_login(UserFactory(username="orphan", role="customer_owner"))  # a customer role without a company
     assert client.get("/me/").status_code == 404
 
 
-def test_the_home_page_redirects_customers_to_their_company(client, owner) -> None:
-    client.force_login(owner)
+def test_the_home_page_redirects_customers_to_their_company(client, customer_owner) -> None:
+    client.force_login(customer_owner)
     response = client.get("/")
     assert response.status_code == 302 and response["Location"] == "/me/"
 
 
-def test_a_frozen_tenant_shows_why_and_whom_to_contact(client, owner, tenant) -> None:
-    type(tenant).objects.filter(pk=tenant.pk).update(status="frozen", status_reason="Invoice 42 is overdue")
-    client.force_login(owner)
+def test_a_frozen_tenant_shows_why_and_whom_to_contact(client, customer_owner, customer_tenant) -> None:
+    type(customer_tenant).objects.filter(pk=customer_tenant.pk).update(
+        status="frozen", status_reason="Invoice 42 is overdue"
+    )
+    client.force_login(customer_owner)
     for url in ("/me/", "/me/statement/", "/me/profile/"):
         text = client.get(url).content.decode()
         assert "Your account is frozen" in text and "Invoice 42 is overdue" in text and "support" in text, url
 
 
-def test_a_closed_tenants_users_cannot_log_in_and_their_sessions_end(client, owner, tenant) -> None:
+def test_a_closed_tenants_users_cannot_log_in_and_their_sessions_end(client, customer_owner, customer_tenant) -> None:
     assert client.post("/accounts/login/", {"username": "acme-owner", "password": PASSWORD}).status_code == 302
     assert client.get("/me/").status_code == 200
-    type(tenant).objects.filter(pk=tenant.pk).update(status="closed")
+    type(customer_tenant).objects.filter(pk=customer_tenant.pk).update(status="closed")
     response = client.get("/me/")
     assert response.status_code == 302 and response["Location"].startswith("/accounts/login/")
     assert client.get("/me/").status_code == 302  # the session is gone, not just this request
@@ -103,34 +84,21 @@ def test_a_closed_tenants_users_cannot_log_in_and_their_sessions_end(client, own
     assert client.get("/me/").status_code == 302
 
 
-def test_the_statement_has_a_running_balance_a_date_filter_and_a_safe_csv(client, owner, tenant) -> None:
+def test_the_statement_has_a_running_balance_a_date_filter_and_a_safe_csv(
+    client, customer_owner, customer_tenant
+) -> None:
     # The tenant's connection points nowhere: the statement falls back to the portal's own
     # transfers and says so.
-    import uuid
     from datetime import UTC, datetime, timedelta
 
-    from billing.models import Transfer
-
     def transfer(amount, direction, day, reason):
-        Transfer.objects.create(
-            tenant=tenant,
-            connection=tenant.connection,
-            child_account_id=tenant.provider_account_id,
-            direction=direction,
-            amount=Decimal(amount),
-            currency="USD",
-            reason=reason,
-            state="succeeded",
-            payment_reference=f"rp-{uuid.uuid4()}",
-            dup_check_from=day - timedelta(days=2),
-            completed_at=day,
-        )
+        TransferFactory(tenant=customer_tenant, amount=amount, direction=direction, reason=reason, completed_at=day)
 
     now = datetime.now(UTC).replace(microsecond=0)
     transfer("50.00", "to_tenant", now - timedelta(days=10), '=HYPERLINK("http://evil")')
     transfer("20.00", "to_parent", now - timedelta(days=5), "pull back")
     transfer("5.00", "to_tenant", now - timedelta(days=1), "small")
-    client.force_login(owner)
+    client.force_login(customer_owner)
     page = client.get("/me/statement/").content.decode()
     assert "statement-note" in page
     assert page.index("small") < page.index("pull back")  # newest first
@@ -141,29 +109,30 @@ def test_the_statement_has_a_running_balance_a_date_filter_and_a_safe_csv(client
     csv_response = client.get("/me/statement/?format=csv")
     assert csv_response["Content-Type"].startswith("text/csv")
     assert "attachment" in csv_response["Content-Disposition"]
-    lines = csv_response.content.decode().splitlines()
-    assert lines[0] == "date,type,description,reference,amount,currency,balance"
-    assert len(lines) == 4
-    assert ",=" not in csv_response.content.decode()
+    rows = list(csv.reader(io.StringIO(csv_response.content.decode())))
+    assert rows[0] == ["date", "type", "description", "reference", "amount", "currency", "balance"]
+    assert [(r[4], r[6]) for r in rows[1:]] == [("50.00", "50.00"), ("-20.00", "30.00"), ("5.00", "35.00")]
+    assert [r[2] for r in rows[1:] if "HYPERLINK" in r[2]] == ['Top-up (parent → tenant): =HYPERLINK("http://evil")']
+    assert not [cell for r in rows for cell in r if cell[:1] in ("=", "+", "@")]
     bad = client.get("/me/statement/?from=yesterday").content.decode()
     assert "filter was ignored" in bad
 
 
 def test_the_team_page_invites_a_viewer_with_a_set_password_email(
-    client, owner, tenant, mailoutbox, django_capture_on_commit_callbacks
+    client, customer_owner, customer_tenant, mailoutbox, django_capture_on_commit_callbacks
 ) -> None:
     from django.contrib.auth.models import User
 
-    client.force_login(owner)
+    client.force_login(customer_owner)
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post("/me/team/invite/", {"email": "  New.Person@Example.COM "})
     assert response.status_code == 302
     user = User.objects.get(email="New.Person@example.com")
     assert not user.has_usable_password()
     assert list(user.groups.values_list("name", flat=True)) == ["customer_viewer"]
-    assert user.membership.tenant_id == tenant.pk
+    assert user.membership.tenant_id == customer_tenant.pk
     assert len(mailoutbox) == 1 and "/accounts/reset/" in mailoutbox[0].body
-    assert AuditEvent.objects.filter(action="customers.member.invited", tenant_id=tenant.pk).exists()
+    assert AuditEvent.objects.filter(action="customers.member.invited", tenant_id=customer_tenant.pk).exists()
     # Case-only duplicates, CRLF, over-long addresses are refused.
     for bad in ("new.person@example.com", "a@b.c\r\nBcc: x@y.z", "x" * 150 + "@example.com", "not-an-email"):
         assert client.post("/me/team/invite/", {"email": bad}).status_code == 400, bad
@@ -183,40 +152,47 @@ def test_the_team_page_invites_a_viewer_with_a_set_password_email(
     assert login.status_code == 302 and client.get("/me/").status_code == 200
 
 
-def test_the_owner_removes_a_viewer_but_not_someone_elses(client, owner, viewer, outsider) -> None:
+def test_the_owner_removes_a_viewer_but_not_someone_elses(
+    client, customer_owner, customer_viewer, other_customer, customer_tenant
+) -> None:
     from django.contrib.auth.models import User
 
-    client.force_login(owner)
-    assert client.post(f"/me/team/{outsider.membership.pk}/remove/").status_code == 404
-    assert client.post(f"/me/team/{owner.membership.pk}/remove/").status_code == 302
-    assert User.objects.get(pk=owner.pk).is_active
-    response = client.post(f"/me/team/{viewer.membership.pk}/remove/")
+    from tenants.models import Membership
+
+    client.force_login(customer_owner)
+    assert client.post(f"/me/team/{other_customer.membership.pk}/remove/").status_code == 404
+    assert client.post(f"/me/team/{customer_owner.membership.pk}/remove/").status_code == 302
+    assert User.objects.get(pk=customer_owner.pk).is_active
+    response = client.post(f"/me/team/{customer_viewer.membership.pk}/remove/")
     assert response.status_code == 302
-    removed = User.objects.get(pk=viewer.pk)
-    assert not removed.is_active and not hasattr(removed, "membership") or not removed.is_active
-    assert AuditEvent.objects.filter(action="customers.member.removed").exists()
-    client.force_login(outsider)
+    removed = User.objects.get(pk=customer_viewer.pk)
+    assert not removed.is_active
+    assert not Membership.objects.filter(user=removed).exists()
+    assert not removed.groups.exists()
+    event = AuditEvent.objects.get(action="customers.member.removed")
+    assert event.tenant_id == customer_tenant.pk and event.data == {"email": customer_viewer.email}
+    client.force_login(other_customer)
     assert client.get("/me/").content.decode().count("Other Corp") >= 1
 
 
-def test_profile_and_password(client, owner) -> None:
-    client.force_login(owner)
+def test_profile_and_password(client, customer_owner) -> None:
+    client.force_login(customer_owner)
     assert client.post("/me/profile/", {"first_name": "Ada", "last_name": "Lovelace"}).status_code == 302
-    owner.refresh_from_db()
-    assert (owner.first_name, owner.last_name) == ("Ada", "Lovelace")
+    customer_owner.refresh_from_db()
+    assert (customer_owner.first_name, customer_owner.last_name) == ("Ada", "Lovelace")
     client.post("/me/profile/", {"first_name": "\u202eevil", "last_name": ""})
-    owner.refresh_from_db()
-    assert owner.first_name == "Ada"
+    customer_owner.refresh_from_db()
+    assert customer_owner.first_name == "Ada"
     assert b"Change your password" in client.get("/me/profile/").content
 
 
-def test_the_owner_creates_a_read_only_api_token_for_the_company(client, owner, tenant) -> None:
+def test_the_owner_creates_a_read_only_api_token_for_the_company(client, customer_owner, customer_tenant) -> None:
     from portal.models import ApiToken
 
-    client.force_login(owner)
+    client.force_login(customer_owner)
     page = client.post("/me/api-tokens/", {"name": "accounting", "tenant": 999, "role": "reseller_admin"})
     token = ApiToken.objects.get(name="accounting")
-    assert token.tenant_id == tenant.pk and token.role == "customer_viewer"
+    assert token.tenant_id == customer_tenant.pk and token.role == "customer_viewer"
     raw = page.content.decode().split('data-testid="new-token"')[1].split("<code>")[1].split("</code>")[0]
     api = client.get("/api/v1/customer/balance", headers={"Authorization": f"Bearer {raw}"})
     assert api.json()["balance"] == "42.5000"

@@ -6,7 +6,7 @@ from decimal import Decimal
 import pytest
 
 from portal.models import AuditEvent
-from tests.customers.factories import make_customer
+from tests.factories import CustomerFactory
 
 # Transactional: billing calls the provider only outside a transaction (after commit).
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -40,7 +40,7 @@ def test_refresh_asks_the_provider_once_a_minute(client, funded_tenant, sandbox)
 
     # The portal's copy is stale; the provider knows better.
     Tenant.objects.filter(pk=funded_tenant.pk).update(balance=Decimal("1.00"))
-    owner = make_customer("live-owner", funded_tenant)
+    owner = CustomerFactory(username="live-owner", tenant=funded_tenant)
     client.force_login(owner)
     assert "1.00 USD" in client.get("/me/").content.decode()
     response = client.post("/me/refresh/", follow=True)
@@ -48,7 +48,7 @@ def test_refresh_asks_the_provider_once_a_minute(client, funded_tenant, sandbox)
     assert "refreshed from the provider" in text and "40.00 USD" in text
     # Within the interval the provider is not asked again, whoever asks.
     Tenant.objects.filter(pk=funded_tenant.pk).update(balance=Decimal("2.00"))
-    viewer = make_customer("live-viewer", funded_tenant, role="customer_viewer")
+    viewer = CustomerFactory(username="live-viewer", tenant=funded_tenant, role="customer_viewer")
     client.force_login(viewer)
     again = client.post("/me/refresh/", follow=True).content.decode()
     assert "Try again in" in again and "2.00 USD" in again
@@ -56,10 +56,43 @@ def test_refresh_asks_the_provider_once_a_minute(client, funded_tenant, sandbox)
 
 
 def test_the_statement_comes_from_the_providers_history(client, funded_tenant) -> None:
-    owner = make_customer("live-owner2", funded_tenant)
+    owner = CustomerFactory(username="live-owner2", tenant=funded_tenant)
     client.force_login(owner)
     page = client.get("/me/statement/").content.decode()
     assert "Welcome credit" in page and "40.00" in page
     assert "statement-note" not in page  # the provider's history, not the fallback
     api = client.get("/api/v1/customer/statement").json()
     assert api["results"][0]["amount"].startswith("40.00") and api["results"][0]["balance"].startswith("40.00")
+
+
+def test_the_csv_defuses_provider_text_a_spreadsheet_would_run(client, funded_tenant, sandbox) -> None:
+    """The provider's history is not the portal's text: a description a spreadsheet would run
+    as a formula is exported with a leading quote."""
+    import csv
+    import io
+    import time
+
+    from sandbox import money
+    from sandbox.store import DEPOSIT_TYPE, Store
+
+    store = sandbox.store()
+    try:
+        with store.write() as conn:
+            Store.add_transaction(
+                conn,
+                account_id=funded_tenant.provider_account_id,
+                amount=money.parse("1.25"),
+                currency="USD",
+                transaction_type=DEPOSIT_TYPE,
+                ts=int(time.time()),
+                description='=HYPERLINK("http://evil")',
+            )
+    finally:
+        store.close()
+    client.force_login(CustomerFactory(username="live-owner3", tenant=funded_tenant))
+    response = client.get("/me/statement/?format=csv")
+    rows = list(csv.reader(io.StringIO(response.content.decode())))
+    descriptions = [r[2] for r in rows[1:]]
+    assert '\'=HYPERLINK("http://evil")' in descriptions
+    assert any("Welcome credit" in d for d in descriptions)
+    assert not [cell for r in rows for cell in r if cell[:1] in ("=", "+", "@")]

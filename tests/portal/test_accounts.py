@@ -4,13 +4,13 @@ import pytest
 from django.contrib.auth.models import User
 from django.core import mail
 
-from tests.conftest import PASSWORD, make_user
+from tests.factories import PASSWORD, UserFactory
 
 pytestmark = pytest.mark.django_db
 
 
 def test_password_reset_by_email_sets_a_new_password(client) -> None:
-    make_user("forgetful", "reseller_support")
+    UserFactory(username="forgetful", role="reseller_support")
     response = client.post("/accounts/password/reset/", {"email": "forgetful@example.com"})
     assert response.status_code == 302
     assert len(mail.outbox) == 1
@@ -40,7 +40,7 @@ def test_an_unknown_email_gets_the_same_answer_and_no_mail(client) -> None:
     ],
 )
 def test_weak_passwords_are_refused(client, password: str, message: str) -> None:
-    client.force_login(make_user("changer", "reseller_admin"))
+    client.force_login(UserFactory(username="changer", role="reseller_admin"))
     response = client.post(
         "/accounts/password/change/",
         {"old_password": PASSWORD, "new_password1": password, "new_password2": password},
@@ -51,7 +51,7 @@ def test_weak_passwords_are_refused(client, password: str, message: str) -> None
 
 @pytest.mark.parametrize("password", ["twelve chars", "🔒 emoji and spaces 🔑", "y" * 64])
 def test_long_unusual_passwords_are_accepted(client, password: str) -> None:
-    client.force_login(make_user("changer2", "reseller_admin"))
+    client.force_login(UserFactory(username="changer2", role="reseller_admin"))
     response = client.post(
         "/accounts/password/change/",
         {"old_password": PASSWORD, "new_password1": password, "new_password2": password},
@@ -60,7 +60,7 @@ def test_long_unusual_passwords_are_accepted(client, password: str) -> None:
 
 
 def test_error_pages_are_friendly(client) -> None:
-    client.force_login(make_user("wanderer", "customer_viewer"))
+    client.force_login(UserFactory(username="wanderer", role="customer_viewer"))
     response = client.get("/no-such-page/")
     assert response.status_code == 404
     assert "There is nothing here" in response.content.decode()
@@ -84,7 +84,7 @@ def test_staff_pages_send_anonymous_users_to_log_in(client) -> None:
 
 
 def test_a_user_without_a_role_is_told_so(client) -> None:
-    client.force_login(make_user("roleless", None))
+    client.force_login(UserFactory(username="roleless", role=None))
     response = client.get("/")
     assert response.status_code == 403
     assert "No role yet" in response.content.decode()

@@ -3,13 +3,13 @@ from django.db import DatabaseError, transaction
 
 from portal.audit import audit_events, audit_log
 from portal.models import AuditEvent
-from tests.conftest import make_user
+from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
 
 
 def test_it_records_actor_tenant_action_data_and_request_id(rf) -> None:
-    user = make_user("auditor", "reseller_admin")
+    user = UserFactory(username="auditor", role="reseller_admin")
     request = rf.post("/x", REMOTE_ADDR="203.0.113.7")
     event = audit_log(
         actor=user, action="tenants.tenant.frozen", tenant_id=42, data={"reason": "unpaid"}, request=request
@@ -53,7 +53,7 @@ def test_the_audit_page_is_for_reseller_admins_only(client) -> None:
         ("s", "reseller_support", 403),
         ("o", "customer_owner", 403),
     ]:
-        client.force_login(make_user(username, role))
+        client.force_login(UserFactory(username=username, role=role))
         response = client.get("/console/audit/")
         assert response.status_code == status, username
         if status == 200:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -33,8 +34,17 @@ def test_build_client_returns_the_right_client(env: SandboxEnv) -> None:
     with vox, voiceit:
         assert isinstance(vox, VoximplantClient) and vox.kind == "voximplant"
         assert isinstance(voiceit, VoiceItClient) and voiceit.kind == "voiceit"
+        # Each client speaks as the account its credential file names.
         assert vox.get_account_info().account.account_id == env.account_id
-        assert voiceit.list_users().count >= 0
+        master_key = json.loads(env.voiceit_path.read_text())["api_key"]
+        assert voiceit.credentials.api_key == master_key
+        user_id = voiceit.create_user()
+        assert user_id in {u.user_id for u in voiceit.list_users().users}
+        # ... and only that one: another sub-account's credentials do not list the user.
+        other = voiceit.create_managed_sub_account(email="other@t.example")
+        assert user_id not in {
+            u.user_id for u in voiceit.list_users(api_key=other.api_key, api_token=other.api_token).users
+        }
 
 
 def test_base_url_may_include_platform_api(env: SandboxEnv) -> None:

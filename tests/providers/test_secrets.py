@@ -1,4 +1,4 @@
-"""No secret in logs, exception messages or reprs (RELIABILITY.md §5 "Secrets", I8)."""
+"""No secret in logs, exception messages or reprs."""
 
 from __future__ import annotations
 

@@ -354,7 +354,7 @@ def test_transfer_with_descriptions_and_currency(env: SandboxEnv, vox: Voximplan
 
 
 def test_a_resent_reference_is_skipped_not_paid_twice(env: SandboxEnv, vox: VoximplantClient) -> None:
-    """F11: the same reference and check_duplicate_reference_from sent twice -> one
+    """The same reference and check_duplicate_reference_from sent twice -> one
     provider transaction. The sandbox's default reply to the skipped duplicate is
     {result: 1, balance: <unchanged>}; we pin that here."""
     child = add_child(vox)
@@ -638,7 +638,7 @@ def test_history_with_an_unknown_transaction_type(vox: VoximplantClient) -> None
 def test_transfer_method_gone_or_forbidden(
     env: SandboxEnv, vox: VoximplantClient, setting: str, kind: type[ProviderError], code: int
 ) -> None:
-    """voximplant.md Unknowns 1: the legacy transfer call may be gone for JWT callers."""
+    """The legacy transfer call may be gone for JWT callers (the docs do not say)."""
     env.set_options(transfer_method=setting)
     child = add_child(vox)
     with pytest.raises(kind) as caught:

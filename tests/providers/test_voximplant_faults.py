@@ -98,7 +98,7 @@ def test_a_read_gives_up_after_the_retry_bound(env: SandboxEnv, kind: str) -> No
 
 
 def test_http_429_is_refused_before_execution_so_even_a_transfer_is_retried(env: SandboxEnv, child_id: int) -> None:
-    """Pins the sandbox contract the retry relies on (RELIABILITY.md §3 footnote): a 429
+    """Pins the sandbox contract the retry relies on: a 429
     comes before execution, so resending the transfer pays exactly once."""
     sleeps = Sleeps()
     vox = env.vox(sleep=sleeps, retry=RetryPolicy(max_attempts=3, base_delay=0.001, max_delay=5.0))

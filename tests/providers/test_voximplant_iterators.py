@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import httpx
 import pytest
@@ -29,10 +30,30 @@ def seed_children(env: SandboxEnv, n: int) -> None:
 # -- children ----------------------------------------------------------------------------------------
 
 
+def requests_seen(env: SandboxEnv) -> int:
+    return int(env.admin("GET", "faults").json()["requests_seen"])
+
+
+def remove_children(env: SandboxEnv, ids: list[int]) -> None:
+    """Children vanish at the provider (as when support deletes them)."""
+    from sandbox.store import Store
+
+    store = env.store()
+    try:
+        with store.write() as conn:
+            conn.execute(f"DELETE FROM accounts WHERE account_id IN ({','.join('?' * len(ids))})", ids)
+            Store.bump_accounts_version(conn)
+    finally:
+        store.close()
+
+
 def test_iter_children_yields_every_child_once_with_full_info(env: SandboxEnv, vox: VoximplantClient) -> None:
     seed_children(env, 57)
+    before = requests_seen(env)
     pages = list(vox.iter_children_pages(page_size=10))
-    assert [len(p) for p in pages] == [10, 10, 10, 10, 10, 7]
+    # One call per page; each call after the first re-reads the last child already seen.
+    assert [len(p) for p in pages] == [10, 9, 9, 9, 9, 9, 2]
+    assert requests_seen(env) - before == len(pages)
     ids = [c.account_id for page in pages for c in page]
     assert len(ids) == len(set(ids)) == 57 == env.store().children_count()
     assert ids == sorted(ids)
@@ -58,10 +79,52 @@ def test_iter_children_stays_correct_when_children_are_added_mid_walk(env: Sandb
                 account_name=f"a{n:04d}-new", account_email=f"new{n}@tenants.example", account_password=PASSWORD
             ).account_id
         )
-    assert set(seen) == before  # nothing skipped
+    assert before <= set(seen)  # nothing skipped
     assert max(seen.values()) == 1  # nothing repeated
-    # The newcomers show up on the next walk.
+    # Newcomers get larger ids, so the walk still under way picks them up; the one added
+    # after the last page shows up on the next walk.
+    assert set(added[:-1]) <= set(seen) and added[-1] not in seen
     assert set(added) <= {c.account_id for c in vox.iter_children()}
+
+
+def test_iter_children_skips_nothing_when_walked_children_are_removed(env: SandboxEnv, vox: VoximplantClient) -> None:
+    seed_children(env, 40)
+    everyone = vox.iter_children_ids()
+    seen: Counter[int] = Counter()
+    removed: list[int] = []
+    for page in vox.iter_children_pages(page_size=7):
+        seen.update(c.account_id for c in page)
+        # Remove two children the walk has already passed: a plain offset walk would now
+        # jump over two children it has not seen.
+        walked = [i for i in everyone if i in seen and i not in removed][:2]
+        if len(walked) == 2:
+            remove_children(env, walked)
+            removed.extend(walked)
+    assert len(removed) >= 8
+    assert set(seen) == set(everyone)  # every child that existed when its turn came
+    assert max(seen.values()) == 1
+
+
+def test_balance_pages_carry_the_same_facts_as_the_full_walk(env: SandboxEnv, vox: VoximplantClient) -> None:
+    seed_children(env, 23)
+    full = {c.account_id: c for c in vox.iter_children()}
+    pages = list(vox.iter_balance_pages(page_size=10))
+    assert [p.total_count for p in pages] == [23, 23, 23]
+    snapshots = [s for p in pages for s in p.accounts]
+    assert [s.account_id for s in snapshots] == sorted(full)
+    for s in snapshots:
+        info = full[int(s.account_id)]
+        assert (s.name, s.email, s.active, s.frozen, s.balance, s.currency, s.credit_limit) == (
+            info.account_name,
+            info.account_email,
+            info.active,
+            info.frozen,
+            info.balance,
+            info.currency,
+            info.credit_limit,
+        )
+        assert isinstance(s.balance, Decimal)
+    assert [list(p) for p in vox.iter_account_pages(page_size=10)] == [list(p.accounts) for p in pages]
 
 
 def test_a_naive_offset_walk_by_name_does_break_under_the_same_additions(
@@ -91,20 +154,41 @@ def test_iter_children_filters_active(env: SandboxEnv, vox: VoximplantClient) ->
     assert [c.account_id for c in vox.iter_children(active=True)] == [a.account_id]
 
 
+def _stub_client(rsa_pem: str, handler: Any) -> VoximplantClient:
+    creds = ServiceAccountCredentials.from_mapping({"account_id": 1, "key_id": "k", "private_key": rsa_pem})
+    return VoximplantClient(credentials=creds, base_url="http://stub", transport=httpx.MockTransport(handler))
+
+
 def test_an_inconsistent_listing_is_a_paging_error(rsa_pem: str) -> None:
-    """A provider answering fewer distinct ids than its total_count (e.g. rows moved during
-    the walk) must fail loudly rather than sync half the children. Served by a stub: a
-    consistent sandbox cannot produce it."""
+    """A provider answering a page out of id order (here the same id twice) must fail
+    loudly rather than sync part of the children. Served by a stub: a consistent sandbox
+    cannot produce it."""
 
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(
             200, json={"result": [{"account_id": 5}, {"account_id": 5}], "total_count": 2, "count": 2}
         )
 
-    creds = ServiceAccountCredentials.from_mapping({"account_id": 1, "key_id": "k", "private_key": rsa_pem})
-    client = VoximplantClient(credentials=creds, base_url="http://stub", transport=httpx.MockTransport(handler))
+    client = _stub_client(rsa_pem, handler)
     with pytest.raises(PagingError):
         list(client.iter_children())
+    with pytest.raises(PagingError):
+        list(client.iter_balance_pages())
+
+
+def test_a_provider_ignoring_the_offset_is_a_paging_error_not_an_endless_walk(rsa_pem: str) -> None:
+    calls = 0
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        rows = [{"account_id": i} for i in range(1, 4)]
+        return httpx.Response(200, json={"result": rows, "total_count": 9, "count": 3})
+
+    client = _stub_client(rsa_pem, handler)
+    with pytest.raises(PagingError):
+        list(client.iter_balance_pages(page_size=3))
+    assert calls < 20
 
 
 # -- transaction history ----------------------------------------------------------------------------------
@@ -149,7 +233,7 @@ def test_history_windows_split_when_a_window_would_pass_the_offset_cap(env: Sand
 
 
 def test_history_more_than_ten_thousand_rows_in_a_window(env: SandboxEnv, vox: VoximplantClient) -> None:
-    """F15: 12,500 rows in one window; offset paging alone reaches at most 11,000."""
+    """12,500 rows in one window; offset paging alone reaches at most 11,000."""
     start = datetime(2025, 4, 1, tzinfo=UTC)
     ids = seed_history(env, start, 12_500, step_seconds=1)
     end = start + timedelta(hours=4)

@@ -10,8 +10,6 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from tests.conftest import make_user
-
 STRONG = "Correct-Horse-42-battery"
 
 
@@ -89,17 +87,6 @@ def eager_tasks(celery_eager: None, django_capture_on_commit_callbacks: Any) -> 
     return run
 
 
-@pytest.fixture
-def customer(db: None) -> Any:
-    return make_user("cust1", "customer_owner")
-
-
-@pytest.fixture
-def outsider(db: None) -> Any:
-    """Logged in, but without any role."""
-    return make_user("nobody1", None)
-
-
 def create_vox(connection: Any, actor: Any, name: str = "acme-one", **extra: Any) -> Any:
     from tenants.services import tenant_create
 
@@ -111,35 +98,3 @@ def create_vox(connection: Any, actor: Any, name: str = "acme-one", **extra: Any
         **extra,
     }
     return tenant_create(actor=actor, connection=connection, **values)
-
-
-def make_connection(name: str = "Vox", kind: str = "voximplant", **extra: Any) -> Any:
-    from tenants.models import ProviderConnection
-
-    return ProviderConnection.objects.create(
-        name=name, kind=kind, base_url="http://127.0.0.1:9", currency="USD", **extra
-    )
-
-
-_seq = iter(range(1, 10**9))
-
-
-def make_tenant(connection: Any, *, status: str = "active", **extra: Any) -> Any:
-    """A tenant row as the services leave it (for pages and selectors; no provider involved)."""
-    from decimal import Decimal
-
-    from tenants.models import Tenant
-
-    n = next(_seq)
-    values = {
-        "company_name": f"Company {n}",
-        "account_name": f"acct-{n:05d}",
-        "account_email": f"a{n}@example.com",
-        "provider_account_id": 500000 + n,
-        "provider_account_ref": str(500000 + n),
-        "status": status,
-        "balance": Decimal("10.00"),
-        "currency": "USD",
-        **extra,
-    }
-    return Tenant.objects.create(connection=connection, **values)

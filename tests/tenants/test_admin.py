@@ -6,15 +6,15 @@ import pytest
 from django.urls import reverse
 
 from tenants.models import Tenant, TenantOperation
-from tests.conftest import make_user
-from tests.tenants.conftest import STRONG, actions, make_connection, make_tenant
+from tests.factories import ProviderConnectionFactory, TenantFactory, UserFactory
+from tests.tenants.conftest import STRONG, actions
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def superuser(db):
-    return make_user("root1", None, is_staff=True, is_superuser=True)
+    return UserFactory(username="root1", is_staff=True, is_superuser=True)
 
 
 def _add(client, connection, **extra):
@@ -37,7 +37,7 @@ def _add(client, connection, **extra):
 
 
 def test_the_admin_add_form_runs_the_create_service(client, superuser):
-    connection = make_connection()
+    connection = ProviderConnectionFactory()
     client.force_login(superuser)
     response = _add(client, connection)
     assert response.status_code == 302, response.content.decode()[:2000]
@@ -48,7 +48,7 @@ def test_the_admin_add_form_runs_the_create_service(client, superuser):
 
 
 def test_the_admin_add_form_shows_the_services_field_errors(client, superuser):
-    connection = make_connection()
+    connection = ProviderConnectionFactory()
     client.force_login(superuser)
     response = _add(client, connection, account_name="9lives")
     assert response.status_code == 200
@@ -57,8 +57,8 @@ def test_the_admin_add_form_shows_the_services_field_errors(client, superuser):
 
 
 def test_admin_actions_freeze_and_close_through_the_services(client, superuser):
-    connection = make_connection()
-    a, b = make_tenant(connection), make_tenant(connection)
+    connection = ProviderConnectionFactory()
+    a, b = TenantFactory(connection=connection), TenantFactory(connection=connection)
     client.force_login(superuser)
     url = reverse("admin:tenants_tenant_changelist")
     confirm = client.post(url, {"action": "freeze_selected", "_selected_action": [a.pk]})
@@ -71,8 +71,8 @@ def test_admin_actions_freeze_and_close_through_the_services(client, superuser):
 
 
 def test_admin_clone_action_asks_for_the_new_account(client, superuser):
-    connection = make_connection()
-    source = make_tenant(connection)
+    connection = ProviderConnectionFactory()
+    source = TenantFactory(connection=connection)
     client.force_login(superuser)
     url = reverse("admin:tenants_tenant_changelist")
     client.post(
@@ -93,7 +93,7 @@ def test_admin_clone_action_asks_for_the_new_account(client, superuser):
 
 
 def test_staff_who_are_not_superusers_cannot_use_the_tenants_admin(client):
-    staff = make_user("staffer", "reseller_admin", is_staff=True)
+    staff = UserFactory(username="staffer", role="reseller_admin", is_staff=True)
     client.force_login(staff)
     assert client.get(reverse("admin:tenants_tenant_changelist")).status_code == 403
 
@@ -101,7 +101,7 @@ def test_staff_who_are_not_superusers_cannot_use_the_tenants_admin(client):
 def test_the_admin_never_offers_delete_or_shows_secrets(client, superuser):
     from portal.crypto import encrypt_json
 
-    tenant = make_tenant(make_connection(), secrets_encrypted=encrypt_json({"api_key": "SECRET-KEY-123"}))
+    tenant = TenantFactory(secrets_encrypted=encrypt_json({"api_key": "SECRET-KEY-123"}))
     client.force_login(superuser)
     html = client.get(reverse("admin:tenants_tenant_change", args=[tenant.pk])).content.decode()
     assert "SECRET-KEY-123" not in html and tenant.secrets_encrypted not in html

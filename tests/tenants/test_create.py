@@ -223,7 +223,7 @@ def test_a_worker_killed_after_the_provider_acted_is_resolved_by_lookup(vox_conn
     from django.utils import timezone
 
     from tenants.connections import client_for
-    from tenants.services import _claim, operations_sweep
+    from tenants.services.operations import _claim, operations_sweep
 
     tenant = create_vox(vox_connection, reseller_admin)
     op = _claim(last_op(tenant).pk)
@@ -243,7 +243,7 @@ def test_a_stale_worker_cannot_record_over_the_one_that_took_over(vox_connection
 
     from django.utils import timezone
 
-    from tenants.services import _claim, _settle, _Stale, operations_sweep
+    from tenants.services.operations import _claim, _settle, _Stale, operations_sweep
 
     tenant = create_vox(vox_connection, reseller_admin)
     stale = _claim(last_op(tenant).pk)

@@ -20,6 +20,7 @@ from tenants.services import (
     tenant_unfreeze,
     unknown_accounts_scan,
 )
+from tests.factories import TenantFactory
 from tests.tenants.conftest import STRONG, actions, create_vox, drain, last_op, run_once, vi_accounts
 
 pytestmark = pytest.mark.django_db
@@ -93,10 +94,35 @@ def test_a_second_click_while_freezing_is_refused(active_vox, reseller_admin, sa
         tenant_close(actor=reseller_admin, tenant=active_vox, reason="meanwhile")
 
 
-def test_only_an_active_tenant_can_be_frozen(active_vox, reseller_admin):
+def test_only_an_active_tenant_can_be_frozen(active_vox, reseller_admin, sandbox):
+    tenant_freeze(actor=reseller_admin, tenant=active_vox, reason="first")
+    drain()
+    active_vox.refresh_from_db()
+    assert active_vox.status == Tenant.Status.FROZEN
+    operations = active_vox.operations.count()
+    with pytest.raises(Conflict) as caught:
+        tenant_freeze(actor=reseller_admin, tenant=active_vox, reason="again")
+    assert caught.value.message == "Only an active tenant can be frozen; this one is frozen."
+    assert active_vox.operations.count() == operations  # refused before anything was queued
+    assert actions(active_vox)[-1] == "tenants.tenant.frozen"
+
+
+@pytest.mark.parametrize("status", ["provisioning", "closing", "closed", "failed"])
+def test_a_tenant_in_any_other_state_cannot_be_frozen(reseller_admin, status):
+    tenant = TenantFactory(status=status)
+    with pytest.raises(Conflict) as caught:
+        tenant_freeze(actor=reseller_admin, tenant=tenant, reason="x")
+    assert caught.value.message.startswith("Only an active tenant can be frozen")
+    assert not tenant.operations.exists()
+    tenant.refresh_from_db()
+    assert tenant.status == status
+
+
+def test_only_a_frozen_tenant_can_be_unfrozen(active_vox, reseller_admin):
     with pytest.raises(Conflict) as caught:
         tenant_unfreeze(actor=reseller_admin, tenant=active_vox, reason="x")
-    assert "Only a frozen tenant" in caught.value.message
+    assert caught.value.message == "Only a frozen tenant can be unfrozen; this one is active."
+    assert not active_vox.operations.filter(kind="unfreeze").exists()
 
 
 def test_a_freeze_that_times_out_shows_retrying_then_succeeds(active_vox, reseller_admin, sandbox):
@@ -138,7 +164,7 @@ def test_closing_a_voiceit_tenant_deletes_the_sub_account(active_voiceit, resell
 
 
 def test_a_close_resumes_from_its_last_stage_after_a_crash(active_voiceit, reseller_admin, sandbox):
-    from tenants.services import _claim
+    from tenants.services.operations import _claim
 
     tenant_close(actor=reseller_admin, tenant=active_voiceit, reason="bye")
     op = last_op(active_voiceit)

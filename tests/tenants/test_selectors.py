@@ -10,7 +10,7 @@ import pytest
 
 from portal.errors import PortalError
 from tenants.selectors import tenant_for_user, tenant_get, tenant_list
-from tests.tenants.conftest import make_connection, make_tenant
+from tests.factories import MembershipFactory, ProviderConnectionFactory, TenantFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -18,12 +18,16 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def many(db):
     rng = random.Random(7)
-    conn = make_connection()
+    conn = ProviderConnectionFactory()
     rows = []
     for i in range(37):
         balance = None if i % 7 == 0 else Decimal(rng.choice(["0", "1.50", "1.50", "-3", "20", "7.25"]))
         rows.append(
-            make_tenant(conn, company_name=rng.choice(["Acme", "Beta", "acme", "Gamma"]) + f" {i % 5}", balance=balance)
+            TenantFactory(
+                connection=conn,
+                company_name=rng.choice(["Acme", "Beta", "acme", "Gamma"]) + f" {i % 5}",
+                balance=balance,
+            )
         )
     return rows
 
@@ -58,15 +62,15 @@ def test_cursor_pages_visit_every_row_once_in_order(many, sort, limit):
 
 
 def test_search_rules(db):
-    conn = make_connection()
-    make_tenant(
-        conn,
+    conn = ProviderConnectionFactory()
+    TenantFactory(
+        connection=conn,
         company_name="Northwind Traders",
         account_name="nwind",
         account_email="Boss@North.example",
         provider_account_id=123456,
     )
-    make_tenant(conn, company_name="Southwind", account_name="south-one", account_email="s@south.example")
+    TenantFactory(connection=conn, company_name="Southwind", account_name="south-one", account_email="s@south.example")
 
     def names(**filters):
         return [t.company_name for t in tenant_list(filters=filters).rows]
@@ -83,8 +87,8 @@ def test_search_rules(db):
 
 
 def test_substring_search_follows_renames(db):
-    conn = make_connection()
-    tenant = make_tenant(conn, company_name="Old Name")
+    conn = ProviderConnectionFactory()
+    tenant = TenantFactory(connection=conn, company_name="Old Name")
     from tenants.models import Tenant
 
     Tenant.objects.filter(pk=tenant.pk).update(company_name="Brand New Co")
@@ -112,10 +116,10 @@ def test_bad_filters_are_refused_on_their_field(db, filters, field):
 
 
 def test_filters_combine(db):
-    conn, other = make_connection(), make_connection("Other")
-    low = make_tenant(conn, balance=Decimal("1"), is_low_balance=True, currency="EUR")
-    make_tenant(conn, balance=Decimal("50"))
-    make_tenant(other, balance=Decimal("1"), has_drift=True)
+    conn, other = ProviderConnectionFactory(), ProviderConnectionFactory(name="Other")
+    low = TenantFactory(connection=conn, balance=Decimal("1"), is_low_balance=True, currency="EUR")
+    TenantFactory(connection=conn, balance=Decimal("50"))
+    TenantFactory(connection=other, balance=Decimal("1"), has_drift=True)
     assert [t.pk for t in tenant_list(filters={"low_balance": "1"}).rows] == [low.pk]
     assert [t.pk for t in tenant_list(filters={"currency": "eur"}).rows] == [low.pk]
     assert len(tenant_list(filters={"balance_max": "1"}).rows) == 2
@@ -130,16 +134,15 @@ def test_forged_cursors_are_refused(db, cursor):
     assert caught.value.field == "cursor"
 
 
-def test_tenant_get_and_tenant_for_user(db, customer):
+def test_tenant_get_and_tenant_for_user(db):
     from django.http import Http404
 
-    from tenants.models import Membership
-
-    tenant = make_tenant(make_connection())
+    customer = UserFactory(role="customer_owner")  # a customer role, no company yet
+    tenant = TenantFactory()
     assert tenant_get(uuid=tenant.uuid) == tenant
     for bad in ("00000000-0000-4000-8000-000000000000", "not-a-uuid", None):
         with pytest.raises(Http404):
             tenant_get(uuid=bad)
     assert tenant_for_user(user=customer) is None
-    Membership.objects.create(user=customer, tenant=tenant)
+    MembershipFactory(user=customer, tenant=tenant)
     assert tenant_for_user(user=customer) == tenant

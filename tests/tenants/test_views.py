@@ -9,7 +9,8 @@ from django.urls import reverse
 
 from portal.models import Job
 from tenants.models import Tenant, TenantOperation
-from tests.tenants.conftest import STRONG, make_connection, make_tenant
+from tests.factories import ProviderConnectionFactory, TenantFactory
+from tests.tenants.conftest import STRONG
 
 pytestmark = pytest.mark.django_db
 
@@ -18,7 +19,7 @@ MISSING = "00000000-0000-4000-8000-000000000000"
 
 @pytest.fixture
 def tenant(db):
-    return make_tenant(make_connection())
+    return TenantFactory()
 
 
 @pytest.fixture
@@ -64,7 +65,7 @@ def test_anonymous_users_are_sent_to_log_in(client, tenant, open_op, bulk_job_ro
         assert response.status_code == 302 and "/accounts/login/" in response["Location"], url
 
 
-@pytest.mark.parametrize("persona", ["outsider", "customer"])
+@pytest.mark.parametrize("persona", ["no_role_user", "customer_owner", "customer_viewer"])
 def test_outsiders_and_customers_get_403_everywhere(client, tenant, open_op, bulk_job_row, persona, request):
     client.force_login(request.getfixturevalue(persona))
     for method, url, _ in _views(tenant, open_op, bulk_job_row):
@@ -98,7 +99,7 @@ def test_unknown_uuids_are_404_for_staff(client, reseller_admin, tenant, open_op
         assert client.get(reverse(f"tenants:{name}", args=[MISSING])).status_code == 404
     for name in ("freeze", "unfreeze"):
         assert client.post(reverse(f"tenants:{name}", args=[MISSING]), {"reason": "x"}).status_code == 404
-    other = make_tenant(tenant.connection)
+    other = TenantFactory(connection=tenant.connection)
     # An operation is reachable only through its own tenant.
     url = reverse("tenants:operation_retry", args=[other.uuid, open_op.uuid])
     assert client.post(url).status_code == 404
@@ -117,7 +118,7 @@ def test_support_can_freeze_but_billing_cannot(client, reseller_support, reselle
 
 
 def test_the_create_form_shows_each_error_on_its_field(client, reseller_admin):
-    connection = make_connection()
+    connection = ProviderConnectionFactory()
     client.force_login(reseller_admin)
     response = client.post(
         reverse("tenants:create"),
@@ -157,9 +158,9 @@ def test_creating_through_the_form_twice_makes_one_tenant(client, reseller_admin
 def test_the_detail_page_never_shows_secrets_and_explains_unavailable_actions(client, reseller_admin):
     from portal.crypto import encrypt_json
 
-    voiceit = make_connection("VoiceIt", kind="voiceit")
-    tenant = make_tenant(
-        voiceit,
+    voiceit = ProviderConnectionFactory(name="VoiceIt", kind="voiceit")
+    tenant = TenantFactory(
+        connection=voiceit,
         provider_account_id=None,
         provider_account_ref="key_" + "a" * 32,
         secrets_encrypted=encrypt_json({"api_key": "key_" + "a" * 32, "api_token": "tok_SECRET1"}),
@@ -172,9 +173,9 @@ def test_the_detail_page_never_shows_secrets_and_explains_unavailable_actions(cl
 
 
 def test_a_failed_create_offers_a_prefilled_retry_with_the_error_on_its_field(client, reseller_admin):
-    conn = make_connection()
-    tenant = make_tenant(
-        conn,
+    conn = ProviderConnectionFactory()
+    tenant = TenantFactory(
+        connection=conn,
         status="failed",
         provider_account_id=None,
         provider_account_ref="",
@@ -203,10 +204,12 @@ def test_close_needs_the_account_name_typed(client, reseller_admin, tenant):
 
 
 def test_the_list_searches_filters_and_pages_by_cursor(client, reseller_support):
-    conn = make_connection()
+    conn = ProviderConnectionFactory()
     for i in range(60):
-        make_tenant(conn, company_name=f"Zeta {i:02d}", status="frozen" if i % 3 == 0 else "active")
-    make_tenant(conn, company_name="Northwind Traders", account_name="northwind", provider_account_id=424242)
+        TenantFactory(connection=conn, company_name=f"Zeta {i:02d}", status="frozen" if i % 3 == 0 else "active")
+    TenantFactory(
+        connection=conn, company_name="Northwind Traders", account_name="northwind", provider_account_id=424242
+    )
     client.force_login(reseller_support)
     url = reverse("tenants:list")
     page1 = client.get(url).content.decode()
@@ -227,9 +230,9 @@ def test_the_list_searches_filters_and_pages_by_cursor(client, reseller_support)
 
 
 def test_the_list_runs_a_fixed_number_of_queries(client, reseller_admin, django_assert_max_num_queries):
-    conn = make_connection()
+    conn = ProviderConnectionFactory()
     for _ in range(30):
-        make_tenant(conn)
+        TenantFactory(connection=conn)
     client.force_login(reseller_admin)
     client.get(reverse("tenants:list"))  # warm the session
     with django_assert_max_num_queries(6):
@@ -237,9 +240,9 @@ def test_the_list_runs_a_fixed_number_of_queries(client, reseller_admin, django_
 
 
 def test_bulk_dry_run_changes_nothing_and_lists_each_row(client, reseller_support):
-    conn = make_connection()
-    voiceit = make_connection("VoiceIt", kind="voiceit")
-    a, b = make_tenant(conn), make_tenant(voiceit)
+    conn = ProviderConnectionFactory()
+    voiceit = ProviderConnectionFactory(name="VoiceIt", kind="voiceit")
+    a, b = TenantFactory(connection=conn), TenantFactory(connection=voiceit)
     client.force_login(reseller_support)
     response = client.post(
         reverse("tenants:bulk"),

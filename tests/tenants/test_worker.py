@@ -12,7 +12,8 @@ from django.utils import timezone
 
 from tenants.models import Tenant, TenantOperation
 from tenants.services import operations_sweep
-from tests.conftest import make_user, start_worker
+from tests.conftest import start_worker
+from tests.factories import UserFactory
 from tests.tenants.conftest import children, create_vox, last_op
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
@@ -28,7 +29,7 @@ def _wait(predicate, timeout: float = 60.0) -> bool:
 
 
 def test_a_worker_killed_mid_create_never_makes_a_second_account(celery_worker, sandbox, vox_connection, tmp_path):
-    admin = make_user("admin-w", "reseller_admin")
+    admin = UserFactory(username="admin-w", role="reseller_admin")
     # The sandbox creates the child, then holds the reply back: the worker dies in between.
     sandbox.set_faults(
         [{"method": "AddAccount", "kind": "latency", "latency_ms": 6000, "latency_when": "after", "count": 1}]
@@ -58,7 +59,7 @@ def test_two_simultaneous_submits_with_one_operation_key_make_one_tenant(vox_con
 
     from django.db import connection
 
-    admin = make_user("admin-d", "reseller_admin")
+    admin = UserFactory(username="admin-d", role="reseller_admin")
     barrier = threading.Barrier(2)
     results: list[object] = []
 
