@@ -23,7 +23,7 @@ from api.permissions import Perm
 from customers.selectors import balance_points
 from portal.jobs import job_status
 from tenants.models import ProviderConnection, Tenant
-from tenants.selectors import connection_names, tenant_get, tenant_list
+from tenants.selectors import FILTER_NAMES, connection_names, tenant_get, tenant_list
 from tenants.services import tenant_clone, tenant_create, tenant_import
 
 
@@ -98,18 +98,6 @@ LIST_FILTERS = [
     OpenApiParameter("drift", bool),
     OpenApiParameter("sort", str, enum=["-id", "id", "company", "-company", "balance", "-balance"]),
 ]
-FILTER_NAMES = (
-    "q",
-    "anywhere",
-    "status",
-    "connection",
-    "currency",
-    "balance_min",
-    "balance_max",
-    "low_balance",
-    "drift",
-    "sort",
-)
 
 
 class TenantCreateIn(StrictInput):

@@ -46,6 +46,17 @@ logger = logging.getLogger("billing.transfers")
 State = Transfer.State
 
 
+def _lookup(transfer: Transfer, now: datetime) -> list[prov.Found]:
+    """The provider's record of this transfer, found by its payment reference."""
+    return prov.lookup_transfer(
+        transfer.connection,
+        direction=transfer.direction,
+        payment_reference=transfer.payment_reference,
+        dup_check_from=transfer.dup_check_from,
+        now=now,
+    )
+
+
 def _evidence(found: list[prov.Found]) -> dict[str, Any]:
     return {
         "provider_transactions": [
@@ -77,13 +88,7 @@ def transfer_reconcile(*, transfer_id: int, now: datetime | None = None) -> Tran
     attempt, empties = transfer.attempt, transfer.empty_lookups
     assert_no_transaction()
     try:
-        found = prov.lookup_transfer(
-            transfer.connection,
-            direction=transfer.direction,
-            payment_reference=transfer.payment_reference,
-            dup_check_from=transfer.dup_check_from,
-            now=now,
-        )
+        found = _lookup(transfer, now)
     except ProviderError as exc:
         delay = backoff(empties + 1)
         transition(
@@ -287,13 +292,7 @@ def transfer_resolve(
     if outcome not in ("succeeded", "failed"):
         raise PortalError("Choose recheck, succeeded or failed.", field="outcome")
     try:
-        found = prov.lookup_transfer(
-            transfer.connection,
-            direction=transfer.direction,
-            payment_reference=transfer.payment_reference,
-            dup_check_from=transfer.dup_check_from,
-            now=now,
-        )
+        found = _lookup(transfer, now)
     except ProviderError as exc:
         raise PortalError(
             "The provider could not be asked; try again.", code="provider_unavailable", status=503

@@ -78,6 +78,21 @@ class TenantFilters:
     raw: dict[str, str] = field(default_factory=dict)
 
 
+# The filters tenant_list understands: the console list and the API read these from a query.
+FILTER_NAMES = (
+    "q",
+    "anywhere",
+    "status",
+    "connection",
+    "currency",
+    "balance_min",
+    "balance_max",
+    "low_balance",
+    "drift",
+    "sort",
+)
+
+
 def _flag(value: Any) -> bool:
     return str(value).lower() in ("1", "true", "on", "yes")
 

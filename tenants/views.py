@@ -24,19 +24,8 @@ from tenants import selectors, services
 from tenants.connections import capability_matrix
 from tenants.forms import CloseForm, ImportForm, ReasonForm, TenantCloneForm, TenantCreateForm, apply_portal_error
 from tenants.models import ProviderConnection, Tenant, TenantOperation
+from tenants.selectors import FILTER_NAMES
 
-FILTER_NAMES = (
-    "q",
-    "anywhere",
-    "status",
-    "connection",
-    "currency",
-    "balance_min",
-    "balance_max",
-    "low_balance",
-    "drift",
-    "sort",
-)
 PAGE_SIZE = 50
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from django.db import IntegrityError
 
 from portal.crypto import decrypt_json, encrypt_json
+from providers.base import CreatedAccount
 from providers.capabilities import Capability
 from providers.errors import (
     AuthenticationError,
@@ -102,13 +103,13 @@ def _provisioned(
         )
 
 
-def _created_secrets(created: Any) -> dict[str, str]:
-    out = {}
-    for name in ("api_key", "api_token"):
-        value = getattr(created, name, None)
-        if value is not None:
-            out[name] = value.reveal() if hasattr(value, "reveal") else str(value)
-    return out
+def _created_secrets(created: CreatedAccount) -> dict[str, str]:
+    """The secrets the provider returned for a new account, to be stored encrypted."""
+    return {
+        name: secret.reveal()
+        for name, secret in (("api_key", created.api_key), ("api_token", created.api_token))
+        if secret is not None
+    }
 
 
 def _run_create(op: Op) -> None:
