@@ -218,57 +218,81 @@ class SandboxApp:
             return _json(status, {"error": str(exc)})
 
     def _admin(self, name: str, req: Request) -> Response:
-        m = req.method
-        if name == "faults":
-            if m == "GET":
-                return _json(200, self.faults.to_json())
-            if m == "PUT":
-                self.faults.set(self._body_json(req))
-                return _json(200, self.faults.to_json())
-            if m == "DELETE":
-                self.faults.clear()
-                return _json(200, self.faults.to_json())
-        elif name == "options":
-            if m == "GET":
-                return _json(200, self.options.snapshot())
-            if m == "PUT":
-                return _json(200, self.options.update(self._body_json(req)))
-            if m == "DELETE":
-                self.options.reset()
-                return _json(200, self.options.snapshot())
-        elif name == "spend" and m == "POST":
-            body = self._body_json(req)
-            children = body.get("children", 10)
-            if isinstance(children, bool) or not isinstance(children, int) or children < 0:
-                raise BadRequest(400, "children must be a non-negative integer")
-            max_amount = str(body.get("max_amount", self.options["spend_max_amount"]))
-            return _json(200, spend_store(self.store, children=children, max_amount=max_amount, seed=body.get("seed")))
-        elif name == "money" and m == "GET":
-            totals = self.store.money_totals()
-            totals["invariants"] = self.store.check_invariants()
-            return _json(200, totals)
-        elif name == "freeze" and m == "POST":
-            body = self._body_json(req)
-            account_id, frozen = body.get("account_id"), body.get("frozen", True)
-            if not isinstance(account_id, int) or not isinstance(frozen, bool):
-                raise BadRequest(400, "expected {account_id: int, frozen: bool}")
-            with self.store.write() as conn:
-                cur = conn.execute("UPDATE accounts SET frozen = ? WHERE account_id = ?", (int(frozen), account_id))
-                Store.bump_accounts_version(conn)
-            if cur.rowcount == 0:
-                return _json(404, {"error": "no such account"})
-            return _json(200, {"account_id": account_id, "frozen": frozen})
-        elif name == "voiceit_disable" and m == "POST":
-            body = self._body_json(req)
-            key, disabled = body.get("api_key"), body.get("disabled", True)
-            if not isinstance(key, str) or not isinstance(disabled, bool):
-                raise BadRequest(400, "expected {api_key: str, disabled: bool}")
-            with self.store.write() as conn:
-                cur = conn.execute("UPDATE vi_accounts SET disabled = ? WHERE api_key = ?", (int(disabled), key))
-            if cur.rowcount == 0:
-                return _json(404, {"error": "no such VoiceIt account"})
-            return _json(200, {"api_key": key, "disabled": disabled})
-        return _json(404, {"error": f"no admin endpoint {m} /_sandbox/{name}"})
+        handler = self._ADMIN_ENDPOINTS.get((name, req.method))
+        if handler is None:
+            return _json(404, {"error": f"no admin endpoint {req.method} /_sandbox/{name}"})
+        return handler(self, req)
+
+    def _get_faults(self, req: Request) -> Response:
+        return _json(200, self.faults.to_json())
+
+    def _put_faults(self, req: Request) -> Response:
+        self.faults.set(self._body_json(req))
+        return _json(200, self.faults.to_json())
+
+    def _delete_faults(self, req: Request) -> Response:
+        self.faults.clear()
+        return _json(200, self.faults.to_json())
+
+    def _get_options(self, req: Request) -> Response:
+        return _json(200, self.options.snapshot())
+
+    def _put_options(self, req: Request) -> Response:
+        return _json(200, self.options.update(self._body_json(req)))
+
+    def _delete_options(self, req: Request) -> Response:
+        self.options.reset()
+        return _json(200, self.options.snapshot())
+
+    def _post_spend(self, req: Request) -> Response:
+        body = self._body_json(req)
+        children = body.get("children", 10)
+        if isinstance(children, bool) or not isinstance(children, int) or children < 0:
+            raise BadRequest(400, "children must be a non-negative integer")
+        max_amount = str(body.get("max_amount", self.options["spend_max_amount"]))
+        return _json(200, spend_store(self.store, children=children, max_amount=max_amount, seed=body.get("seed")))
+
+    def _get_money(self, req: Request) -> Response:
+        totals = self.store.money_totals()
+        totals["invariants"] = self.store.check_invariants()
+        return _json(200, totals)
+
+    def _post_freeze(self, req: Request) -> Response:
+        body = self._body_json(req)
+        account_id, frozen = body.get("account_id"), body.get("frozen", True)
+        if not isinstance(account_id, int) or not isinstance(frozen, bool):
+            raise BadRequest(400, "expected {account_id: int, frozen: bool}")
+        with self.store.write() as conn:
+            cur = conn.execute("UPDATE accounts SET frozen = ? WHERE account_id = ?", (int(frozen), account_id))
+            Store.bump_accounts_version(conn)
+        if cur.rowcount == 0:
+            return _json(404, {"error": "no such account"})
+        return _json(200, {"account_id": account_id, "frozen": frozen})
+
+    def _post_voiceit_disable(self, req: Request) -> Response:
+        body = self._body_json(req)
+        key, disabled = body.get("api_key"), body.get("disabled", True)
+        if not isinstance(key, str) or not isinstance(disabled, bool):
+            raise BadRequest(400, "expected {api_key: str, disabled: bool}")
+        with self.store.write() as conn:
+            cur = conn.execute("UPDATE vi_accounts SET disabled = ? WHERE api_key = ?", (int(disabled), key))
+        if cur.rowcount == 0:
+            return _json(404, {"error": "no such VoiceIt account"})
+        return _json(200, {"api_key": key, "disabled": disabled})
+
+    # (endpoint name, HTTP method) -> handler; any other pair answers 404.
+    _ADMIN_ENDPOINTS: dict[tuple[str, str], Callable[[SandboxApp, Request], Response]] = {
+        ("faults", "GET"): _get_faults,
+        ("faults", "PUT"): _put_faults,
+        ("faults", "DELETE"): _delete_faults,
+        ("options", "GET"): _get_options,
+        ("options", "PUT"): _put_options,
+        ("options", "DELETE"): _delete_options,
+        ("spend", "POST"): _post_spend,
+        ("money", "GET"): _get_money,
+        ("freeze", "POST"): _post_freeze,
+        ("voiceit_disable", "POST"): _post_voiceit_disable,
+    }
 
     def close(self) -> None:
         self.store.close()

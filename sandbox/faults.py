@@ -60,7 +60,7 @@ class Rule:
     kind: str
     rate: float = 1.0
     count: int | None = None
-    latency_ms: int = 0
+    latency_ms: float = 0
     code: Any = None
     retry_after: int | None = None
     latency_when: str | None = None

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from . import money
-from .store import DEPOSIT_TYPE, Store, utc_text
+from .store import DEPOSIT_TYPE, Store, last_row_id, utc_text
 from .voiceit import create_master
 from .vox_auth import hash_password
 
@@ -90,7 +90,7 @@ def init_sandbox(
                         currency,
                     ),
                 )
-                account_id = int(cur.lastrowid)
+                account_id = last_row_id(cur)
                 if units:
                     Store.add_transaction(
                         conn,
@@ -124,13 +124,15 @@ def init_sandbox(
                 if key is None:
                     raise RuntimeError("the database has a parent account but no stored key pair; refusing to guess")
                 key_id, private_pem = key[0], key[1]
-                vi_key = store.meta_get("voiceit_master_key", conn)
-                vi = conn.execute("SELECT api_token FROM vi_accounts WHERE api_key = ?", (vi_key,)).fetchone()
-                if vi is None:
+                stored_key = store.meta_get("voiceit_master_key", conn)
+                vi = conn.execute("SELECT api_token FROM vi_accounts WHERE api_key = ?", (stored_key,)).fetchone()
+                if stored_key is None or vi is None:
                     raise RuntimeError("the database has no VoiceIt master account; refusing to guess")
-                vi_token = vi[0]
-                admin_token = store.meta_get("admin_token", conn)
-                if not admin_token:
+                vi_key, vi_token = stored_key, vi[0]
+                stored_token = store.meta_get("admin_token", conn)
+                if stored_token:
+                    admin_token = stored_token
+                else:
                     admin_token = secrets.token_urlsafe(24)
                     Store.meta_set(conn, "admin_token", admin_token)
     finally:

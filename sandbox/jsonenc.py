@@ -41,6 +41,7 @@ def _decimal_text(value: Decimal) -> str:
 
 
 def _write(obj: Any, out: list[str]) -> None:
+    # The exact types a reply is made of, most frequent first; anything else goes to _write_other.
     t = type(obj)
     if t is str:
         out.append(_esc(obj))
@@ -53,35 +54,37 @@ def _write(obj: Any, out: list[str]) -> None:
     elif obj is None:
         out.append("null")
     elif t is dict:
-        if not obj:
-            out.append("{}")
-            return
+        # Each member is followed by ","; the last "," becomes the closing brace.
         out.append("{")
-        first = True
         for key, value in obj.items():
-            if not first:
-                out.append(",")
-            first = False
             out.append(_esc(str(key)))
             out.append(":")
             _write(value, out)
-        out.append("}")
+            out.append(",")
+        if obj:
+            out[-1] = "}"
+        else:
+            out.append("}")
     elif t is list or t is tuple:
-        if not obj:
-            out.append("[]")
-            return
         out.append("[")
-        first = True
         for value in obj:
-            if not first:
-                out.append(",")
-            first = False
             _write(value, out)
-        out.append("]")
-    elif t is Decimal:
-        out.append(_decimal_text(obj))
+            out.append(",")
+        if obj:
+            out[-1] = "]"
+        else:
+            out.append("]")
     elif t is RawJSON:
         out.append(obj.text)
+    else:
+        _write_other(obj, out)
+
+
+def _write_other(obj: Any, out: list[str]) -> None:
+    """Decimals, floats, and subclasses of dict, list and tuple."""
+    t = type(obj)
+    if t is Decimal:
+        out.append(_decimal_text(obj))
     elif t is float:
         out.append(json.dumps(obj, allow_nan=False))
     elif isinstance(obj, dict):

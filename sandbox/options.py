@@ -9,7 +9,9 @@ from __future__ import annotations
 import copy
 import json
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 
@@ -33,7 +35,7 @@ OPTIONS: dict[str, Option] = {
         True,
         "bool",
         "A parent's key may act on a child by putting the child's id in `iss` (or in an `account_id` form "
-        "field). Docs sentence is cut off (Unknown 5).",
+        "field). Docs sentence is cut off.",
     ),
     "legacy_auth": Option(
         True, "bool", "Accept deprecated `account_id|account_name|account_email` + `api_key|account_password`."
@@ -42,36 +44,34 @@ OPTIONS: dict[str, Option] = {
         True,
         "bool",
         "AddAccount/CloneAccount need `parent_account_api_key|parent_account_password` even with a valid JWT "
-        "(docs list them as required; Unknown 4). Missing gives error 485.",
+        "(docs list them as required). Missing gives error 485.",
     ),
-    "numeric_booleans": Option(
-        False, "bool", "Accept `1`/`0` as booleans (only true/false, any case, is documented; Unknown 14)."
-    ),
+    "numeric_booleans": Option(False, "bool", "Accept `1`/`0` as booleans (only true/false, any case, is documented)."),
     # --- children ------------------------------------------------------------------------------
     "children_require_filter": Option(
         False,
         "bool",
         "GetChildrenAccounts without child_account_id/name/email: false = list all (2016 sample), "
-        "true = error 485 (current docs wording; Unknown 9).",
+        "true = error 485 (current docs wording).",
     ),
     "children_filter_match": Option(
         "substring",
         "choice",
         "How GetChildrenAccounts matches child_account_name/child_account_email: `substring` (old docs: "
-        "'name part'; case-insensitive for email) or `exact` (Unknown 9).",
+        "'name part'; case-insensitive for email) or `exact`.",
         ("substring", "exact"),
     ),
     "children_count_cap_applies_to_brief": Option(
         True, "bool", "An explicit `count` over 1000 is capped also for brief/medium output."
     ),
     "api_key_in_account_info": Option(
-        True, "bool", "Return `api_key` in AccountInfoType to JWT callers too (docs example shows it; Unknown 6)."
+        True, "bool", "Return `api_key` in AccountInfoType to JWT callers too (docs example shows it)."
     ),
     "addaccount_accepts_currency": Option(
         False,
         "bool",
         "AddAccount honours an undocumented `currency` parameter; otherwise children inherit the parent's "
-        "currency and the parameter is ignored (Unknown 7).",
+        "currency and the parameter is ignored.",
     ),
     "children_per_day_limit": Option(
         0, "int", "AddAccount/CloneAccount per parent per UTC day before error 397; 0 = unlimited."
@@ -85,7 +85,7 @@ OPTIONS: dict[str, Option] = {
     "transfer_method": Option(
         "enabled",
         "choice",
-        "TransferMoneyToChildAccount availability (gone from current docs; Unknown 1): `enabled`, "
+        "TransferMoneyToChildAccount availability (gone from current docs): `enabled`, "
         "`unknown_command` (103) or `forbidden` (104).",
         ("enabled", "unknown_command", "forbidden"),
     ),
@@ -96,7 +96,7 @@ OPTIONS: dict[str, Option] = {
     "amount_extra_precision": Option(
         "reject",
         "choice",
-        "Amounts with more than 4 decimals: `reject` (error 125) or `round` half-even (Unknown 13).",
+        "Amounts with more than 4 decimals: `reject` (error 125) or `round` half-even.",
         ("reject", "round"),
     ),
     "cross_currency_transfers": Option(
@@ -110,13 +110,13 @@ OPTIONS: dict[str, Option] = {
         "accept",
         "choice",
         "Transfers to a child with active=false: `accept` (new children start inactive, so funding before "
-        "activation must work) or `refuse` with `inactive_child_error_code` (Unknown 8).",
+        "activation must work) or `refuse` with `inactive_child_error_code`.",
         ("accept", "refuse"),
     ),
     "transfer_to_frozen_child": Option(
         "accept",
         "choice",
-        "Transfers to a frozen child: `accept` or `refuse` with `inactive_child_error_code` (Unknown 8).",
+        "Transfers to a frozen child: `accept` or `refuse` with `inactive_child_error_code`.",
         ("accept", "refuse"),
     ),
     "inactive_child_error_code": Option(131, "int", "Error code for refused transfers to inactive/frozen children."),
@@ -130,7 +130,7 @@ OPTIONS: dict[str, Option] = {
     "duplicate_reply": Option(
         "ok",
         "choice",
-        "Reply to a skipped duplicate (Unknown 2): `ok` = {result: 1, balance: <parent balance now>} and no "
+        "Reply to a skipped duplicate: `ok` = {result: 1, balance: <parent balance now>} and no "
         "new transaction; `error` = error `duplicate_error_code`, no new transaction.",
         ("ok", "error"),
     ),
@@ -162,14 +162,14 @@ OPTIONS: dict[str, Option] = {
         False, "bool", "Serve the removed POST /subaccount/{key}/switchType (legacy 2020); default 404."
     ),
     "voiceit_nested_subaccounts": Option(
-        False, "bool", "A sub-account may create sub-accounts itself; default 403 FBDN (Unknown 4)."
+        False, "bool", "A sub-account may create sub-accounts itself; default 403 FBDN."
     ),
     "voiceit_free_email_on_delete": Option(
-        True, "bool", "A deleted sub-account's email can be reused by a new create (Unknown 5)."
+        True, "bool", "A deleted sub-account's email can be reused by a new create."
     ),
     # --- misc ------------------------------------------------------------------------------------
     "api_address": Option(
-        "", "str", "GetAccountInfo.api_address; empty = this sandbox's own base URL + /platform_api (Unknown 12)."
+        "", "str", "GetAccountInfo.api_address; empty = this sandbox's own base URL + /platform_api."
     ),
     "spend_max_amount": Option("0.5", "str", "Largest single charge made by --spend-rate / POST /_sandbox/spend."),
 }
@@ -179,47 +179,67 @@ class OptionError(ValueError):
     pass
 
 
+def _coerce_bool(name: str, opt: Option, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise OptionError(f"{name}: expected a boolean")
+
+
+def _coerce_int(name: str, opt: Option, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise OptionError(f"{name}: expected an integer")
+    try:
+        return int(value)
+    except ValueError as exc:
+        raise OptionError(f"{name}: expected an integer") from exc
+
+
+def _coerce_choice(name: str, opt: Option, value: Any) -> Any:
+    if value not in opt.choices:
+        raise OptionError(f"{name}: expected one of {', '.join(opt.choices)}")
+    return value
+
+
+def _coerce_str(name: str, opt: Option, value: Any) -> str:
+    if not isinstance(value, str):
+        raise OptionError(f"{name}: expected a string")
+    return value
+
+
+def _coerce_rates(name: str, opt: Option, value: Any) -> dict[str, str]:
+    if not isinstance(value, dict) or not value:
+        raise OptionError(f"{name}: expected an object of currency -> rate")
+    out = {}
+    for cur, rate in value.items():
+        try:
+            dec = Decimal(str(rate))
+        except InvalidOperation as exc:
+            raise OptionError(f"{name}: bad rate for {cur}") from exc
+        if not dec.is_finite() or dec <= 0 or not isinstance(cur, str) or not cur.isalpha():
+            raise OptionError(f"{name}: bad rate for {cur}")
+        out[cur.upper()] = str(rate)
+    if out.get("USD") not in ("1", "1.0"):
+        out["USD"] = "1"
+    return out
+
+
+_COERCERS: dict[str, Callable[[str, Option, Any], Any]] = {
+    "bool": _coerce_bool,
+    "int": _coerce_int,
+    "choice": _coerce_choice,
+    "str": _coerce_str,
+    "rates": _coerce_rates,
+}
+
+
 def _coerce(name: str, value: Any) -> Any:
     opt = OPTIONS[name]
-    if opt.kind == "bool":
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false"):
-            return value.lower() == "true"
-        raise OptionError(f"{name}: expected a boolean")
-    if opt.kind == "int":
-        if isinstance(value, bool) or not isinstance(value, int | str):
-            raise OptionError(f"{name}: expected an integer")
-        try:
-            return int(value)
-        except ValueError as exc:
-            raise OptionError(f"{name}: expected an integer") from exc
-    if opt.kind == "choice":
-        if value not in opt.choices:
-            raise OptionError(f"{name}: expected one of {', '.join(opt.choices)}")
-        return value
-    if opt.kind == "str":
-        if not isinstance(value, str):
-            raise OptionError(f"{name}: expected a string")
-        return value
-    if opt.kind == "rates":
-        from decimal import Decimal, InvalidOperation
-
-        if not isinstance(value, dict) or not value:
-            raise OptionError(f"{name}: expected an object of currency -> rate")
-        out = {}
-        for cur, rate in value.items():
-            try:
-                dec = Decimal(str(rate))
-            except InvalidOperation as exc:
-                raise OptionError(f"{name}: bad rate for {cur}") from exc
-            if not dec.is_finite() or dec <= 0 or not isinstance(cur, str) or not cur.isalpha():
-                raise OptionError(f"{name}: bad rate for {cur}")
-            out[cur.upper()] = str(rate)
-        if out.get("USD") not in ("1", "1.0"):
-            out["USD"] = "1"
-        return out
-    raise OptionError(name)  # pragma: no cover
+    coercer = _COERCERS.get(opt.kind)
+    if coercer is None:  # pragma: no cover
+        raise OptionError(name)
+    return coercer(name, opt, value)
 
 
 class Options:

@@ -12,7 +12,7 @@ import sys
 import threading
 from dataclasses import dataclass, field
 from socketserver import ThreadingMixIn
-from typing import Any
+from typing import IO, Any, cast
 from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer
 
 from .app import SandboxApp
@@ -21,6 +21,7 @@ from .faults import DropConnection
 
 class _ServerHandler(ServerHandler):
     dropped = False
+    request_handler: WSGIRequestHandler | None = None
 
     def handle_error(self) -> None:
         exc = sys.exc_info()[1]
@@ -49,9 +50,14 @@ class _RequestHandler(WSGIRequestHandler):
         if not self.parse_request():
             return
         self.quiet = getattr(self.server, "quiet", True)
-        handler = _ServerHandler(self.rfile, self.wfile, self.get_stderr(), self.get_environ(), multithread=True)
+        handler = _ServerHandler(
+            self.rfile, cast(IO[bytes], self.wfile), self.get_stderr(), self.get_environ(), multithread=True
+        )
         handler.request_handler = self
-        handler.run(self.server.get_app())
+        app = cast(WSGIServer, self.server).get_app()
+        if app is None:  # pragma: no cover - serve() always sets the application
+            raise RuntimeError("the server has no WSGI application")
+        handler.run(app)
         if handler.dropped:
             self.close_connection = True
             try:

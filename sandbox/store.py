@@ -121,6 +121,14 @@ ACCOUNT_COLUMNS = (
 )
 
 
+def last_row_id(cur: sqlite3.Cursor) -> int:
+    """The rowid of the row an INSERT on ``cur`` just wrote."""
+    rowid = cur.lastrowid
+    if rowid is None:  # pragma: no cover - sqlite sets it after every INSERT
+        raise RuntimeError("the INSERT wrote no row")
+    return int(rowid)
+
+
 def utc_text(ts: float | None = None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(time.time() if ts is None else ts))
 
@@ -265,7 +273,7 @@ class Store:
             (account_id, ts, amount, currency, transaction_type, description, payment_reference, counterpart_id, op_id),
         )
         conn.execute("UPDATE accounts SET balance = balance + ? WHERE account_id = ?", (amount, account_id))
-        return int(cur.lastrowid)
+        return last_row_id(cur)
 
     # --- read helpers (for tests and tools) --------------------------------------------------------
 
@@ -321,7 +329,7 @@ class Store:
         return [_tx_dict(r) for r in rows]
 
     def transfer_ops_by_reference(self, reference: str) -> int:
-        """How many distinct transfer calls wrote rows with this reference (I1: at most 1)."""
+        """How many distinct transfer calls wrote rows with this reference (at most 1)."""
         with self.connection() as conn:
             return conn.execute(
                 "SELECT count(DISTINCT op_id) FROM transactions WHERE payment_reference = ?", (reference,)

@@ -7,16 +7,17 @@ import secrets
 import sqlite3
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, overload
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from . import money
 from .jsonenc import Money, RawJSON, esc
 from .money import fmt
 from .options import Options
-from .store import ACCOUNT_COLUMNS, Store, utc_text
+from .store import ACCOUNT_COLUMNS, Store, last_row_id, utc_text
 from .vox_auth import Caller, KeyCache, VoxError, check_password, err, hash_password, verify_jwt
 from .wsgiutil import Request
 
@@ -75,7 +76,12 @@ class Params:
         value = self.raw.get(name)
         return value is not None and value.strip() != ""
 
-    def str(self, name: str, default: str | None = None) -> str | None:
+    @overload
+    def text(self, name: str, default: str) -> str: ...
+    @overload
+    def text(self, name: str, default: None = None) -> str | None: ...
+    def text(self, name: str, default: str | None = None) -> str | None:
+        """The raw value when given, else ``default``."""
         return self.raw[name] if self.given(name) else default
 
     def required(self, name: str) -> str:
@@ -86,7 +92,12 @@ class Params:
             raise err(134, name)
         return value
 
-    def bool(self, name: str, default: bool | None = None) -> bool | None:
+    @overload
+    def flag(self, name: str, default: bool) -> bool: ...
+    @overload
+    def flag(self, name: str, default: None = None) -> bool | None: ...
+    def flag(self, name: str, default: bool | None = None) -> bool | None:
+        """``true``/``false`` (and ``1``/``0`` where the options allow numeric booleans)."""
         if not self.given(name):
             return default
         value = self.raw[name].strip().lower()
@@ -98,7 +109,12 @@ class Params:
             return value == "1"
         raise err(496, name)
 
-    def int(self, name: str, default: int | None = None, *, code: int = 496, minimum: int = 0) -> int | None:
+    @overload
+    def integer(self, name: str, default: int, *, code: int = ..., minimum: int = ...) -> int: ...
+    @overload
+    def integer(self, name: str, default: None = None, *, code: int = ..., minimum: int = ...) -> int | None: ...
+    def integer(self, name: str, default: int | None = None, *, code: int = 496, minimum: int = 0) -> int | None:
+        """A base-10 ASCII integer of at least ``minimum``; ``code`` is the error for a bad one."""
         if not self.given(name):
             return default
         value = self.raw[name].strip()
@@ -176,7 +192,7 @@ def validate_tz(name: str, param: str) -> str:
 
 
 def parse_decimal_param(p: Params, name: str) -> int | None:
-    text = p.str(name)
+    text = p.text(name)
     if text is None:
         return None
     try:
@@ -346,28 +362,37 @@ class Voximplant:
     def authenticate(self, req: Request, p: Params, conn: sqlite3.Connection, method: str) -> Caller | None:
         auth = req.header("authorization")
         if auth:
-            scheme, _, token = auth.strip().partition(" ")
-            if scheme.lower() != "bearer" or not token.strip():
-                raise VoxError(100)
-            key_account, iss = verify_jwt(token.strip(), conn, self.keys, self.opts)
-            target = iss
-            if (
-                method != "CloneAccount"
-                and p.given("account_id")
-                and not (p.given("api_key") or p.given("account_password"))
-            ):
-                field = p.raw["account_id"].strip()
-                if not field.isascii() or not field.isdigit():
-                    raise VoxError(115)
-                if iss != key_account and int(field) != iss:
-                    raise VoxError(100)
-                target = int(field)
-            row = self._account_row(conn, target)
-            if row is None:
-                raise VoxError(100)
-            if target != key_account and (not self.opts["jwt_impersonate_children"] or row["parent_id"] != key_account):
-                raise VoxError(100)
-            return Caller(int(row["account_id"]), row["parent_id"], "jwt", key_account)
+            return self._jwt_caller(auth, p, conn, method)
+        return self._legacy_caller(p, conn, method)
+
+    def _jwt_caller(self, auth: str, p: Params, conn: sqlite3.Connection, method: str) -> Caller:
+        """A bearer JWT: the key's own account, or one of its children named by ``iss`` or ``account_id``."""
+        scheme, _, token = auth.strip().partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise VoxError(100)
+        key_account, iss = verify_jwt(token.strip(), conn, self.keys, self.opts)
+        target = self._jwt_target(p, method, key_account, iss)
+        row = self._account_row(conn, target)
+        if row is None:
+            raise VoxError(100)
+        if target != key_account and (not self.opts["jwt_impersonate_children"] or row["parent_id"] != key_account):
+            raise VoxError(100)
+        return Caller(int(row["account_id"]), row["parent_id"], "jwt", key_account)
+
+    @staticmethod
+    def _jwt_target(p: Params, method: str, key_account: int, iss: int) -> int:
+        """The account a JWT acts on: ``iss``, or an ``account_id`` form field sent without legacy secrets."""
+        if method == "CloneAccount" or not p.given("account_id") or p.given("api_key") or p.given("account_password"):
+            return iss
+        field = p.raw["account_id"].strip()
+        if not field.isascii() or not field.isdigit():
+            raise VoxError(115)
+        if iss != key_account and int(field) != iss:
+            raise VoxError(100)
+        return int(field)
+
+    def _legacy_caller(self, p: Params, conn: sqlite3.Connection, method: str) -> Caller | None:
+        """The deprecated account_id/name/email plus api_key or account_password; None when none is sent."""
         if method in ("AddAccount", "CloneAccount") or not self.opts["legacy_auth"]:
             return None
         if p.given("session_id"):
@@ -421,8 +446,8 @@ class Voximplant:
         else:
             parent_id = caller.account_id if caller is not None else source_parent
             row = self._account_row(conn, parent_id) if parent_id is not None else None
-            if row is None:
-                raise VoxError(100)
+        if row is None:
+            raise VoxError(100)
         if caller is not None and caller.account_id != row["account_id"]:
             raise VoxError(177)
         if p.given("parent_account_api_key"):
@@ -438,8 +463,8 @@ class Voximplant:
 
     def _account_settings(self, p: Params, *, name_prefix: str = "account_") -> dict[str, Any]:
         s: dict[str, Any] = {}
-        first = p.str(name_prefix + "first_name")
-        last = p.str(name_prefix + "last_name")
+        first = p.text(name_prefix + "first_name")
+        last = p.text(name_prefix + "last_name")
         if first is not None:
             if len(first) >= 50:
                 raise VoxError(163)
@@ -453,19 +478,19 @@ class Voximplant:
             if len(custom) >= 8192:
                 raise VoxError(211)
             s["custom_data"] = custom
-        lang = p.str("language_code")
+        lang = p.text("language_code")
         if lang is not None:
             if lang.strip() not in LANGUAGE_CODES:
                 raise VoxError(202)
             s["language_code"] = lang.strip()
-        loc = p.str("location")
+        loc = p.text("location")
         if loc is not None:
             s["location"] = validate_tz(loc.strip(), "location")
         mbn = parse_decimal_param(p, "min_balance_to_notify")
         if mbn is not None:
             s["min_balance_to_notify"] = mbn
         for flag in ("account_notifications", "tariff_changing_notifications", "news_notifications"):
-            value = p.bool(flag)
+            value = p.flag(flag)
             if value is not None:
                 s[flag] = int(value)
         return s
@@ -507,7 +532,7 @@ class Voximplant:
         except sqlite3.IntegrityError as exc:  # pragma: no cover - guarded by the selects above
             raise VoxError(106) from exc
         Store.bump_accounts_version(conn)
-        return int(cur.lastrowid), api_key
+        return last_row_id(cur), api_key
 
     def m_AddAccount(self, req: Request, p: Params) -> dict[str, Any]:
         with self.store.connection() as conn:
@@ -521,7 +546,7 @@ class Voximplant:
             raise err(485, "account_password")
         validate_password(password)
         s = self._account_settings(p)
-        active = p.bool("active", False)
+        active = p.flag("active", False)
         s["active"] = int(bool(active))
         if self.opts["addaccount_accepts_currency"] and p.given("currency"):
             cur = p.raw["currency"].strip().upper()
@@ -606,7 +631,7 @@ class Voximplant:
     def m_GetAccountInfo(self, req: Request, p: Params) -> dict[str, Any]:
         with self.store.connection() as conn:
             caller = self.require_caller(req, p, conn, "GetAccountInfo")
-            live = p.bool("return_live_balance", True)
+            live = p.flag("return_live_balance", True)
             cur = conn.cursor()
             cur.row_factory = None
             row = cur.execute(
@@ -617,13 +642,13 @@ class Voximplant:
         return {"result": RawJSON(render_account(row, with_key=with_key, live=bool(live))), "api_address": address}
 
     def m_GetChildrenAccounts(self, req: Request, p: Params) -> dict[str, Any]:
-        brief = p.bool("brief_output", False)
-        medium = p.bool("medium_output", False)
-        active = p.bool("active")
-        frozen = p.bool("frozen")
-        ignore_invalid = p.bool("ignore_invalid_accounts", False)
-        live = p.bool("return_live_balance", True)
-        order_by = p.str("order_by", "child_account_name").strip()
+        brief = p.flag("brief_output", False)
+        medium = p.flag("medium_output", False)
+        active = p.flag("active")
+        frozen = p.flag("frozen")
+        ignore_invalid = p.flag("ignore_invalid_accounts", False)
+        live = p.flag("return_live_balance", True)
+        order_by = p.text("order_by", "child_account_name").strip()
         orders = {
             "child_account_name": "account_name",
             "child_account_id": "account_id",
@@ -631,11 +656,11 @@ class Voximplant:
         }
         if order_by not in orders:
             raise err(496, "order_by")
-        count = p.int("count")
-        offset = p.int("offset", 0)
+        count = p.integer("count")
+        offset = p.integer("offset", 0)
         ids = p.intlist("child_account_id", allow_all=True, code=194)
-        name = p.str("child_account_name")
-        email = p.str("child_account_email")
+        name = p.text("child_account_name")
+        email = p.text("child_account_email")
         if self.opts["children_require_filter"] and ids is None and name is None and email is None:
             raise err(485, "child_account_id")
         with self.store.read() as conn:
@@ -764,6 +789,23 @@ class Voximplant:
             raise err(485, "child_account_id")
         if len(given) > 1:
             raise err(458, "child_account_id, child_account_name, child_account_email")
+        changes = self._child_changes(p)
+        new_email = p.text("new_child_account_email")
+        if new_email is not None:
+            new_email = new_email.strip()
+            validate_email(new_email, code=201)
+        changes.update(_child_secrets(p))
+        with self.store.write() as conn:
+            caller = self.require_caller(req, p, conn, "SetChildAccountInfo")
+            target_ids = self._resolve_children(conn, p, caller.account_id, given[0])
+            if new_email is not None:
+                changes.update(_new_child_email(conn, target_ids, new_email))
+            if changes and target_ids:
+                _update_accounts(conn, target_ids, changes)
+        return {"result": 1}
+
+    def _child_changes(self, p: Params) -> dict[str, Any]:
+        """The settings and flags SetChildAccountInfo may change (names and custom data are not among them)."""
         changes: dict[str, Any] = {}
         s = self._account_settings(p, name_prefix="child_account_")
         s.pop("first_name", None)
@@ -771,51 +813,10 @@ class Voximplant:
         s.pop("custom_data", None)
         changes.update(s)
         for flag in ("active", "support_robokassa", "support_bank_card", "support_invoice", "can_use_restricted"):
-            value = p.bool(flag)
+            value = p.flag(flag)
             if value is not None:
                 changes[flag] = int(value)
-        new_email = p.str("new_child_account_email")
-        if new_email is not None:
-            new_email = new_email.strip()
-            validate_email(new_email, code=201)
-        new_password = p.raw.get("new_child_account_password")
-        if new_password is not None:
-            validate_password(new_password)
-            changes["password_hash"] = hash_password(new_password)
-        if "callback_url" in p.raw:
-            url = p.raw["callback_url"].strip()
-            if url and not URL_RE.fullmatch(url):
-                raise VoxError(398)
-            changes["callback_url"] = url or None
-        if "callback_salt" in p.raw:
-            salt = p.raw["callback_salt"]
-            if len(salt) >= 40:
-                raise VoxError(399)
-            changes["callback_salt"] = salt or None
-        with self.store.write() as conn:
-            caller = self.require_caller(req, p, conn, "SetChildAccountInfo")
-            target_ids = self._resolve_children(conn, p, caller.account_id, given[0])
-            if new_email is not None:
-                if len(target_ids) != 1:
-                    raise VoxError(128)
-                clash = conn.execute(
-                    "SELECT account_id FROM accounts WHERE email_lower = ?", (new_email.lower(),)
-                ).fetchone()
-                if clash is not None and clash[0] != target_ids[0]:
-                    raise VoxError(128)
-                changes["account_email"] = new_email
-                changes["email_lower"] = new_email.lower()
-            if changes and target_ids:
-                sets = ", ".join(f"{k} = ?" for k in changes)
-                values = list(changes.values())
-                for start in range(0, len(target_ids), 500):
-                    chunk = target_ids[start : start + 500]
-                    conn.execute(
-                        f"UPDATE accounts SET {sets} WHERE account_id IN ({','.join('?' * len(chunk))})",
-                        [*values, *chunk],
-                    )
-                Store.bump_accounts_version(conn)
-        return {"result": 1}
+        return changes
 
     def _resolve_children(self, conn: sqlite3.Connection, p: Params, parent_id: int, by: str) -> list[int]:
         if by == "child_account_id":
@@ -851,6 +852,34 @@ class Voximplant:
     # --- money -----------------------------------------------------------------------------------------------
 
     def m_TransferMoneyToChildAccount(self, req: Request, p: Params) -> dict[str, Any]:
+        t = self._transfer_params(p)
+        dup_from_text = p.text("check_duplicate_reference_from")
+        now = int(time.time())
+        with self.store.write() as conn:
+            caller = self.require_caller(req, p, conn, "TransferMoneyToChildAccount")
+            cur = conn.cursor()
+            cur.row_factory = None
+            parent = cur.execute(
+                "SELECT account_id, balance, currency, location FROM accounts WHERE account_id = ?",
+                (caller.account_id,),
+            ).fetchone()
+            parent_id, parent_balance, parent_cur, parent_loc = parent
+            currency = parent_cur if t.currency is None else t.currency
+            dup_from = None
+            if dup_from_text is not None:
+                tz = ZoneInfo(parent_loc) if self.opts["duplicate_from_timezone"] == "account" else ZoneInfo("UTC")
+                dup_from = parse_datetime(dup_from_text, tz)
+            targets = _transfer_targets(cur, parent_id, t.ids)
+            self._check_transfer_targets(targets, currency, parent_cur)
+            if t.reference is not None and dup_from is not None:
+                if self._is_duplicate(cur, t.reference, dup_from, parent_id, targets):
+                    return {"result": 1, "balance": Money(parent_balance)}
+            _post_transfers(conn, t, targets, parent_id, parent_balance, parent_cur, currency, now)
+            balance = cur.execute("SELECT balance FROM accounts WHERE account_id = ?", (parent_id,)).fetchone()[0]
+        return {"result": 1, "balance": Money(balance)}
+
+    def _transfer_params(self, p: Params) -> _Transfer:
+        """Everything TransferMoneyToChildAccount checks before it looks at the database, in order."""
         opts = self.opts
         if "child_account_id" not in p.raw:
             raise err(485, "child_account_id")
@@ -864,158 +893,77 @@ class Voximplant:
             raise VoxError(125) from exc
         if abs(amount) < MIN_TRANSFER:
             raise VoxError(226)
-        strict = p.bool("strict_mode", opts["strict_mode_default"])
-        child_desc = p.raw.get("child_transaction_description")
-        parent_desc = p.raw.get("parent_transaction_description")
-        if parent_desc is not None and len(parent_desc) >= 120:
-            raise VoxError(236)
-        if child_desc is not None and len(child_desc) >= 120:
-            raise VoxError(237)
-        reference = p.raw.get("payment_reference")
-        if reference is not None and reference == "":
-            reference = None
-        if reference is not None and len(reference) >= 127:
-            raise VoxError(304)
-        currency = p.str("currency")
+        strict = p.flag("strict_mode", opts["strict_mode_default"])
+        parent_desc, child_desc = _transfer_descriptions(p)
+        reference = _transfer_reference(p)
+        currency = p.text("currency")
         rate = rates(opts)
         if currency is not None:
             currency = currency.strip().upper()
             if currency not in rate:
                 raise VoxError(210)
-        dup_from_text = p.str("check_duplicate_reference_from")
-        now = int(time.time())
-        with self.store.write() as conn:
-            caller = self.require_caller(req, p, conn, "TransferMoneyToChildAccount")
-            cur = conn.cursor()
-            cur.row_factory = None
-            parent = cur.execute(
-                "SELECT account_id, balance, currency, location FROM accounts WHERE account_id = ?",
-                (caller.account_id,),
-            ).fetchone()
-            parent_id, parent_balance, parent_cur, parent_loc = parent
-            if currency is None:
-                currency = parent_cur
-            dup_from = None
-            if dup_from_text is not None:
-                tz = ZoneInfo(parent_loc) if opts["duplicate_from_timezone"] == "account" else ZoneInfo("UTC")
-                dup_from = parse_datetime(dup_from_text, tz)
-            if ids == ALL:
-                targets = cur.execute(
-                    "SELECT account_id, account_name, balance, currency, active, frozen FROM accounts "
-                    "WHERE parent_id = ? ORDER BY account_id",
-                    (parent_id,),
-                ).fetchall()
-                if not targets:
-                    raise VoxError(194)
-            else:
-                assert isinstance(ids, list)
-                found = {
-                    r[0]: r
-                    for r in cur.execute(
-                        "SELECT account_id, account_name, balance, currency, active, frozen FROM accounts "
-                        f"WHERE parent_id = ? AND account_id IN ({','.join('?' * len(ids))})",
-                        [parent_id, *ids],
-                    )
-                }
-                if len(found) != len(ids):
-                    raise VoxError(194)
-                targets = [found[i] for i in ids]
-            for t in targets:
-                if not t[4] and opts["transfer_to_inactive_child"] == "refuse":
-                    raise VoxError(opts["inactive_child_error_code"])
-                if t[5] and opts["transfer_to_frozen_child"] == "refuse":
-                    raise VoxError(opts["inactive_child_error_code"])
-                if opts["cross_currency_transfers"] == "refuse" and (t[3] != currency or parent_cur != currency):
-                    raise VoxError(210)
-            if reference is not None and dup_from is not None:
-                sql = (
-                    "SELECT DISTINCT op_id FROM transactions WHERE payment_reference = ? AND performed_ts >= ? "
-                    "AND account_id = ? AND transaction_type IN ('money_transfer_to_child', 'money_acceptance_from_child')"
-                )
-                args: list[Any] = [reference, dup_from, parent_id]
-                if opts["duplicate_match"] == "reference_and_child":
-                    sql += f" AND counterpart_id IN ({','.join('?' * len(targets))})"
-                    args.extend(t[0] for t in targets)
-                ops = cur.execute(sql, args).fetchall()
-                if len(ops) > 1:
-                    raise VoxError(303)
-                if len(ops) == 1:
-                    if opts["duplicate_reply"] == "error":
-                        raise VoxError(opts["duplicate_error_code"])
-                    return {"result": 1, "balance": Money(parent_balance)}
-            op_id = None
-            remaining = parent_balance
-            for t in targets:
-                child_id, child_name, child_balance, child_cur = t[0], t[1], t[2], t[3]
-                if amount > 0:
-                    want = money.convert(amount, rate[currency], rate[parent_cur])  # parent currency
-                    available = max(0, remaining)
-                    if want > available:
-                        if strict:
-                            raise VoxError(127)
-                        want = available
-                    if want <= 0:
-                        continue
-                    parent_leg = -want
-                    child_leg = money.convert(want, rate[parent_cur], rate[child_cur])
-                    remaining -= want
-                    p_type, c_type = "money_transfer_to_child", "money_acceptance_from_parent"
-                else:
-                    want = money.convert(-amount, rate[currency], rate[child_cur])  # child currency
-                    available = max(0, child_balance)
-                    if want > available:
-                        if strict:
-                            raise VoxError(127)
-                        want = available
-                    if want <= 0:
-                        continue
-                    child_leg = -want
-                    parent_leg = money.convert(want, rate[child_cur], rate[parent_cur])
-                    remaining += parent_leg
-                    p_type, c_type = "money_acceptance_from_child", "money_transfer_to_parent"
-                macros = {"${child_account_id}": str(child_id), "${child_account_name}": child_name}
-                pd = _macro(parent_desc, macros) if parent_desc else _default_parent_desc(amount > 0, child_id)
-                cd = _macro(child_desc, macros) if child_desc else _default_child_desc(amount > 0, parent_id)
-                first = Store.add_transaction(
-                    conn,
-                    account_id=parent_id,
-                    amount=parent_leg,
-                    currency=parent_cur,
-                    transaction_type=p_type,
-                    ts=now,
-                    description=pd,
-                    payment_reference=reference,
-                    counterpart_id=child_id,
-                    op_id=op_id,
-                )
-                if op_id is None:
-                    op_id = first
-                    conn.execute("UPDATE transactions SET op_id = ? WHERE transaction_id = ?", (op_id, first))
-                Store.add_transaction(
-                    conn,
-                    account_id=child_id,
-                    amount=child_leg,
-                    currency=child_cur,
-                    transaction_type=c_type,
-                    ts=now,
-                    description=cd,
-                    payment_reference=reference,
-                    counterpart_id=parent_id,
-                    op_id=op_id,
-                )
-            balance = cur.execute("SELECT balance FROM accounts WHERE account_id = ?", (parent_id,)).fetchone()[0]
-        return {"result": 1, "balance": Money(balance)}
+        return _Transfer(ids, amount, bool(strict), parent_desc, child_desc, reference, currency, rate)
+
+    def _check_transfer_targets(self, targets: list[tuple[Any, ...]], currency: str, parent_cur: str) -> None:
+        """Refusals configured in the options, checked child by child."""
+        opts = self.opts
+        for t in targets:
+            if not t[4] and opts["transfer_to_inactive_child"] == "refuse":
+                raise VoxError(opts["inactive_child_error_code"])
+            if t[5] and opts["transfer_to_frozen_child"] == "refuse":
+                raise VoxError(opts["inactive_child_error_code"])
+            if opts["cross_currency_transfers"] == "refuse" and (t[3] != currency or parent_cur != currency):
+                raise VoxError(210)
+
+    def _is_duplicate(
+        self, cur: sqlite3.Cursor, reference: str, dup_from: int, parent_id: int, targets: list[tuple[Any, ...]]
+    ) -> bool:
+        """An earlier transfer with this payment_reference since ``dup_from``: True to answer with the
+        parent's balance and move nothing, or the configured error."""
+        opts = self.opts
+        sql = (
+            "SELECT DISTINCT op_id FROM transactions WHERE payment_reference = ? AND performed_ts >= ? "
+            "AND account_id = ? AND transaction_type IN ('money_transfer_to_child', 'money_acceptance_from_child')"
+        )
+        args: list[Any] = [reference, dup_from, parent_id]
+        if opts["duplicate_match"] == "reference_and_child":
+            sql += f" AND counterpart_id IN ({','.join('?' * len(targets))})"
+            args.extend(t[0] for t in targets)
+        ops = cur.execute(sql, args).fetchall()
+        if len(ops) > 1:
+            raise VoxError(303)
+        if len(ops) == 1:
+            if opts["duplicate_reply"] == "error":
+                raise VoxError(opts["duplicate_error_code"])
+            return True
+        return False
 
     def m_GetTransactionHistory(self, req: Request, p: Params) -> dict[str, Any]:
-        opts = self.opts
-        output = p.str("output", "json").strip().lower()
-        if output != "json" or p.bool("is_async", False):
+        q = self._history_params(p)
+        with self.store.read() as conn:
+            caller = self.require_caller(req, p, conn, "GetTransactionHistory")
+            tz_name, tz = self._history_timezone(conn, p, caller.account_id)
+            from_ts, to_ts = self._history_range(p, tz)
+            accounts = _history_accounts(conn, q, caller.account_id)
+            rows: list[Any]
+            total: int | None
+            if q.users_only or q.uncommitted or not accounts:
+                rows, total = [], 0
+            else:
+                rows, total = _history_rows(conn, q, accounts, from_ts, to_ts)
+        as_string = self.opts["history_account_id_as_string"]
+        return _history_reply(rows, total, tz, tz_name, with_total=q.with_total, as_string=as_string)
+
+    def _history_params(self, p: Params) -> _HistoryQuery:
+        """Everything GetTransactionHistory checks before it authenticates, in order."""
+        output = p.text("output", "json").strip().lower()
+        if output != "json" or p.flag("is_async", False):
             raise VoxError(105)
-        count = p.int("count", 20)
+        count = p.integer("count", 20)
         count = min(count, HISTORY_COUNT_CAP)
-        offset = p.int("offset", 0)
+        offset = p.integer("offset", 0)
         if offset > HISTORY_OFFSET_CAP:
-            if opts["history_offset_over_cap"] == "error":
+            if self.opts["history_offset_over_cap"] == "error":
                 raise err(496, "offset")
             offset = HISTORY_OFFSET_CAP
         tx_ids = p.intlist("transaction_id", allow_all=False, code=197)
@@ -1025,113 +973,48 @@ class Voximplant:
                 if t not in TRANSACTION_TYPES:
                     raise VoxError(209)
         child_ids = p.intlist("child_account_id", allow_all=True, code=194)
-        children_only = p.bool("children_transactions_only", False)
-        users_only = p.bool("users_transactions_only", False)
+        children_only = p.flag("children_transactions_only", False)
+        users_only = p.flag("users_transactions_only", False)
         p.intlist("user_id", allow_all=False, code=117)
         reference = p.raw.get("payment_reference")
-        desc = p.bool("desc_order", False)
-        with_total = p.bool("with_total_count", True)
-        uncommitted = p.bool("is_uncommitted", False)
-        with self.store.read() as conn:
-            caller = self.require_caller(req, p, conn, "GetTransactionHistory")
-            location = conn.execute(
-                "SELECT location FROM accounts WHERE account_id = ?", (caller.account_id,)
-            ).fetchone()[0]
-            tz_name = p.str("timezone", "auto").strip()
-            if tz_name == "auto":
-                tz_name = location
-            tz = ZoneInfo(validate_tz(tz_name, "timezone"))
-            from_text, to_text = p.str("from_date"), p.str("to_date")
-            if from_text is None or to_text is None:
-                if opts["history_dates_required"]:
-                    raise err(485, "from_date" if from_text is None else "to_date")
-            now = int(time.time())
-            from_ts = parse_datetime(from_text, tz) if from_text is not None else now - 30 * 86400
-            to_ts = parse_datetime(to_text, tz) if to_text is not None else now + 86400
-            if from_ts > to_ts:
-                raise VoxError(123)
-            accounts: list[int] = []
-            if not children_only:
-                accounts.append(caller.account_id)
-            if child_ids == ALL:
-                accounts.extend(
-                    r[0]
-                    for r in conn.execute("SELECT account_id FROM accounts WHERE parent_id = ?", (caller.account_id,))
-                )
-            elif isinstance(child_ids, list):
-                found = conn.execute(
-                    f"SELECT count(*) FROM accounts WHERE parent_id = ? AND account_id IN ({','.join('?' * len(child_ids))})",
-                    [caller.account_id, *child_ids],
-                ).fetchone()[0]
-                if found != len(child_ids):
-                    raise VoxError(194)
-                accounts.extend(child_ids)
-            elif children_only:
-                accounts.extend(
-                    r[0]
-                    for r in conn.execute("SELECT account_id FROM accounts WHERE parent_id = ?", (caller.account_id,))
-                )
-            if users_only or uncommitted or not accounts:
-                rows: list[Any] = []
-                total = 0
-            else:
-                where = ["performed_ts >= ?", "performed_ts <= ?"]
-                args: list[Any] = [from_ts, to_ts]
-                if len(accounts) == 1:
-                    where.append("account_id = ?")
-                    args.append(accounts[0])
-                else:
-                    conn.execute("CREATE TEMP TABLE IF NOT EXISTS _hist_accounts(id INTEGER PRIMARY KEY)")
-                    conn.execute("DELETE FROM _hist_accounts")
-                    conn.executemany("INSERT OR IGNORE INTO _hist_accounts(id) VALUES (?)", [(a,) for a in accounts])
-                    where.append("account_id IN (SELECT id FROM _hist_accounts)")
-                if tx_ids is not None:
-                    assert isinstance(tx_ids, list)
-                    where.append(f"transaction_id IN ({','.join('?' * len(tx_ids))})")
-                    args.extend(tx_ids)
-                if types is not None:
-                    where.append(f"transaction_type IN ({','.join('?' * len(types))})")
-                    args.extend(types)
-                if reference is not None and reference != "":
-                    where.append("payment_reference = ?")
-                    args.append(reference)
-                where_sql = " AND ".join(where)
-                order = "DESC" if desc else "ASC"
-                cur = conn.cursor()
-                cur.row_factory = None
-                rows = cur.execute(
-                    "SELECT transaction_id, account_id, performed_ts, amount, currency, transaction_type, description, "
-                    f"payment_reference FROM transactions WHERE {where_sql} ORDER BY performed_ts {order}, "
-                    f"transaction_id {order} LIMIT ? OFFSET ?",
-                    [*args, count, offset],
-                ).fetchall()
-                total = (
-                    conn.execute(f"SELECT count(*) FROM transactions WHERE {where_sql}", args).fetchone()[0]
-                    if with_total
-                    else None
-                )
-        as_string = opts["history_account_id_as_string"]
-        result = []
-        for tid, aid, ts, amount, cur_code, ttype, description, ref in rows:
-            item: dict[str, Any] = {
-                "transaction_id": tid,
-                "account_id": str(aid) if as_string else aid,
-                "performed_at": datetime.fromtimestamp(ts, tz).strftime("%Y-%m-%d %H:%M:%S"),
-                "amount": Money(amount),
-                "currency": cur_code,
-                "transaction_type": ttype,
-            }
-            if description is not None:
-                item["transaction_description"] = description
-            if ref is not None:
-                item["payment_reference"] = ref
-            result.append(item)
-        out: dict[str, Any] = {"result": result}
-        if with_total:
-            out["total_count"] = total
-        out["count"] = len(result)
-        out["timezone"] = tz_name
-        return out
+        desc = p.flag("desc_order", False)
+        with_total = p.flag("with_total_count", True)
+        uncommitted = p.flag("is_uncommitted", False)
+        return _HistoryQuery(
+            count=count,
+            offset=offset,
+            tx_ids=tx_ids,
+            types=types,
+            child_ids=child_ids,
+            children_only=children_only,
+            users_only=users_only,
+            reference=reference,
+            desc=desc,
+            with_total=with_total,
+            uncommitted=uncommitted,
+        )
+
+    @staticmethod
+    def _history_timezone(conn: sqlite3.Connection, p: Params, account_id: int) -> tuple[str, ZoneInfo]:
+        """The ``timezone`` parameter; ``auto`` (the default) is the caller's location."""
+        location = conn.execute("SELECT location FROM accounts WHERE account_id = ?", (account_id,)).fetchone()[0]
+        tz_name = p.text("timezone", "auto").strip()
+        if tz_name == "auto":
+            tz_name = location
+        return tz_name, ZoneInfo(validate_tz(tz_name, "timezone"))
+
+    def _history_range(self, p: Params, tz: ZoneInfo) -> tuple[int, int]:
+        """from_date .. to_date as timestamps; without them (where allowed) the last 30 days up to tomorrow."""
+        from_text, to_text = p.text("from_date"), p.text("to_date")
+        if from_text is None or to_text is None:
+            if self.opts["history_dates_required"]:
+                raise err(485, "from_date" if from_text is None else "to_date")
+        now = int(time.time())
+        from_ts = parse_datetime(from_text, tz) if from_text is not None else now - 30 * 86400
+        to_ts = parse_datetime(to_text, tz) if to_text is not None else now + 86400
+        if from_ts > to_ts:
+            raise VoxError(123)
+        return from_ts, to_ts
 
     def m_GetCurrencyRate(self, req: Request, p: Params) -> dict[str, Any]:
         with self.store.connection() as conn:
@@ -1157,7 +1040,7 @@ class Voximplant:
                 "SELECT balance, currency FROM accounts WHERE account_id = ?", (caller.account_id,)
             ).fetchone()
         table = rates(self.opts)
-        currency = (p.str("currency") or acc_cur).strip().upper()
+        currency = (p.text("currency") or acc_cur).strip().upper()
         if currency not in table:
             raise VoxError(210)
         if p.given("charge_date"):
@@ -1169,6 +1052,299 @@ class Voximplant:
         result["bank_card_amount_usd"] = Money(usd)
         result["min_bank_card_amount_usd"] = Money(max(usd, 10 * money.SCALE) if usd > 0 else 0)
         return {"result": result}
+
+
+@dataclass(frozen=True)
+class _Transfer:
+    """A checked TransferMoneyToChildAccount request."""
+
+    ids: list[int] | str  # child ids, or ALL
+    amount: int  # units in ``currency``; negative pulls money back from the children
+    strict: bool
+    parent_desc: str | None
+    child_desc: str | None
+    reference: str | None
+    currency: str | None  # None: the parent's currency
+    rate: dict[str, Decimal]
+
+
+def _transfer_descriptions(p: Params) -> tuple[str | None, str | None]:
+    child_desc = p.raw.get("child_transaction_description")
+    parent_desc = p.raw.get("parent_transaction_description")
+    if parent_desc is not None and len(parent_desc) >= 120:
+        raise VoxError(236)
+    if child_desc is not None and len(child_desc) >= 120:
+        raise VoxError(237)
+    return parent_desc, child_desc
+
+
+def _transfer_reference(p: Params) -> str | None:
+    """payment_reference; an empty one counts as absent."""
+    reference = p.raw.get("payment_reference")
+    if reference is not None and reference == "":
+        reference = None
+    if reference is not None and len(reference) >= 127:
+        raise VoxError(304)
+    return reference
+
+
+def _transfer_targets(cur: sqlite3.Cursor, parent_id: int, ids: list[int] | str) -> list[tuple[Any, ...]]:
+    """(account_id, account_name, balance, currency, active, frozen) of each child, in request order
+    (by id for ALL); error 194 when there is none or an id is not the parent's child."""
+    if ids == ALL:
+        targets = cur.execute(
+            "SELECT account_id, account_name, balance, currency, active, frozen FROM accounts "
+            "WHERE parent_id = ? ORDER BY account_id",
+            (parent_id,),
+        ).fetchall()
+        if not targets:
+            raise VoxError(194)
+        return targets
+    assert isinstance(ids, list)
+    found = {
+        r[0]: r
+        for r in cur.execute(
+            "SELECT account_id, account_name, balance, currency, active, frozen FROM accounts "
+            f"WHERE parent_id = ? AND account_id IN ({','.join('?' * len(ids))})",
+            [parent_id, *ids],
+        )
+    }
+    if len(found) != len(ids):
+        raise VoxError(194)
+    return [found[i] for i in ids]
+
+
+def _capped(want: int, balance: int, strict: bool) -> int:
+    """``want`` limited to the non-negative ``balance``; error 127 instead in strict mode."""
+    available = max(0, balance)
+    if want > available:
+        if strict:
+            raise VoxError(127)
+        want = available
+    return want
+
+
+def _transfer_legs(
+    t: _Transfer, remaining: int, child: tuple[Any, ...], parent_cur: str, currency: str
+) -> tuple[int, int] | None:
+    """(parent leg in the parent's currency, child leg in the child's) for one child, or None when
+    nothing moves. Sending is limited by the parent's ``remaining`` balance, pulling back by the child's."""
+    rate, child_balance, child_cur = t.rate, child[2], child[3]
+    if t.amount > 0:
+        want = _capped(money.convert(t.amount, rate[currency], rate[parent_cur]), remaining, t.strict)
+        if want <= 0:
+            return None
+        return -want, money.convert(want, rate[parent_cur], rate[child_cur])
+    want = _capped(money.convert(-t.amount, rate[currency], rate[child_cur]), child_balance, t.strict)
+    if want <= 0:
+        return None
+    return money.convert(want, rate[child_cur], rate[parent_cur]), -want
+
+
+def _post_transfers(
+    conn: sqlite3.Connection,
+    t: _Transfer,
+    targets: list[tuple[Any, ...]],
+    parent_id: int,
+    parent_balance: int,
+    parent_cur: str,
+    currency: str,
+    now: int,
+) -> None:
+    """Two transactions per child that receives or gives money, all under the op_id of the first."""
+    to_child = t.amount > 0
+    if to_child:
+        p_type, c_type = "money_transfer_to_child", "money_acceptance_from_parent"
+    else:
+        p_type, c_type = "money_acceptance_from_child", "money_transfer_to_parent"
+    op_id = None
+    remaining = parent_balance
+    for child in targets:
+        legs = _transfer_legs(t, remaining, child, parent_cur, currency)
+        if legs is None:
+            continue
+        parent_leg, child_leg = legs
+        remaining += parent_leg
+        child_id, child_name, child_cur = child[0], child[1], child[3]
+        macros = {"${child_account_id}": str(child_id), "${child_account_name}": child_name}
+        pd = _macro(t.parent_desc, macros) if t.parent_desc else _default_parent_desc(to_child, child_id)
+        cd = _macro(t.child_desc, macros) if t.child_desc else _default_child_desc(to_child, parent_id)
+        first = Store.add_transaction(
+            conn,
+            account_id=parent_id,
+            amount=parent_leg,
+            currency=parent_cur,
+            transaction_type=p_type,
+            ts=now,
+            description=pd,
+            payment_reference=t.reference,
+            counterpart_id=child_id,
+            op_id=op_id,
+        )
+        if op_id is None:
+            op_id = first
+            conn.execute("UPDATE transactions SET op_id = ? WHERE transaction_id = ?", (op_id, first))
+        Store.add_transaction(
+            conn,
+            account_id=child_id,
+            amount=child_leg,
+            currency=child_cur,
+            transaction_type=c_type,
+            ts=now,
+            description=cd,
+            payment_reference=t.reference,
+            counterpart_id=parent_id,
+            op_id=op_id,
+        )
+
+
+@dataclass(frozen=True)
+class _HistoryQuery:
+    """A checked GetTransactionHistory request (the parts that do not need the database)."""
+
+    count: int
+    offset: int
+    tx_ids: list[int] | str | None
+    types: list[str] | None
+    child_ids: list[int] | str | None
+    children_only: bool
+    users_only: bool
+    reference: str | None
+    desc: bool
+    with_total: bool
+    uncommitted: bool
+
+
+def _history_accounts(conn: sqlite3.Connection, q: _HistoryQuery, caller_id: int) -> list[int]:
+    """The caller (unless children_transactions_only) and the children asked for: the listed ones
+    (error 194 unless all are the caller's), all of them for ALL, or all under children_transactions_only."""
+    accounts: list[int] = []
+    if not q.children_only:
+        accounts.append(caller_id)
+    child_ids = q.child_ids
+    if child_ids == ALL:
+        accounts.extend(r[0] for r in conn.execute("SELECT account_id FROM accounts WHERE parent_id = ?", (caller_id,)))
+    elif isinstance(child_ids, list):
+        found = conn.execute(
+            f"SELECT count(*) FROM accounts WHERE parent_id = ? AND account_id IN ({','.join('?' * len(child_ids))})",
+            [caller_id, *child_ids],
+        ).fetchone()[0]
+        if found != len(child_ids):
+            raise VoxError(194)
+        accounts.extend(child_ids)
+    elif q.children_only:
+        accounts.extend(r[0] for r in conn.execute("SELECT account_id FROM accounts WHERE parent_id = ?", (caller_id,)))
+    return accounts
+
+
+def _history_rows(
+    conn: sqlite3.Connection, q: _HistoryQuery, accounts: list[int], from_ts: int, to_ts: int
+) -> tuple[list[Any], int | None]:
+    """One page of the accounts' transactions in the range, and the total (None without with_total_count)."""
+    where = ["performed_ts >= ?", "performed_ts <= ?"]
+    args: list[Any] = [from_ts, to_ts]
+    if len(accounts) == 1:
+        where.append("account_id = ?")
+        args.append(accounts[0])
+    else:
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS _hist_accounts(id INTEGER PRIMARY KEY)")
+        conn.execute("DELETE FROM _hist_accounts")
+        conn.executemany("INSERT OR IGNORE INTO _hist_accounts(id) VALUES (?)", [(a,) for a in accounts])
+        where.append("account_id IN (SELECT id FROM _hist_accounts)")
+    if q.tx_ids is not None:
+        assert isinstance(q.tx_ids, list)
+        where.append(f"transaction_id IN ({','.join('?' * len(q.tx_ids))})")
+        args.extend(q.tx_ids)
+    if q.types is not None:
+        where.append(f"transaction_type IN ({','.join('?' * len(q.types))})")
+        args.extend(q.types)
+    if q.reference is not None and q.reference != "":
+        where.append("payment_reference = ?")
+        args.append(q.reference)
+    where_sql = " AND ".join(where)
+    order = "DESC" if q.desc else "ASC"
+    cur = conn.cursor()
+    cur.row_factory = None
+    rows = cur.execute(
+        "SELECT transaction_id, account_id, performed_ts, amount, currency, transaction_type, description, "
+        f"payment_reference FROM transactions WHERE {where_sql} ORDER BY performed_ts {order}, "
+        f"transaction_id {order} LIMIT ? OFFSET ?",
+        [*args, q.count, q.offset],
+    ).fetchall()
+    total = (
+        conn.execute(f"SELECT count(*) FROM transactions WHERE {where_sql}", args).fetchone()[0]
+        if q.with_total
+        else None
+    )
+    return rows, total
+
+
+def _history_reply(
+    rows: list[Any], total: int | None, tz: ZoneInfo, tz_name: str, *, with_total: bool, as_string: bool
+) -> dict[str, Any]:
+    result = []
+    for tid, aid, ts, amount, cur_code, ttype, description, ref in rows:
+        item: dict[str, Any] = {
+            "transaction_id": tid,
+            "account_id": str(aid) if as_string else aid,
+            "performed_at": datetime.fromtimestamp(ts, tz).strftime("%Y-%m-%d %H:%M:%S"),
+            "amount": Money(amount),
+            "currency": cur_code,
+            "transaction_type": ttype,
+        }
+        if description is not None:
+            item["transaction_description"] = description
+        if ref is not None:
+            item["payment_reference"] = ref
+        result.append(item)
+    out: dict[str, Any] = {"result": result}
+    if with_total:
+        out["total_count"] = total
+    out["count"] = len(result)
+    out["timezone"] = tz_name
+    return out
+
+
+def _child_secrets(p: Params) -> dict[str, Any]:
+    """SetChildAccountInfo: a new password, callback URL and callback salt, each checked in that order."""
+    changes: dict[str, Any] = {}
+    new_password = p.raw.get("new_child_account_password")
+    if new_password is not None:
+        validate_password(new_password)
+        changes["password_hash"] = hash_password(new_password)
+    if "callback_url" in p.raw:
+        url = p.raw["callback_url"].strip()
+        if url and not URL_RE.fullmatch(url):
+            raise VoxError(398)
+        changes["callback_url"] = url or None
+    if "callback_salt" in p.raw:
+        salt = p.raw["callback_salt"]
+        if len(salt) >= 40:
+            raise VoxError(399)
+        changes["callback_salt"] = salt or None
+    return changes
+
+
+def _new_child_email(conn: sqlite3.Connection, target_ids: list[int], new_email: str) -> dict[str, Any]:
+    """A new email may go to exactly one child and must not belong to any other account."""
+    if len(target_ids) != 1:
+        raise VoxError(128)
+    clash = conn.execute("SELECT account_id FROM accounts WHERE email_lower = ?", (new_email.lower(),)).fetchone()
+    if clash is not None and clash[0] != target_ids[0]:
+        raise VoxError(128)
+    return {"account_email": new_email, "email_lower": new_email.lower()}
+
+
+def _update_accounts(conn: sqlite3.Connection, account_ids: list[int], changes: dict[str, Any]) -> None:
+    sets = ", ".join(f"{k} = ?" for k in changes)
+    values = list(changes.values())
+    for start in range(0, len(account_ids), 500):
+        chunk = account_ids[start : start + 500]
+        conn.execute(
+            f"UPDATE accounts SET {sets} WHERE account_id IN ({','.join('?' * len(chunk))})",
+            [*values, *chunk],
+        )
+    Store.bump_accounts_version(conn)
 
 
 def _like_escape(text: str) -> str:

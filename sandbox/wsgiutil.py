@@ -82,7 +82,9 @@ def _parse_multipart(content_type: str, body: bytes) -> dict[str, str]:
         name = part.get_param("name", header="content-disposition")
         if not name:
             continue
-        payload = part.get_payload(decode=True) or b""
+        payload = part.get_payload(decode=True)
+        if not isinstance(payload, bytes):
+            payload = b""
         charset = part.get_content_charset() or "utf-8"
         try:
             out[str(name)] = payload.decode(charset)

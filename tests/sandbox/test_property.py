@@ -1,5 +1,5 @@
 """Hypothesis: random transfers, duplicate deliveries, lost replies and spends keep money conserved
-and never apply one payment_reference twice (invariants I1 and I2 of shared/RELIABILITY.md)."""
+and never apply one payment_reference twice."""
 
 from __future__ import annotations
 
