@@ -168,11 +168,11 @@ def main() -> None:
         import django
 
         django.setup()
-        from billing.models import Transfer
         from api.tokens import api_token_create
+        from billing.models import Transfer
         from providers import build_client
         from tenants.models import ProviderConnection, Tenant
-        from tests.conftest import make_user
+        from tests.factories import UserFactory
 
         conn_obj = ProviderConnection.objects.create(
             name="bench",
@@ -208,7 +208,7 @@ def main() -> None:
                     currency="USD",
                 )
             )
-        admin = make_user("bench-admin", "reseller_admin")
+        admin = UserFactory(username="bench-admin", role="reseller_admin")
         _, token = api_token_create(actor=admin, name="bench", role="reseller_billing")
 
         # 1. The bare provider call.
