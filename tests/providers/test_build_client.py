@@ -151,3 +151,37 @@ def test_transfer_to_a_child_via_datetime_in_another_zone(env: SandboxEnv) -> No
         check_duplicate_reference_from=since,
     )
     assert env.store().transfer_ops_by_reference("rp-tz") == 1
+
+
+def test_the_voximplant_client_module_keeps_its_public_names() -> None:
+    import providers.voximplant as package
+    from providers.voximplant import client
+
+    assert client.DEFAULT_BASE_URL == "https://api.voximplant.com"
+    assert client.MAX_PAGE == 1000
+    assert client.HISTORY_OFFSET_CAP == 10_000
+    assert package.DEFAULT_BASE_URL is client.DEFAULT_BASE_URL
+    assert package.VoximplantClient is client.VoximplantClient is VoximplantClient
+    assert client.__all__ == ["VoximplantClient"]
+    assert client.logger.name == "providers.voximplant"
+    # Every provider call and the provider-neutral interface are methods of the one class.
+    for name in (
+        "get_account_info",
+        "get_children_accounts",
+        "get_children_snapshots",
+        "iter_children_pages",
+        "add_account",
+        "clone_child_account",
+        "set_child_account_info",
+        "transfer_money_to_child_account",
+        "transfer_money_from_child_account",
+        "get_transaction_history",
+        "iter_transaction_history",
+        "get_currency_rate",
+        "get_money_amount_to_charge",
+        "iter_balance_pages",
+        "set_low_balance_threshold",
+        "iter_transactions",
+    ):
+        assert callable(getattr(VoximplantClient, name)), name
+    assert not VoximplantClient.__abstractmethods__
