@@ -35,6 +35,7 @@ from providers.errors import (
     Unsupported,
 )
 from tenants.connections import capability_matrix, client_for
+from tenants.models import ProviderConnection
 
 logger = logging.getLogger("billing.provider")
 
@@ -53,7 +54,7 @@ _clients: OrderedDict[tuple[Any, ...], ProviderClient] = OrderedDict()
 _CACHE_SIZE = 8
 
 
-def _key(connection: Any) -> tuple[Any, ...]:
+def _key(connection: ProviderConnection) -> tuple[Any, ...]:
     return (
         connection.pk,
         connection.kind,
@@ -64,7 +65,7 @@ def _key(connection: Any) -> tuple[Any, ...]:
     )
 
 
-def client(connection: Any) -> ProviderClient:
+def client(connection: ProviderConnection) -> ProviderClient:
     """The cached client of this connection (do not close it)."""
 
     key = _key(connection)
@@ -96,17 +97,17 @@ def forget_clients() -> None:
             logger.debug("closing a provider client failed", exc_info=True)
 
 
-def _matrix(connection: Any) -> CapabilityMatrix:
+def _matrix(connection: ProviderConnection) -> CapabilityMatrix:
 
     matrix: CapabilityMatrix = capability_matrix(connection)
     return matrix
 
 
-def supports(connection: Any, capability: Capability) -> bool:
+def supports(connection: ProviderConnection, capability: Capability) -> bool:
     return _matrix(connection).supports(capability)
 
 
-def unsupported_reason(connection: Any, capability: Capability) -> str | None:
+def unsupported_reason(connection: ProviderConnection, capability: Capability) -> str | None:
     return _matrix(connection).reason(capability)
 
 
@@ -119,7 +120,7 @@ class Sent:
 
 
 def send_transfer(
-    connection: Any,
+    connection: ProviderConnection,
     *,
     direction: str,
     child_account_id: int,
@@ -164,7 +165,7 @@ class Found:
 
 
 def lookup_transfer(
-    connection: Any, *, direction: str, payment_reference: str, dup_check_from: datetime, now: datetime
+    connection: ProviderConnection, *, direction: str, payment_reference: str, dup_check_from: datetime, now: datetime
 ) -> list[Found]:
     """The provider's transactions of this transfer (parent side), found by reference.
 
@@ -193,7 +194,9 @@ def lookup_transfer(
     return found
 
 
-def iter_parent_transfers(connection: Any, *, from_date: datetime, to_date: datetime) -> Iterator[MoneyTransfer]:
+def iter_parent_transfers(
+    connection: ProviderConnection, *, from_date: datetime, to_date: datetime
+) -> Iterator[MoneyTransfer]:
     """Every child-side transfer row in the window (account_id = the child): what the provider
     moved between the parent and each child, for reconciliation."""
     yield from client(connection).iter_transactions(
@@ -218,7 +221,7 @@ class AccountTransaction:
 
 
 def iter_account_transactions(
-    connection: Any, *, account_id: int, from_date: datetime, to_date: datetime
+    connection: ProviderConnection, *, account_id: int, from_date: datetime, to_date: datetime
 ) -> Iterator[AccountTransaction]:
     """Every transaction of one child (for statements), oldest first."""
     for row in client(connection).iter_transactions(
@@ -238,24 +241,24 @@ def iter_account_transactions(
 # -- accounts ------------------------------------------------------------------------------
 
 
-def parent_balance(connection: Any) -> tuple[Decimal, str | None]:
+def parent_balance(connection: ProviderConnection) -> tuple[Decimal, str | None]:
     account = client(connection).get_own_account()
     if account.balance is None:
         raise OutcomeUnknown("the provider did not report the parent balance", provider=connection.kind)
     return account.balance, account.currency
 
 
-def child_account(connection: Any, account_id: int) -> AccountSnapshot | None:
+def child_account(connection: ProviderConnection, account_id: int) -> AccountSnapshot | None:
     """One child's live snapshot, or None when the provider does not know it."""
     return client(connection).get_account(account_id)
 
 
-def set_low_balance_threshold(connection: Any, account_id: int, threshold: Decimal) -> None:
+def set_low_balance_threshold(connection: ProviderConnection, account_id: int, threshold: Decimal) -> None:
     client(connection).set_low_balance_threshold(account_id, threshold)
 
 
 def iter_children_pages(
-    connection: Any, *, page_size: int = PAGE_SIZE
+    connection: ProviderConnection, *, page_size: int = PAGE_SIZE
 ) -> Iterator[tuple[Sequence[AccountSnapshot], int]]:
     """Every child once, in ascending id order, ``page_size`` per call: (accounts, the
     provider's total count, or -1 when it gives none). The walk is the client's

@@ -25,6 +25,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from django.contrib.auth.models import User
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -35,10 +36,10 @@ from billing.models import BalanceSnapshot, LowBalanceAlert, SyncRun
 from portal.audit import audit_log
 from portal.errors import Conflict, NotAllowed, PortalError
 from portal.jobs import job_advance, job_create, job_finish, job_start
-from portal.roles import has_perm
+from portal.roles import Actor, has_perm
 from providers.base import AccountSnapshot
 from providers.capabilities import Capability
-from tenants.models import Tenant, UnknownProviderAccount
+from tenants.models import ProviderConnection, Tenant, UnknownProviderAccount
 
 logger = logging.getLogger("billing.sync")
 
@@ -56,7 +57,7 @@ def _q(value: Any) -> Decimal | None:
 # -- start -------------------------------------------------------------------------------
 
 
-def _abandon_stale(conn_obj: Any, kind: str, now: datetime) -> None:
+def _abandon_stale(conn_obj: ProviderConnection, kind: str, now: datetime) -> None:
     stale = list(
         SyncRun.objects.filter(
             connection=conn_obj, kind=kind, state=SyncRun.State.RUNNING, heartbeat_at__lt=now - conf.sync_stale_after()
@@ -78,7 +79,7 @@ def _abandon_stale(conn_obj: Any, kind: str, now: datetime) -> None:
                     job_finish(job_id=run.job_id, ok=False, message="Abandoned: the worker stopped.")
 
 
-def run_start(*, actor: Any, connection: Any, kind: str) -> SyncRun:
+def run_start(*, actor: Actor, connection: ProviderConnection, kind: str) -> SyncRun:
     if getattr(actor, "is_authenticated", False) and not has_perm(actor, "billing.sync"):
         raise NotAllowed("You may not start a sync.", code="forbidden")
     needed = Capability.LIST_BALANCES if kind == SyncRun.Kind.BALANCES else Capability.TRANSACTION_HISTORY
@@ -89,7 +90,7 @@ def run_start(*, actor: Any, connection: Any, kind: str) -> SyncRun:
     now = timezone.now()
     _abandon_stale(connection, kind, now)
     label = "Balance sync" if kind == SyncRun.Kind.BALANCES else "Reconciliation"
-    staff = actor if getattr(actor, "is_authenticated", False) else None
+    staff = actor if isinstance(actor, User) else None
     try:
         with transaction.atomic():
             job = job_create(kind=f"billing.{kind}", title=f"{label}: {connection.name}", created_by=staff)
@@ -122,7 +123,7 @@ def run_start(*, actor: Any, connection: Any, kind: str) -> SyncRun:
     return run
 
 
-def sync_start(*, actor: Any, connection: Any) -> SyncRun:
+def sync_start(*, actor: Actor, connection: ProviderConnection) -> SyncRun:
     """Start a balance sync of this connection; Conflict if one is already running."""
     return run_start(actor=actor, connection=connection, kind=SyncRun.Kind.BALANCES)
 
@@ -292,7 +293,7 @@ def _dec(value: Any) -> Decimal | None:
 
 
 def apply_page(
-    conn_obj: Any,
+    conn_obj: ProviderConnection,
     accounts: Sequence[AccountSnapshot],
     *,
     lo: int | None,

@@ -15,6 +15,7 @@ from django.utils import timezone
 from billing.charts import balance_chart_svg
 from billing.conf import places
 from billing.selectors import StatementRow, balance_history, statement_rows
+from portal.roles import Actor
 from tenants.models import Membership, Tenant
 from tenants.selectors import tenant_for_user, tenant_members
 
@@ -26,7 +27,7 @@ HISTORY_MAX_POINTS = 2000
 _UNSET = object()
 
 
-def membership_tenant(*, user: Any) -> Tenant | None:
+def membership_tenant(*, user: Actor) -> Tenant | None:
     """The customer's tenant through their membership (None for staff), fetched once per
     request: ClosedTenantMiddleware asks first, the page or API view reuses the answer."""
     cached = getattr(user, "_customer_tenant", _UNSET)
@@ -34,11 +35,12 @@ def membership_tenant(*, user: Any) -> Tenant | None:
         return cached  # type: ignore[return-value]
 
     tenant = tenant_for_user(user=user)
-    user._customer_tenant = tenant
+    if user is not None:
+        user.__dict__["_customer_tenant"] = tenant
     return tenant
 
 
-def customer_tenant(*, user: Any) -> Tenant:
+def customer_tenant(*, user: Actor) -> Tenant:
     """The user's own tenant, or 404 (a staff user or an orphaned customer has none)."""
     tenant = membership_tenant(user=user)
     if tenant is None:

@@ -15,7 +15,9 @@ import re
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any, NamedTuple
+from uuid import UUID
 
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import connection as db_connection
 from django.db.models import BooleanField, Q, QuerySet
@@ -25,6 +27,7 @@ from django.db.models.lookups import GreaterThanOrEqual, LessThan, StartsWith
 from django.http import Http404
 
 from portal.errors import PortalError
+from portal.roles import Actor
 from tenants.models import Membership, ProviderConnection, Tenant, TenantOperation, UnknownProviderAccount
 
 SORTS = {
@@ -344,7 +347,7 @@ def tenant_ids_for_filters(*, filters: dict[str, Any] | TenantFilters, limit: in
     return list(_filtered(f).order_by("id").values_list("id", flat=True)[:limit])
 
 
-def tenant_get(*, uuid: Any) -> Tenant:
+def tenant_get(*, uuid: UUID | str) -> Tenant:
     """A tenant by uuid, for staff pages; Http404 when missing (or not a uuid)."""
     try:
         return Tenant.objects.select_related("connection").get(uuid=uuid)
@@ -352,9 +355,9 @@ def tenant_get(*, uuid: Any) -> Tenant:
         raise Http404("No such tenant") from None
 
 
-def tenant_for_user(*, user: Any) -> Tenant | None:
+def tenant_for_user(*, user: Actor) -> Tenant | None:
     """The customer's tenant (through their Membership), or None."""
-    if not getattr(user, "is_authenticated", False):
+    if not isinstance(user, User):
         return None
     membership = Membership.objects.select_related("tenant", "tenant__connection").filter(user=user).first()
     return membership.tenant if membership else None
@@ -381,7 +384,7 @@ def tenant_open_operation(*, tenant: Tenant) -> TenantOperation | None:
     )
 
 
-def operation_get(*, tenant: Tenant, uuid: Any) -> TenantOperation:
+def operation_get(*, tenant: Tenant, uuid: UUID | str) -> TenantOperation:
     """An operation of this tenant; Http404 for another tenant's or a missing one."""
     op = TenantOperation.objects.filter(tenant=tenant, uuid=uuid).select_related("job", "tenant").first()
     if op is None:

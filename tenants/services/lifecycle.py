@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -98,7 +99,7 @@ def _provision_once(
 def tenant_create(
     *,
     actor: Actor,
-    connection: Any,
+    connection: ProviderConnection | str | int | None,
     company_name: str,
     account_name: str,
     account_email: str,
@@ -108,7 +109,7 @@ def tenant_create(
     voiceit_type: str = "",
     notes: str = "",
     plan: str = "",
-    low_balance_threshold: Any = None,
+    low_balance_threshold: Decimal | str | None = None,
     invite_owner_email: str = "",
     operation_key: str | None = None,
     request: HttpRequest | None = None,
@@ -302,7 +303,7 @@ def freeze_refusal(tenant: Tenant, kind: str) -> str | None:
 
 
 def _lifecycle_start(
-    *, actor: Actor, tenant: Tenant, kind: str, reason: Any, request: HttpRequest | None, enqueue: bool = True
+    *, actor: Actor, tenant: Tenant, kind: str, reason: object, request: HttpRequest | None, enqueue: bool = True
 ) -> Op:
     text = _reason(reason)
     with transaction.atomic():
@@ -362,8 +363,8 @@ def tenant_close(*, actor: Actor, tenant: Tenant, reason: str, request: HttpRequ
 def tenant_import(
     *,
     actor: Actor,
-    connection: Any,
-    provider_account_id: Any,
+    connection: ProviderConnection | str | int | None,
+    provider_account_id: int | str,
     company_name: str | None = None,
     request: HttpRequest | None = None,
 ) -> Tenant:

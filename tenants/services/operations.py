@@ -10,7 +10,7 @@ import hashlib
 import json
 import logging
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -383,7 +383,7 @@ def _describe(exc: Exception) -> str:
     return f"The provider refused: {message}" + (f" (code {code})" if code is not None else "")
 
 
-def operations_sweep(*, now: Any = None) -> int:
+def operations_sweep(*, now: datetime | None = None) -> int:
     """Re-send what a lost message or a killed worker left behind. A sending operation whose
     lease ran out may have reached the provider: it becomes unknown, so it is looked up first."""
     now = now or timezone.now()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from django.db import transaction
 from django.http import HttpRequest
@@ -25,7 +24,9 @@ from tenants.services.validation import _connection
 logger = logging.getLogger("tenants")
 
 
-def unknown_accounts_scan(*, actor: Actor, connection: Any, request: HttpRequest | None = None) -> Job:
+def unknown_accounts_scan(
+    *, actor: Actor, connection: ProviderConnection | str | int | None, request: HttpRequest | None = None
+) -> Job:
     """List the provider's accounts now (instead of waiting for billing's nightly sync) and
     record those no tenant stands for as import candidates. Runs in Celery."""
     check_permission(actor, "tenants.manage", doing="scan the provider for accounts")

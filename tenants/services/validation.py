@@ -30,16 +30,16 @@ ACCOUNT_NAME_RE = inputs.ACCOUNT_NAME_RE
 
 
 def _text(
-    value: Any, *, field: str, label: str, max_length: int, required: bool = False, multiline: bool = False
+    value: object, *, field: str, label: str, max_length: int, required: bool = False, multiline: bool = False
 ) -> str:
     return inputs.text(value, field=field, label=label, max_length=max_length, required=required, multiline=multiline)
 
 
-def _email(value: Any, *, field: str, label: str, required: bool = True) -> str:
+def _email(value: object, *, field: str, label: str, required: bool = True) -> str:
     return inputs.email(value, field=field, label=label, required=required)
 
 
-def validate_account_name(value: Any, *, field: str = "account_name") -> str:
+def validate_account_name(value: object, *, field: str = "account_name") -> str:
     return inputs.account_name(value, field=field)
 
 
@@ -82,15 +82,15 @@ def generate_password() -> str:
             return candidate
 
 
-def _threshold(value: Any) -> Decimal | None:
+def _threshold(value: object) -> Decimal | None:
     return inputs.threshold(value, field="low_balance_threshold")
 
 
-def _reason(value: Any) -> str:
+def _reason(value: object) -> str:
     return inputs.reason(value)
 
 
-def _connection(connection: Any) -> ProviderConnection:
+def _connection(connection: ProviderConnection | str | int | None) -> ProviderConnection:
     if not isinstance(connection, ProviderConnection):
         found = None
         if connection not in (None, ""):
@@ -144,7 +144,7 @@ def _check_unique(connection: ProviderConnection, account_name: str, account_ema
 
 def validate_account_input(
     *,
-    connection: Any,
+    connection: ProviderConnection | str | int | None,
     company_name: Any,
     account_name: Any,
     account_email: Any,
