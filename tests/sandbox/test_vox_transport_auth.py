@@ -8,6 +8,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from sandbox.voximplant import Voximplant
+
 from .conftest import Env, sign
 
 
@@ -51,6 +53,24 @@ def test_trailing_slash_path_and_errors_are_http_200(env: Env) -> None:
     assert missing.json() == {"error": {"msg": "Missing 'cmd' parameter", "code": 102}}
     assert env.error_code("NoSuchMethod") == 103
     assert env.error_code("NoSuchMethod", style="cmd") == 103
+
+
+def test_every_method_has_a_handler_and_every_handler_is_listed() -> None:
+    handlers = {name[2:] for name in dir(Voximplant) if name.startswith("m_")}
+    assert handlers == set(Voximplant.METHODS)
+
+
+@pytest.mark.parametrize("style", ["path", "cmd"])
+@pytest.mark.parametrize("method", Voximplant.METHODS)
+def test_every_method_is_dispatched_in_both_styles(env: Env, method: str, style: str) -> None:
+    body = env.vox(method, style=style)
+    assert body.get("error", {}).get("code") not in (102, 103, 104), body
+
+
+@pytest.mark.parametrize("name", ["m_GetAccountInfo", "handle", "authenticate", "require_caller", "_seek", "store"])
+def test_only_listed_methods_are_reachable(env: Env, name: str) -> None:
+    assert env.error_code(name) == 103
+    assert env.error_code(name, style="cmd") == 103
 
 
 @pytest.mark.parametrize("value", ["true", "True", "TRUE", "tRuE"])
