@@ -25,7 +25,7 @@ run: install
 	$(BIN)/python -m portal.devstack
 
 test: install browser
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	bash scripts/test.sh $(PYTEST_ARGS)
 
 lint: lint-ruff lint-format lint-imports lint-types lint-docs
 

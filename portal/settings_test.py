@@ -12,6 +12,21 @@ os.environ.setdefault("SECURE_HSTS_SECONDS", "0")
 os.environ.setdefault("EMAIL_BACKEND", "django.core.mail.backends.locmem.EmailBackend")
 os.environ.setdefault("PORTAL_VAR_DIR", os.path.join(os.path.dirname(os.path.dirname(__file__)), "var", "test"))
 
+# Under `pytest -n N` (make test runs the tests that need no Celery worker and no browser that
+# way) each process gets its own var folder and its own Redis cache database, so one process's
+# cache.clear() or broker folder never reaches another's. The test database is suffixed per
+# process by pytest-django itself.
+_XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")  # "gw0", "gw1", ...
+if _XDIST_WORKER.startswith("gw") and _XDIST_WORKER[2:].isdigit():
+    _index = int(_XDIST_WORKER[2:])
+    os.environ["PORTAL_VAR_DIR"] = os.path.join(os.environ["PORTAL_VAR_DIR"], _XDIST_WORKER)
+    _redis = os.environ.get("REDIS_URL", "")
+    _base, _, _db = _redis.rpartition("/")
+    if _redis and _db.isdigit() and _index:
+        # Downwards from the given database: CI gives the cache 15 and the broker 14, so the
+        # second process's cache is 13, the third's 12.
+        os.environ["REDIS_URL"] = f"{_base}/{(int(_db) - 1 - _index) % 16}"
+
 from portal.settings import *  # noqa: E402,F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast tests; production keeps PBKDF2
