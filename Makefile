@@ -44,6 +44,10 @@ lint-types: install
 lint-docs: install
 	$(BIN)/python scripts/check_references.py
 
+.PHONY: smoke
+smoke: install  # the production stack's commands from docker-compose.yml and the Dockerfile, without Docker
+	$(BIN)/python scripts/smoke.py
+
 bench: install
 	$(BIN)/python bench/tenant_list.py --tenants 20000
 	$(BIN)/python bench/sync.py --children 20000

@@ -6,6 +6,7 @@ from django.conf import settings
 from rest_framework.request import Request
 from rest_framework.throttling import SimpleRateThrottle
 
+from portal.clientip import client_ip
 from portal.models import ApiToken
 
 
@@ -17,6 +18,11 @@ class PerTokenThrottle(SimpleRateThrottle):
 
     def get_rate(self) -> str:
         return str(getattr(settings, "API_THROTTLE_RATE", "1200/min"))
+
+    def get_ident(self, request: Request) -> str:
+        # The portal's one client address (PROXY_COUNT), not REST framework's own reading of
+        # X-Forwarded-For, which trusts the header whole when no proxy count is set.
+        return client_ip(request)
 
     def get_cache_key(self, request: Request, view: Any) -> str:
         auth = getattr(request, "auth", None)

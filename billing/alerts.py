@@ -13,9 +13,11 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.core.mail import EmailMessage
+from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
 from django.http import HttpRequest
+from django.template.loader import render_to_string
+from django.urls import reverse
 from django.utils import timezone
 
 from billing import provider as prov
@@ -107,6 +109,28 @@ def _owner_emails(tenant_id: int) -> list[str]:
     return sorted({u.email for u in users})
 
 
+def _alert_email(alert: LowBalanceAlert, *, to_staff: bool, recipients: list[str]) -> EmailMultiAlternatives:
+    """The low-balance email, text and HTML, from templates/emails/low_balance_{owner,staff}."""
+    tenant = alert.tenant
+    site = str(settings.SITE_URL).rstrip("/")
+    context = {
+        "company": tenant.company_name,
+        "balance": f"{alert.balance.normalize():f}",
+        "threshold": f"{alert.threshold.normalize():f}",
+        "currency": alert.currency,
+        "link": site + (reverse("tenants:detail", args=[tenant.uuid]) if to_staff else reverse("customer:home")),
+        "owners": len(_owner_emails(tenant.pk)),
+    }
+    name = "low_balance_staff" if to_staff else "low_balance_owner"
+    message = EmailMultiAlternatives(
+        subject=f"Low balance: {tenant.company_name} has {context['balance']} {alert.currency}",
+        body=render_to_string(f"emails/{name}.txt", context),
+        to=recipients,
+    )
+    message.attach_alternative(render_to_string(f"emails/{name}.html", context), "text/html")
+    return message
+
+
 def low_balance_alerts_send(*, limit: int = 500) -> int:
     """Send every alert not yet sent. Returns the number of emails sent."""
     sent = 0
@@ -115,11 +139,6 @@ def low_balance_alerts_send(*, limit: int = 500) -> int:
     )
     for alert in pending.select_related("tenant").order_by("id")[:limit]:
         tenant = alert.tenant
-        subject = f"Low balance: {tenant.company_name} has {alert.balance.normalize():f} {alert.currency}"
-        body = (
-            f"The balance of {tenant.company_name} is {alert.balance} {alert.currency}, below the alert "
-            f"threshold of {alert.threshold} {alert.currency}.\n\nTop up the account to keep calls running.\n"
-        )
         for column, recipients in (
             ("owners_sent_at", _owner_emails(tenant.pk)),
             ("staff_sent_at", list(settings.STAFF_ALERT_EMAILS)),
@@ -134,7 +153,7 @@ def low_balance_alerts_send(*, limit: int = 500) -> int:
             if not recipients:
                 continue
             try:
-                EmailMessage(subject=subject, body=body, to=recipients).send()
+                _alert_email(alert, to_staff=column == "staff_sent_at", recipients=recipients).send()
                 sent += 1
             except Exception:  # noqa: BLE001 - un-claim so the next run retries
                 logger.warning("low-balance email for tenant %s failed", tenant.pk, exc_info=True)

@@ -4,6 +4,8 @@ so a view that forgot its decorator still cannot let a viewer change anything.""
 
 from __future__ import annotations
 
+import logging
+import smtplib
 from decimal import Decimal
 
 from django.conf import settings
@@ -11,9 +13,10 @@ from django.contrib.auth.models import User
 from django.contrib.auth.tokens import default_token_generator
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
-from django.core.mail import send_mail
+from django.core.mail import EmailMultiAlternatives
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.http import HttpRequest
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -23,6 +26,7 @@ from django.utils.http import urlsafe_base64_encode
 
 from billing.alerts import tenant_set_low_balance_threshold
 from billing.sync import tenant_refresh
+from customers import tasks
 from portal.audit import audit_log
 from portal.errors import NotAllowed, PortalError
 from portal.events import publish_on_commit
@@ -30,6 +34,10 @@ from portal.models import ApiToken
 from portal.roles import Role, assign_role, role_of
 from providers.errors import ProviderError
 from tenants.models import Membership, Tenant
+from tenants.services import send_owner_invitation
+from tenants.services.lifecycle import INVITE_RETRIES, invite_retry_delay
+
+logger = logging.getLogger("customers")
 
 
 def _require_owner(actor: User, tenant: Tenant) -> None:
@@ -60,14 +68,31 @@ def normalize_email(raw: str) -> str:
     return f"{local}@{domain.lower()}"
 
 
+# A failed invitation is retried by customers.tasks.invite_deliver: INVITE_RETRIES more attempts,
+# the first INVITE_RETRY_SECONDS after the failure, each wait twice the one before (1, 2, 4, 8
+# and 16 minutes), so a mail server that is down for half an hour still gets the email out.
+
+
 def customer_invite(*, actor: User, tenant: Tenant, email: str, request: HttpRequest | None = None) -> Membership:
     """Invites a viewer: a user with no usable password, a membership, and an email with a
-    link to set the password. The role is always viewer: an invite cannot make an owner."""
+    link to set the password. The role is always viewer: an invite cannot make an owner.
+
+    The email is sent once the invite is committed. A mail server that is down never fails
+    the invite: the membership stays, shows as not delivered, and is retried in the background
+    (and may be resent from the team page)."""
     _require_owner(actor, tenant)
     if not tenant.is_open:
         raise PortalError("Your company's account is not active; invitations are paused.")
     email = normalize_email(email)
-    if User.objects.filter(email__iexact=email).exists() or User.objects.filter(username__iexact=email).exists():
+    existing = User.objects.filter(email__iexact=email) | User.objects.filter(username__iexact=email)
+    if existing.exists():
+        pending = Membership.objects.filter(user__in=existing, tenant=tenant, user__is_active=True).first()
+        if pending is not None and not pending.user.has_usable_password():
+            raise PortalError(
+                "This person is already invited; use Resend on the team page to send the email again.",
+                field="email",
+                code="duplicate",
+            )
         raise PortalError("Someone with this email address already has an account.", field="email", code="duplicate")
     try:
         with transaction.atomic():
@@ -75,7 +100,9 @@ def customer_invite(*, actor: User, tenant: Tenant, email: str, request: HttpReq
             user.set_unusable_password()
             user.save()
             assign_role(user, Role.CUSTOMER_VIEWER)
-            membership = Membership.objects.create(user=user, tenant=tenant)
+            membership = Membership.objects.create(
+                user=user, tenant=tenant, invited_by=actor, invite_delivery=Membership.InviteDelivery.PENDING
+            )
             audit_log(
                 actor=actor,
                 action="customers.member.invited",
@@ -83,15 +110,72 @@ def customer_invite(*, actor: User, tenant: Tenant, email: str, request: HttpReq
                 data={"email": email, "role": Role.CUSTOMER_VIEWER.value},
                 request=request,
             )
-            publish_on_commit(lambda: _send_invite(user, tenant, actor), what="the team invitation")
+            _deliver_on_commit(membership.pk)
     except IntegrityError:
         raise PortalError(
             "Someone with this email address already has an account.", field="email", code="duplicate"
         ) from None
+    membership.refresh_from_db()
     return membership
 
 
-def _send_invite(user: User, tenant: Tenant, actor: User) -> None:
+def customer_invite_resend(
+    *, actor: User, tenant: Tenant, membership: Membership, request: HttpRequest | None = None
+) -> Membership:
+    """Sends a viewer's invitation again (a new link; the earlier one keeps working until the
+    password is chosen). If this attempt fails too, the background retries start over."""
+    _require_owner(actor, tenant)
+    if membership.tenant_id != tenant.pk:
+        raise NotAllowed("Not a member of your company.")
+    if role_of(membership.user) != Role.CUSTOMER_VIEWER:
+        raise PortalError("Only a viewer's invitation can be resent here.")
+    if not _awaiting_invitation(membership):
+        raise PortalError(f"{membership.user.email} has already chosen a password; there is nothing to resend.")
+    if not tenant.is_open:
+        raise PortalError("Your company's account is not active; invitations are paused.")
+    with transaction.atomic():
+        audit_log(
+            actor=actor,
+            action="customers.member.invite_resent",
+            tenant_id=tenant.pk,
+            data={"email": membership.user.email, "previous_delivery": membership.invite_delivery},
+            request=request,
+        )
+        _deliver_on_commit(membership.pk)
+    membership.refresh_from_db()
+    return membership
+
+
+def _awaiting_invitation(membership: Membership) -> bool:
+    user = membership.user
+    return user.is_active and not user.has_usable_password()
+
+
+def _deliver_on_commit(membership_id: int) -> None:
+    """Once committed: one attempt now, and on failure the first background retry."""
+
+    def deliver() -> None:
+        if not invitation_deliver(membership_id=membership_id):
+            _retry_later(membership_id, attempt=1)
+
+    publish_on_commit(deliver, what=f"the team invitation {membership_id}")
+
+
+def _retry_later(membership_id: int, *, attempt: int) -> None:
+    publish_on_commit(
+        lambda: tasks.invite_deliver.apply_async(args=[membership_id, attempt], countdown=invite_retry_delay(attempt)),
+        what=f"customers.invite_deliver {membership_id}",
+    )
+
+
+def invitation_deliver(*, membership_id: int) -> bool:
+    """One delivery attempt of a membership's invitation: the owner's (tenants sends it) or a
+    viewer's. The outcome is kept on the membership. Never raises for a mail server that is
+    down or slower than EMAIL_TIMEOUT; answers whether the email went out."""
+    membership = Membership.objects.select_related("user", "tenant", "invited_by").get(pk=membership_id)
+    if role_of(membership.user) == Role.CUSTOMER_OWNER:
+        return send_owner_invitation(membership_id=membership_id)
+    user, tenant = membership.user, membership.tenant
     uid = urlsafe_base64_encode(force_bytes(user.pk))
     token = default_token_generator.make_token(user)
     link = str(settings.SITE_URL).rstrip("/") + reverse(
@@ -100,15 +184,49 @@ def _send_invite(user: User, tenant: Tenant, actor: User) -> None:
     context = {
         "company": tenant.company_name,
         "link": link,
-        "inviter": actor.get_username(),
+        "inviter": membership.invited_by.get_username() if membership.invited_by else tenant.company_name,
         "username": user.get_username(),
     }
-    send_mail(
+    message = EmailMultiAlternatives(
         subject=f"You are invited to {tenant.company_name}'s account",
-        message=render_to_string("customers/invite_email.txt", context),
-        from_email=None,
-        recipient_list=[user.email],
+        body=render_to_string("emails/team_invite.txt", context),
+        to=[user.email],
     )
+    message.attach_alternative(render_to_string("emails/team_invite.html", context), "text/html")
+    try:
+        message.send()
+        delivered = True
+    except (smtplib.SMTPException, OSError):
+        logger.warning("the team invitation (membership %s) was not delivered", membership_id, exc_info=True)
+        delivered = False
+    now = timezone.now()
+    Membership.objects.filter(pk=membership_id).update(
+        invite_delivery=Membership.InviteDelivery.SENT if delivered else Membership.InviteDelivery.FAILED,
+        invite_attempts=F("invite_attempts") + 1,
+        invite_attempted_at=now,
+        invite_sent_at=now if delivered else F("invite_sent_at"),
+    )
+    return delivered
+
+
+def invitation_retry(*, membership_id: int, attempt: int) -> bool:
+    """Background retry number ``attempt`` of an invitation that was not delivered. Does
+    nothing for one that went out meanwhile (a resend), whose invitee already chose a password,
+    or that was removed; after INVITE_RETRIES the invitation waits for a resend."""
+    membership = Membership.objects.select_related("user").filter(pk=membership_id).first()
+    if (
+        membership is None
+        or membership.invite_delivery == Membership.InviteDelivery.SENT
+        or not _awaiting_invitation(membership)
+    ):
+        return False
+    if invitation_deliver(membership_id=membership_id):
+        return True
+    if attempt < INVITE_RETRIES:
+        _retry_later(membership_id, attempt=attempt + 1)
+    else:
+        logger.warning("the invitation (membership %s) was not delivered after %s retries", membership_id, attempt)
+    return False
 
 
 def customer_remove(*, actor: User, tenant: Tenant, membership: Membership, request: HttpRequest | None = None) -> None:

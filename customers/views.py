@@ -187,7 +187,37 @@ def team_invite(request: HttpRequest, tenant: Any) -> HttpResponse:
             },
             status=400,
         )
-    messages.success(request, f"Invitation sent to {membership.user.email}.")
+    _delivery_message(request, membership)
+    return redirect("customer:team")
+
+
+def _delivery_message(request: HttpRequest, membership: Any) -> None:
+    email = membership.user.email
+    if membership.invite_delivery == membership.InviteDelivery.SENT:
+        messages.success(request, f"Invitation sent to {email}.")
+    elif membership.invite_delivery == membership.InviteDelivery.FAILED:
+        messages.warning(
+            request,
+            f"The invitation to {email} was not delivered: the mail server did not accept it. "
+            "It is kept and will be retried; you can also resend it below.",
+        )
+    else:
+        messages.info(request, f"The invitation to {email} is being sent.")
+
+
+@customer_page(manage=True)
+def team_resend(request: HttpRequest, tenant: Any, member_id: int) -> HttpResponse:
+    # Fetch before the method check: another tenant's member is 404 whatever the method.
+    membership = selectors.member_get(tenant=tenant, member_id=member_id)
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    try:
+        membership = services.customer_invite_resend(
+            actor=_actor(request), tenant=tenant, membership=membership, request=request
+        )
+        _delivery_message(request, membership)
+    except PortalError as exc:
+        messages.error(request, exc.message)
     return redirect("customer:team")
 
 

@@ -7,14 +7,16 @@ from typing import Any
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from portal.clientip import client_ip
 from portal.logs import request_id_var
 from portal.models import AuditEvent
 
 
 def _client_ip(request: HttpRequest | None) -> str | None:
+    """The client's address as the lockout sees it (behind proxies, the forwarded one)."""
     if request is None:
         return None
-    return request.META.get("REMOTE_ADDR") or None
+    return client_ip(request) or None
 
 
 def audit_log(

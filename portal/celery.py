@@ -1,7 +1,12 @@
+import contextvars
+import logging
 import os
 from pathlib import Path
+from typing import Any
 
-from celery import Celery
+from celery import Celery, signals
+
+from portal.logs import request_id_var
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 
@@ -30,3 +35,86 @@ def ensure_broker_folders() -> None:
         folder = options.get(key)
         if folder:
             Path(folder).mkdir(parents=True, exist_ok=True)
+
+
+# --- logs -------------------------------------------------------------------------------
+#
+# Worker and beat log exactly like the web process: Django's LOGGING (JSON lines, secrets
+# redacted, the request id) instead of Celery's plain-text handlers, for Celery's own loggers
+# (celery.*, kombu.*) as much as for the portal's.
+
+
+def apply_portal_logging(loglevel: int | str | None = None) -> None:
+    """Configure logging from Django's LOGGING setting, warnings included; a more verbose ``loglevel`` (the
+    worker's ``--loglevel``) lowers the root level below LOG_LEVEL."""
+    from django.conf import settings
+    from django.utils.log import configure_logging
+
+    configure_logging(settings.LOGGING_CONFIG, settings.LOGGING)
+    logging.captureWarnings(True)
+    if isinstance(loglevel, int) and loglevel:
+        root = logging.getLogger()
+        root.setLevel(min(root.level, loglevel))
+
+
+@signals.setup_logging.connect
+def _setup_logging(loglevel: int | str | None = None, **kwargs: Any) -> None:
+    # Connecting here stops Celery from installing its own handlers (and from redirecting
+    # the standard streams), so both are done here: anything a task prints becomes a log line.
+    apply_portal_logging(loglevel)
+    if app.conf.worker_redirect_stdouts:
+        app.log.redirect_stdouts_to_logger(
+            logging.getLogger("celery.redirected"), loglevel=app.conf.worker_redirect_stdouts_level
+        )
+
+
+@signals.celeryd_init.connect
+def _worker_init_logging(instance: Any = None, **kwargs: Any) -> None:
+    # Early, so that warnings raised while the worker starts are log lines too.
+    apply_portal_logging()
+    if instance is not None and not instance.quiet:
+        # The start-up banner is printed straight to the terminal; log it instead.
+        instance.quiet = True
+        instance.portal_log_banner = True
+
+
+@signals.celeryd_after_setup.connect
+def _log_banner(instance: Any = None, **kwargs: Any) -> None:
+    if instance is not None and getattr(instance, "portal_log_banner", False):
+        logging.getLogger("celery.apps.worker").info("%s", instance.startup_info(artlines=False))
+
+
+# --- the request id ---------------------------------------------------------------------
+#
+# A task queued while a request is handled carries the request's id in its message headers,
+# and the worker's log lines (and audit rows) of that task carry it too.
+
+REQUEST_ID_HEADER = "request_id"
+_request_id_tokens: dict[str, contextvars.Token[str]] = {}
+
+
+@signals.before_task_publish.connect
+def _publish_request_id(headers: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    request_id = request_id_var.get()
+    if request_id and headers is not None:
+        headers.setdefault(REQUEST_ID_HEADER, request_id)
+
+
+@signals.task_prerun.connect
+def _enter_request_id(task_id: str | None = None, task: Any = None, **kwargs: Any) -> None:
+    if task_id is None:
+        return
+    # A task run in the calling process (eagerly) keeps the caller's id.
+    request_id = getattr(getattr(task, "request", None), REQUEST_ID_HEADER, None) or request_id_var.get()
+    _request_id_tokens[task_id] = request_id_var.set(str(request_id))
+
+
+@signals.task_postrun.connect
+def _leave_request_id(task_id: str | None = None, **kwargs: Any) -> None:
+    token = _request_id_tokens.pop(task_id or "", None)
+    if token is None:
+        return
+    try:
+        request_id_var.reset(token)
+    except ValueError:  # set in another context (another thread or greenlet)
+        request_id_var.set("")

@@ -27,5 +27,4 @@ def navigation(request: HttpRequest) -> dict[str, Any]:
         if not has_perm(user, permission):
             continue
         items.append({"label": label, "url": reverse(name)})
-    role = role_of(user)
-    return {"nav_items": items, "user_role": role}
+    return {"nav_items": items, "user_role": role_of(user)}

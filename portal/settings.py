@@ -23,7 +23,7 @@ else:
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", [])
-SITE_URL = env.url("SITE_URL", "http://127.0.0.1:8000", schemes=("http", "https"))
+SITE_URL = env.url("SITE_URL", f"http://127.0.0.1:{env.int('PORT', 8000, minimum=1)}", schemes=("http", "https"))
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -46,6 +46,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First, so it times and counts every answer, including those of the middleware below.
+    "portal.metrics.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -77,6 +79,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "portal.context_processors.navigation",
+                "console.context_processors.provider_banner",
             ],
         },
     },
@@ -148,7 +151,11 @@ CELERY_BEAT_SCHEDULE = {
     "billing-low-balance-alerts": {"task": "billing.low_balance_alerts", "schedule": 300.0},
     "tenants-sweep-operations": {"task": "tenants.sweep_operations", "schedule": 30.0},
     "portal-idempotency-reap": {"task": "portal.idempotency_reap", "schedule": crontab(minute=15)},
+    # The beat records when it schedules this and the worker when it runs it (/healthz/ready).
+    "portal-heartbeat": {"task": "portal.heartbeat", "schedule": 60.0, "options": {"expires": 120}},
 }
+# Bearer token a Prometheus scraper sends to /metrics; /metrics answers 404 while it is unset.
+METRICS_TOKEN = env.str("METRICS_TOKEN", "")
 
 # Provider connection used by `make run` and as the default for new connections. The base URL
 # points at the local sandbox; credentials are files, never values in the database.
@@ -190,7 +197,10 @@ AXES_COOLOFF_TIME = 1  # hours
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
-AXES_IPWARE_PROXY_COUNT = env.int("PROXY_COUNT", 0, minimum=0) or None
+# Reverse proxies in front of the portal; portal.clientip reads the client's address from
+# X-Forwarded-For accordingly, for the lockout, the audit log and the API throttle alike.
+PROXY_COUNT = env.int("PROXY_COUNT", 0, minimum=0)
+AXES_CLIENT_IP_CALLABLE = "portal.clientip.client_ip"
 AXES_VERBOSE = False
 
 SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
@@ -201,6 +211,8 @@ CSRF_COOKIE_HTTPONLY = True
 
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", not DEBUG)
+# The stack's own health checks call /healthz (and the checks under it) over plain HTTP.
+SECURE_REDIRECT_EXEMPT = [r"^healthz(/|$)", r"^metrics$"]  # probes and the scraper inside the stack
 SESSION_COOKIE_SECURE = env.bool("SECURE_COOKIES", not DEBUG)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", 0 if DEBUG else 31536000, minimum=0)
@@ -219,6 +231,9 @@ EMAIL_PORT = env.int("EMAIL_PORT", 25, minimum=1)
 EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", "")
 EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", False)
+# Seconds for the SMTP connection and each command on it: a mail server that hangs never holds a
+# page or a task longer than this.
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", 10, minimum=1)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", "portal@localhost")
 STAFF_ALERT_EMAILS = env.list("STAFF_ALERT_EMAILS", [])
 
@@ -228,7 +243,7 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = VAR_DIR / "staticfiles"
+STATIC_ROOT = BASE_DIR / "staticfiles"  # collected into the image at build, never under PORTAL_VAR_DIR
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},

@@ -1,11 +1,11 @@
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 
 from portal.audit import audit_events
-from portal.health import health_report
+from portal.health import health_report, readiness_report
 from portal.roles import CUSTOMER_ROLES, STAFF_ROLES, require, role_of
 
 
@@ -23,6 +23,34 @@ def home(request: HttpRequest) -> HttpResponse:
 def healthz(request: HttpRequest) -> JsonResponse:
     report = health_report()
     return JsonResponse(report, status=200 if report["ok"] else 503)
+
+
+@never_cache
+def healthz_live(request: HttpRequest) -> JsonResponse:
+    """Liveness: the process answers. Touches no database, broker or provider."""
+    return JsonResponse({"ok": True})
+
+
+@never_cache
+def healthz_ready(request: HttpRequest) -> JsonResponse:
+    """Readiness: database and broker up, worker and beat heartbeats fresh (provider reported)."""
+    report = readiness_report()
+    return JsonResponse(report, status=200 if report["ok"] else 503)
+
+
+@never_cache
+def metrics(request: HttpRequest) -> HttpResponse:
+    """Prometheus text format, for a scraper holding METRICS_TOKEN as a bearer token."""
+    from prometheus_client import CONTENT_TYPE_LATEST
+
+    from portal.metrics import render_metrics, token_matches
+
+    allowed = token_matches(request)
+    if allowed is None:
+        raise Http404("metrics are not enabled")
+    if not allowed:
+        return HttpResponse("Forbidden\n", status=403, content_type="text/plain")
+    return HttpResponse(render_metrics(), content_type=CONTENT_TYPE_LATEST)
 
 
 @require("audit.view")

@@ -146,6 +146,22 @@ class Membership(models.Model):
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="memberships")
     created_at = models.DateTimeField(auto_now_add=True)
 
+    class InviteDelivery(models.TextChoices):
+        NONE = "", "No invitation"
+        PENDING = "pending", "Sending"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Not delivered"
+
+    # The set-password invitation: where its delivery stands, how many attempts were made and
+    # when the last one was. A failed attempt keeps the membership; a retry or a resend sends again.
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    invite_delivery = models.CharField(max_length=10, choices=InviteDelivery.choices, blank=True, default="")
+    invite_attempts = models.PositiveSmallIntegerField(default=0)
+    invite_attempted_at = models.DateTimeField(null=True, blank=True)
+    invite_sent_at = models.DateTimeField(null=True, blank=True)
+
     def __str__(self) -> str:
         return f"{self.user} @ {self.tenant}"
 

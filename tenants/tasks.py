@@ -32,3 +32,11 @@ def scan_unknown_accounts(job_id: int) -> None:
     from tenants.services import unknown_accounts_scan_run
 
     unknown_accounts_scan_run(job_id=job_id)
+
+
+@shared_task(name="tenants.owner_invite_deliver", ignore_result=True)
+def owner_invite_deliver(membership_id: int, attempt: int = 1) -> bool:
+    """Background retry ``attempt`` of an owner's invitation that was not delivered."""
+    from tenants.services.lifecycle import owner_invitation_retry
+
+    return owner_invitation_retry(membership_id=membership_id, attempt=attempt)

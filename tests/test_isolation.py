@@ -44,6 +44,9 @@ PUBLIC = {
     "login",
     "logout",
     "healthz",
+    "healthz_live",
+    "healthz_ready",
+    "metrics",  # guarded by its own bearer token instead of a login (tests/portal/test_metrics.py)
     "password_reset",
     "password_reset_done",
     "password_reset_confirm",

@@ -4,6 +4,7 @@ Each call checks the actor's permission, validates, and commits an operation for
 from __future__ import annotations
 
 import logging
+import smtplib
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -11,9 +12,11 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.tokens import default_token_generator
-from django.core.mail import send_mail
+from django.core.mail import EmailMultiAlternatives
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.http import HttpRequest
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.encoding import force_bytes
@@ -26,6 +29,7 @@ from portal.models import Job
 from portal.roles import Actor, Role, assign_role, check_permission
 from providers.capabilities import Capability
 from providers.errors import ProviderError
+from tenants import tasks
 from tenants.connections import capability_matrix, client_for
 from tenants.models import Membership, ProviderConnection, Tenant, TenantOperation, UnknownProviderAccount
 from tenants.services.operations import _fingerprint, _operation_key, _replay, _start_operation
@@ -42,31 +46,101 @@ def _invite_owner(*, actor: Actor, tenant: Tenant, email: str, request: HttpRequ
     user.set_unusable_password()
     user.save()
     assign_role(user, Role.CUSTOMER_OWNER)
-    Membership.objects.create(user=user, tenant=tenant)
-    audit_log(actor=actor, action="tenants.owner.invited", tenant_id=tenant.pk, data={"email": email}, request=request)
-    publish_on_commit(
-        lambda: send_owner_invitation(user_id=user.pk, tenant_name=tenant.company_name), what="the owner's invitation"
+    membership = Membership.objects.create(
+        user=user,
+        tenant=tenant,
+        invited_by=actor if actor is not None and actor.is_authenticated else None,
+        invite_delivery=Membership.InviteDelivery.PENDING,
     )
+    audit_log(actor=actor, action="tenants.owner.invited", tenant_id=tenant.pk, data={"email": email}, request=request)
+    membership_id = membership.pk
+
+    def deliver() -> None:
+        # One attempt once the tenant is committed; a mail server that is down never fails the
+        # create. A failed attempt is retried with backoff (tenants.owner_invite_deliver).
+        if not send_owner_invitation(membership_id=membership_id):
+            owner_invitation_retry_later(membership_id, attempt=1)
+
+    publish_on_commit(deliver, what="the owner's invitation")
     return user
 
 
-def send_owner_invitation(*, user_id: int, tenant_name: str) -> None:
-    """The set-password email, with Django's password-reset token (no password is ever mailed)."""
+# Background retries of an invitation that was not delivered: the owner's here, a viewer's in
+# customers, both on this schedule.
+INVITE_RETRIES = 5
+INVITE_RETRY_SECONDS = 60
 
-    user = get_user_model().objects.get(pk=user_id)
+
+def invite_retry_delay(attempt: int) -> int:
+    """Seconds to wait before automatic retry number ``attempt`` (1-based)."""
+    return INVITE_RETRY_SECONDS * 2 ** (attempt - 1)
+
+
+def owner_invitation_retry_later(membership_id: int, *, attempt: int) -> None:
+    publish_on_commit(
+        lambda: tasks.owner_invite_deliver.apply_async(
+            args=[membership_id, attempt], countdown=invite_retry_delay(attempt)
+        ),
+        what=f"tenants.owner_invite_deliver {membership_id}",
+    )
+
+
+def owner_invitation_retry(*, membership_id: int, attempt: int) -> bool:
+    """Background retry number ``attempt`` of the owner's invitation. Does nothing for one that
+    went out meanwhile, whose owner already chose a password, or that was removed; after
+    INVITE_RETRIES it waits for staff to invite again."""
+    membership = Membership.objects.select_related("user").filter(pk=membership_id).first()
+    if (
+        membership is None
+        or membership.invite_delivery == Membership.InviteDelivery.SENT
+        or not membership.user.is_active
+        or membership.user.has_usable_password()
+    ):
+        return False
+    if send_owner_invitation(membership_id=membership_id):
+        return True
+    if attempt < INVITE_RETRIES:
+        owner_invitation_retry_later(membership_id, attempt=attempt + 1)
+    else:
+        logger.warning(
+            "the owner's invitation (membership %s) was not delivered after %s retries", membership_id, attempt
+        )
+    return False
+
+
+def send_owner_invitation(*, membership_id: int) -> bool:
+    """One delivery attempt of the owner's set-password email, with Django's password-reset
+    token (no password is ever mailed). The outcome is kept on the membership: sent, or not
+    delivered with the time of the attempt. A mail server that is down or slower than
+    EMAIL_TIMEOUT never raises here; the answer says whether the email went out."""
+
+    membership = Membership.objects.select_related("user", "tenant").get(pk=membership_id)
+    user = membership.user
     uid = urlsafe_base64_encode(force_bytes(user.pk))
     link = str(settings.SITE_URL).rstrip("/") + reverse(
         "password_reset_confirm", args=(uid, default_token_generator.make_token(user))
     )
-    send_mail(
-        subject=f"You are invited to manage {tenant_name}",
-        message=(
-            f"Hello,\n\nYou have been invited to the customer portal of {tenant_name}.\n"
-            f"Choose your password here (the link works once):\n\n{link}\n\nYour username is {user.username}.\n"
-        ),
-        from_email=None,
-        recipient_list=[user.email],
+    context = {"company": membership.tenant.company_name, "link": link, "username": user.get_username()}
+    message = EmailMultiAlternatives(
+        subject=f"You are invited to manage {membership.tenant.company_name}",
+        body=render_to_string("emails/owner_invitation.txt", context),
+        to=[user.email],
     )
+    message.attach_alternative(render_to_string("emails/owner_invitation.html", context), "text/html")
+    try:
+        message.send()
+        delivered = True
+    except (smtplib.SMTPException, OSError):
+        logger.warning("the owner's invitation (membership %s) was not delivered", membership_id, exc_info=True)
+        delivered = False
+    now = timezone.now()
+    Membership.objects.filter(pk=membership_id).update(
+        invite_delivery=Membership.InviteDelivery.SENT if delivered else Membership.InviteDelivery.FAILED,
+        invite_attempts=F("invite_attempts") + 1,
+        invite_attempted_at=now,
+        invite_sent_at=now if delivered else F("invite_sent_at"),
+    )
+    return delivered
 
 
 def _provision_once(

@@ -1,10 +1,13 @@
-"""The production stack in docker-compose.yml, checked without a Docker engine: every service
-runs a command the project really has, with the arguments the rest of the stack expects, a
-health check that asks the right port and path, and an environment the settings accept."""
+"""The production stack in docker-compose.yml, the Dockerfile and .dockerignore, checked without a
+Docker engine: every service runs a command the project really has, with the arguments the rest
+of the stack expects, a health check that asks the right port and path, and an environment the
+settings accept; the proxy forwards to gunicorn; the image runs as a non-root user and leaves the
+checkout's private files out. (`make smoke` runs the stack's processes themselves.)"""
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import re
 import shlex
@@ -67,8 +70,8 @@ def sandbox_commands(services: dict[str, Any]) -> tuple[Any, Any]:
 
 
 def test_the_stack_has_exactly_its_services_and_volumes(compose, services) -> None:
-    assert set(services) == {"db", "redis", "sandbox", "migrate", "web", "worker", "beat"}
-    assert set(compose["volumes"]) == {"pg-data", "portal-var"}
+    assert set(services) == {"db", "redis", "sandbox", "migrate", "web", "worker", "beat", "proxy"}
+    assert set(compose["volumes"]) == {"pg-data", "portal-var", "caddy-data", "caddy-config"}
     assert services["db"]["volumes"] == ["pg-data:/var/lib/postgresql/data"]
     assert set(compose["secrets"]) == {"secret_key", "field_encryption_keys"}
 
@@ -194,7 +197,9 @@ def test_the_web_service_serves_the_wsgi_app_on_the_port_its_health_check_asks(s
     bind = command[command.index("--bind") + 1]
     port = int(bind.rsplit(":", 1)[1])
     assert bind.startswith("0.0.0.0:")
-    assert web["ports"] == [f"{port}:{port}"]
+    # Reachable by the proxy only: published, it would let anyone forge X-Forwarded-For.
+    assert web["expose"] == [str(port)]
+    assert "ports" not in web
     probe = urlsplit(python_probe_url(web))
     assert (probe.hostname, probe.port) == ("127.0.0.1", port)
     assert resolve(probe.path).func is healthz
@@ -209,20 +214,13 @@ def test_the_worker_and_beat_run_the_projects_celery_app(services) -> None:
     assert isinstance(app, Celery)
     worker, beat = services["worker"]["command"], services["beat"]["command"]
     assert worker[:4] == ["celery", "-A", "portal", "worker"]
-    assert beat[:4] == ["celery", "-A", "portal", "beat"]
+    # "-q" keeps beat's start-up banner (plain text) out of the JSON log stream.
+    assert beat[:5] == ["celery", "-A", "portal", "-q", "beat"]
     assert healthcheck(services["worker"])[:5] == ["celery", "-A", "portal", "inspect", "ping"]
     # Beat's schedule file must survive a restart: it lives in the shared volume.
     assert beat[beat.index("--schedule") + 1].startswith(VAR_MOUNT + "/")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "collectstatic runs at image build with PORTAL_VAR_DIR unset (files in /app/var/staticfiles) "
-        "while the running app reads STATIC_ROOT under PORTAL_VAR_DIR=/var/portal, the portal-var "
-        "volume, which holds no static files"
-    ),
-)
 def test_the_static_files_collected_in_the_image_are_where_the_running_app_reads_them(env) -> None:
     """Whitenoise serves from STATIC_ROOT with a manifest; a STATIC_ROOT without the collected
     files makes every page that links a static file fail. Compare STATIC_ROOT as the image's
@@ -251,3 +249,89 @@ def test_the_static_files_collected_in_the_image_are_where_the_running_app_reads
     at_run = static_root({k: str(v) for k, v in env.items()})
     assert at_run == at_build
     assert not at_run.startswith(VAR_MOUNT + "/"), "a volume mounted over the image hides its static files"
+
+
+def test_migrations_are_a_one_shot_service_and_the_rest_restart(services) -> None:
+    assert services["migrate"]["restart"] == "no"
+    assert "healthcheck" not in services["migrate"] and "ports" not in services["migrate"]
+    for name in ("db", "redis", "sandbox", "web", "worker", "beat", "proxy"):
+        assert services[name]["restart"] == "unless-stopped", name
+
+
+def proxy_config(services: dict[str, Any]) -> tuple[str, str]:
+    """The proxy service's configuration file (mounted from the checkout) and where it goes."""
+    mounts = [volume.split(":") for volume in services["proxy"]["volumes"] if volume.startswith("./")]
+    assert len(mounts) == 1, services["proxy"]["volumes"]
+    source, target, *mode = mounts[0]
+    assert mode == ["ro"]
+    return (ROOT / source).read_text(), target
+
+
+def test_the_proxy_forwards_to_gunicorn_with_the_clients_address_and_scheme(services, env) -> None:
+    proxy = services["proxy"]
+    assert proxy["image"].startswith("caddy:")
+    assert proxy["ports"] == ["80:80", "443:443"]
+    assert proxy["depends_on"]["web"] == {"condition": "service_healthy"}
+    config, target = proxy_config(services)
+    assert target == "/etc/caddy/Caddyfile"  # where the caddy image reads its configuration
+    bind = services["web"]["command"][services["web"]["command"].index("--bind") + 1]
+    upstreams = re.findall(r"^\s*reverse_proxy\s+(\S+)", config, re.MULTILINE)
+    assert upstreams == [f"web:{bind.rsplit(':', 1)[1]}"]
+    # Set, not appended: the one address in X-Forwarded-For is the one the proxy saw.
+    header_up = dict(re.findall(r"^\s*header_up\s+(\S+)\s+(\S+)\s*$", config, re.MULTILINE))
+    assert header_up == {"X-Forwarded-For": "{remote_host}", "X-Forwarded-Proto": "{scheme}"}
+    assert env["PROXY_COUNT"] == "1"  # exactly this one proxy in front
+    site = re.search(r"^\{\$SITE_ADDRESS:([^}]+)\}\s*\{", config, re.MULTILINE)
+    assert site and proxy["environment"]["SITE_ADDRESS"] in env["ALLOWED_HOSTS"].split(",")
+    assert f"https://{proxy['environment']['SITE_ADDRESS']}" in env["CSRF_TRUSTED_ORIGINS"].split(",")
+    assert env["SITE_URL"] == f"https://{proxy['environment']['SITE_ADDRESS']}"
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    lines = [line.strip() for line in (ROOT / "Dockerfile").read_text().splitlines()]
+    return [
+        (keyword.upper(), rest.strip())
+        for keyword, _, rest in (line.partition(" ") for line in lines if line and not line.startswith("#"))
+    ]
+
+
+def test_the_image_runs_as_a_non_root_user_who_owns_the_data_volume() -> None:
+    instructions = dockerfile_instructions()
+    users = [(i, rest) for i, (keyword, rest) in enumerate(instructions) if keyword == "USER"]
+    assert users, "the image runs as root"
+    last, user = users[-1]
+    assert user.split(":")[0] not in ("root", "0")
+    # Every build step before the switch; the processes after it.
+    assert all(keyword != "RUN" for keyword, _ in instructions[last:])
+    setup = " ".join(rest for keyword, rest in instructions if keyword == "RUN")
+    assert re.search(rf"useradd\b[^&]*\s{re.escape(user)}(\s|$)", setup), setup
+    # A new named volume takes the owner of its mount point in the image.
+    assert re.search(rf"chown {re.escape(user)}(:\S+)? {re.escape(VAR_MOUNT)}(\s|$)", setup), setup
+
+
+def test_the_image_leaves_out_the_checkouts_private_and_local_files() -> None:
+    """.dockerignore, read by the same matcher `make smoke` lays the image out with."""
+    spec = importlib.util.spec_from_file_location("smoke_script", ROOT / "scripts" / "smoke.py")
+    assert spec and spec.loader
+    smoke = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = smoke  # its dataclasses look their module up while it loads
+    try:
+        spec.loader.exec_module(smoke)
+    finally:
+        del sys.modules[spec.name]
+    patterns = smoke.dockerignore_patterns(ROOT)
+    for path in (
+        ".venv/bin/python",
+        ".git/HEAD",
+        "var/secrets/secret_key",
+        "var/portal.sqlite3",
+        "node_modules/x/index.js",
+        "portal/__pycache__/settings.cpython-311.pyc",
+        ".mypy_cache/3.11/x.json",
+        ".ruff_cache/x",
+        ".pytest_cache/v/x",
+        "staticfiles/css/portal.css",
+    ):
+        assert smoke.ignored(path, patterns), f"{path} would go into the image"
+    for path in ("manage.py", "requirements.txt", "portal/settings.py", "static/css/portal.css", "templates/base.html"):
+        assert (ROOT / path).exists() and not smoke.ignored(path, patterns), f"{path} would be missing from the image"

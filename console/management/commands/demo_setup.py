@@ -1,12 +1,14 @@
 """`make run`'s set-up: a sandbox with money and children, provider connections, demo logins.
 
-Idempotent: a second run keeps every row and only fills in what is missing.
+Idempotent: a second run keeps every row and only fills in what is missing, except that the
+demo connections follow the sandbox: a run with another `SANDBOX_PORT` points them at it.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib.auth.models import User
@@ -15,6 +17,8 @@ from django.db import transaction
 
 from billing.models import SyncRun
 from billing.services import sync_start
+from portal.audit import audit_log
+from portal.devstack import sandbox_url
 from portal.roles import assign_role
 from sandbox.init import init_sandbox
 from sandbox.seed import seed_children
@@ -26,6 +30,10 @@ from tenants.services import tenant_import
 DEMO_PASSWORD = "demo-password-2024!"
 STAFF = [("admin", "reseller_admin"), ("billing", "reseller_billing"), ("support", "reseller_support")]
 CUSTOMERS = [("owner", "customer_owner", "Acme Telecom"), ("viewer", "customer_viewer", "Globex Calls")]
+# The connections this command creates, known by name; any other connection is staff's own.
+VOX_CONNECTION = "Voximplant (sandbox)"
+VOICEIT_CONNECTION = "VoiceIt (sandbox)"
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 
 class Command(BaseCommand):
@@ -67,11 +75,12 @@ class Command(BaseCommand):
             json.loads((sandbox_dir / "credentials.json").read_text()).get("account_id")
             or json.loads((sandbox_dir / "credentials.json").read_text())["result"]["account_id"]
         )
+        base_url = sandbox_url()
         vox, _ = ProviderConnection.objects.get_or_create(
-            name="Voximplant (sandbox)",
+            name=VOX_CONNECTION,
             defaults={
                 "kind": "voximplant",
-                "base_url": settings.VOXIMPLANT_BASE_URL,
+                "base_url": base_url,
                 "credentials_path": settings.VOXIMPLANT_CREDENTIALS_FILE,
                 "parent_api_key_path": settings.VOXIMPLANT_PARENT_API_KEY_FILE,
                 "parent_account_id": account_id,
@@ -79,15 +88,37 @@ class Command(BaseCommand):
             },
         )
         voiceit, _ = ProviderConnection.objects.get_or_create(
-            name="VoiceIt (sandbox)",
+            name=VOICEIT_CONNECTION,
             defaults={
                 "kind": "voiceit",
-                "base_url": settings.VOICEIT_BASE_URL,
+                "base_url": base_url,
                 "voiceit_credentials_path": settings.VOICEIT_CREDENTIALS_FILE,
                 "currency": "USD",
             },
         )
+        for conn in (vox, voiceit):
+            self._follow_sandbox(conn, base_url)
         return vox, voiceit
+
+    def _follow_sandbox(self, conn: ProviderConnection, base_url: str) -> None:
+        """Point a demo connection at the sandbox `make run` starts now (an earlier run may have
+        used another `SANDBOX_PORT`). One that staff pointed away from a local sandbox is kept."""
+
+        old = conn.base_url
+        if old.rstrip("/") == base_url:
+            return
+        if urlsplit(old).hostname not in LOCAL_HOSTS:
+            self.stdout.write(f"Kept connection {conn.name!r} at {old}: it no longer points at a local sandbox.")
+            return
+        with transaction.atomic():
+            ProviderConnection.objects.filter(pk=conn.pk).update(base_url=base_url)
+            audit_log(
+                actor="demo_setup",
+                action="tenants.connection.base_url_changed",
+                data={"connection": conn.name, "from": old, "to": base_url},
+            )
+        conn.base_url = base_url
+        self.stdout.write(f"Connection {conn.name!r} now points at the sandbox at {base_url} (was {old}).")
 
     def _user(self, username: str, role: str, **extra: Any) -> User:
         user = User.objects.filter(username=username).first()
