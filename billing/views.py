@@ -23,6 +23,7 @@ from billing import selectors, services
 from billing.models import DriftItem, SyncRun, Transfer
 from billing.money import parse_amount
 from billing.transfers import tenant_currency
+from portal import schedule
 from portal.audit import audit_events
 from portal.errors import PortalError
 from portal.models import Job
@@ -381,6 +382,8 @@ def sync_runs(request: HttpRequest) -> HttpResponse:
             "connections": rows,
             "can_sync": has_perm(request.user, "billing.sync"),
             "summary": selectors.parent_summary(),
+            "next_sync": schedule.next_run(schedule.NIGHTLY_SYNC),
+            "can_schedule": has_perm(request.user, schedule.PERMISSION),
         },
     )
 

@@ -1,14 +1,19 @@
-"""The console home: each app's panel, composed here, at the top of the layers."""
+"""The console home (each app's panel, composed here, at the top of the layers) and the beat
+schedule page."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
+from django.contrib import messages
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 
 from api.console_views import console_panel as api_panel
 from billing.console import summary as billing_summary
+from portal import schedule
 from portal.roles import require
 from tenants.selectors import console_summary as tenants_summary
 
@@ -29,3 +34,43 @@ def console_summary() -> dict[str, Any]:
 @require("console.view")
 def console_home(request: HttpRequest) -> HttpResponse:
     return render(request, "portal/console_home.html", console_summary())
+
+
+@require(schedule.PERMISSION)
+def schedule_page(request: HttpRequest) -> HttpResponse:
+    """The beat schedule: every entry with its timing and next run; admins retime them here."""
+    errors: dict[str, str] = {}
+    failed, submitted = "", {}
+    if request.method == "POST":
+        failed = request.POST.get("entry", "")
+        submitted = request.POST.dict()
+        try:
+            changed = schedule.change_timing(actor=request.user, name=failed, data=submitted, request=request)
+        except ValidationError as exc:
+            errors = {field: " ".join(texts) for field, texts in exc.message_dict.items()}
+        else:
+            messages.success(request, f"{changed.name} now runs {schedule.describe(changed)}.")
+            return redirect("console:schedule")
+    timed = schedule.rows()
+    entries = []
+    for name, spec in settings.CELERY_BEAT_SCHEDULE.items():
+        row = timed.get(name)
+        mine = name == failed
+        entries.append(
+            {
+                "name": name,
+                "task": spec["task"],
+                "row": row,
+                "fixed": row is None,
+                "describe": schedule.describe(row) if row else "every 60 s, fixed: readiness counts on it",
+                "next_run": schedule.next_run(name) if row else None,
+                "values": submitted if mine else {},
+                "errors": errors if mine else {},
+            }
+        )
+    return render(
+        request,
+        "console/schedule.html",
+        {"entries": entries, "form_error": errors.get("__all__", "")},
+        status=400 if errors else 200,
+    )

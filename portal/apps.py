@@ -11,8 +11,10 @@ class PortalConfig(AppConfig):
         from django.contrib.auth.signals import user_login_failed
 
         from portal.celery import ensure_broker_folders
+        from portal.errortracking import init_error_tracking
         from portal.signins import record_locked_out, record_login_failed
 
+        init_error_tracking()
         ensure_broker_folders()
         user_login_failed.connect(record_login_failed, dispatch_uid="portal.audit.login_failed")
         user_locked_out.connect(record_locked_out, dispatch_uid="portal.audit.locked_out")

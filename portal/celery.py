@@ -6,6 +6,7 @@ from typing import Any
 
 from celery import Celery, signals
 
+from portal.errortracking import init_error_tracking
 from portal.logs import request_id_var
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
@@ -72,6 +73,8 @@ def _setup_logging(loglevel: int | str | None = None, **kwargs: Any) -> None:
 def _worker_init_logging(instance: Any = None, **kwargs: Any) -> None:
     # Early, so that warnings raised while the worker starts are log lines too.
     apply_portal_logging()
+    # And error tracking (when SENTRY_DSN is set) before the pool starts, so every child has it.
+    init_error_tracking()
     if instance is not None and not instance.quiet:
         # The start-up banner is printed straight to the terminal; log it instead.
         instance.quiet = True

@@ -80,6 +80,8 @@ def _commands(python: str, var_dir: Path, port: int, sandbox_port: int) -> dict[
             "beat",
             "--loglevel",
             "INFO",
+            "--scheduler",
+            "portal.schedule:DatabaseScheduler",
             "--schedule",
             str(var_dir / "celerybeat-schedule"),
         ],

@@ -145,3 +145,25 @@ class IdempotencyRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.owner_id}:{self.key} ({self.state})"
+
+
+class ScheduleEntry(models.Model):
+    """When one beat entry of CELERY_BEAT_SCHEDULE runs (portal/schedule.py): a crontab
+    (minute, hour and the day fields) or, with every_seconds set, an interval. Created from the
+    settings on first use; after that, reseller admins change it in the console."""
+
+    id = models.BigAutoField(primary_key=True)
+    name = models.CharField(max_length=100, unique=True)
+    minute = models.CharField(max_length=64, blank=True)
+    hour = models.CharField(max_length=64, blank=True)
+    day_of_week = models.CharField(max_length=64, blank=True)
+    day_of_month = models.CharField(max_length=64, blank=True)
+    month_of_year = models.CharField(max_length=64, blank=True)
+    every_seconds = models.PositiveIntegerField(null=True, blank=True)
+    changed_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name

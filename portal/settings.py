@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 
 from celery.schedules import crontab
@@ -116,6 +117,8 @@ else:
     # because the broker thought it lost.
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", False)
+# How often beat sends the heartbeat (/healthz/ready wants one at least every 3 minutes).
+HEARTBEAT_SECONDS = env.int("HEARTBEAT_SECONDS", 60, minimum=1)
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 SYNC_HOUR_UTC = env.int("SYNC_HOUR_UTC", 2, minimum=0)
 if SYNC_HOUR_UTC > 23:
@@ -140,7 +143,10 @@ BILLING_BUDGET_MAX_AGE_SECONDS = env.int("BILLING_BUDGET_MAX_AGE_SECONDS", 300, 
 BILLING_REFRESH_AFTER_TRANSFER = env.bool("BILLING_REFRESH_AFTER_TRANSFER", True)
 
 # Periodic work. Every entry is safe to fire twice (database claims and locks), since
-# duplicate beats happen.
+# duplicate beats happen. The timings here are where each entry starts: the beat's scheduler
+# (portal/schedule.py) copies them to the database on first use, and reseller admins change
+# them in the console from then on.
+CELERY_BEAT_SCHEDULER = "portal.schedule:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE = {
     "billing-sync-nightly": {"task": "billing.sync_nightly", "schedule": crontab(minute=0, hour=SYNC_HOUR_UTC)},
     "billing-transfer-sweep": {"task": "billing.transfer_sweep", "schedule": 60.0},
@@ -152,7 +158,11 @@ CELERY_BEAT_SCHEDULE = {
     "tenants-sweep-operations": {"task": "tenants.sweep_operations", "schedule": 30.0},
     "portal-idempotency-reap": {"task": "portal.idempotency_reap", "schedule": crontab(minute=15)},
     # The beat records when it schedules this and the worker when it runs it (/healthz/ready).
-    "portal-heartbeat": {"task": "portal.heartbeat", "schedule": 60.0, "options": {"expires": 120}},
+    "portal-heartbeat": {
+        "task": "portal.heartbeat",
+        "schedule": float(HEARTBEAT_SECONDS),
+        "options": {"expires": 2 * HEARTBEAT_SECONDS},
+    },
 }
 # Bearer token a Prometheus scraper sends to /metrics; /metrics answers 404 while it is unset.
 METRICS_TOKEN = env.str("METRICS_TOKEN", "")
@@ -297,3 +307,11 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"django.db.backends": {"level": "INFO"}, "httpx": {"level": "WARNING"}},
 }
+
+# Error tracking (portal/errortracking.py): off unless SENTRY_DSN is set. Events carry no
+# personal data and pass through the log redaction before they leave the process.
+SENTRY_DSN = env.str("SENTRY_DSN", "")
+SENTRY_ENVIRONMENT = env.str("SENTRY_ENVIRONMENT", "development" if DEBUG else "production")
+SENTRY_TRACES_SAMPLE_RATE = float(env.decimal("SENTRY_TRACES_SAMPLE_RATE", "0", minimum=Decimal(0)))
+if SENTRY_TRACES_SAMPLE_RATE > 1:
+    raise ImproperlyConfigured(f"SENTRY_TRACES_SAMPLE_RATE={SENTRY_TRACES_SAMPLE_RATE} must be between 0 and 1")

@@ -268,6 +268,10 @@ def smoke_secret(name: str) -> str:
         return secrets.token_urlsafe(64)
     if name == "field_encryption_keys":
         return base64.urlsafe_b64encode(os.urandom(32)).decode()
+    if name == "database_url":
+        return f"{POSTGRES}/{DATABASE}"  # this machine's PostgreSQL, in place of the db service
+    if name == "db_password":
+        return secrets.token_urlsafe(18)  # read by the db service only, which runs here as it is
     raise RuntimeError(f"compose declares the secret {name!r}; scripts/smoke.py has no test value for it")
 
 

@@ -22,6 +22,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 APP_SERVICES = ("sandbox", "migrate", "web", "worker", "beat")
+COMPOSE_TEXT = (ROOT / "docker-compose.yml").read_text()
 VAR_MOUNT = "/var/portal"
 
 
@@ -73,7 +74,7 @@ def test_the_stack_has_exactly_its_services_and_volumes(compose, services) -> No
     assert set(services) == {"db", "redis", "sandbox", "migrate", "web", "worker", "beat", "proxy"}
     assert set(compose["volumes"]) == {"pg-data", "portal-var", "caddy-data", "caddy-config"}
     assert services["db"]["volumes"] == ["pg-data:/var/lib/postgresql/data"]
-    assert set(compose["secrets"]) == {"secret_key", "field_encryption_keys"}
+    assert set(compose["secrets"]) == {"secret_key", "field_encryption_keys", "database_url", "db_password"}
 
 
 def test_every_portal_process_runs_the_one_image_with_the_shared_volume_and_secrets(services) -> None:
@@ -81,14 +82,19 @@ def test_every_portal_process_runs_the_one_image_with_the_shared_volume_and_secr
         service = services[name]
         assert service["build"] == "." and service["image"] == "reseller-portal", name
         assert service["volumes"] == [f"portal-var:{VAR_MOUNT}"], name
-        assert set(service["secrets"]) == {"secret_key", "field_encryption_keys"}, name
+        assert set(service["secrets"]) == {"secret_key", "field_encryption_keys", "database_url"}, name
         assert service["environment"] == services["web"]["environment"], name
 
 
 def test_secrets_are_read_from_the_mounted_secret_files(compose, env) -> None:
-    assert "SECRET_KEY" not in env and "FIELD_ENCRYPTION_KEYS" not in env  # never inline
+    assert not {"SECRET_KEY", "FIELD_ENCRYPTION_KEYS", "DATABASE_URL"} & set(env)  # never inline
     assert env["SECRET_KEY_FILE"] == "/run/secrets/secret_key"
     assert env["FIELD_ENCRYPTION_KEYS_FILE"] == "/run/secrets/field_encryption_keys"
+    assert env["DATABASE_URL_FILE"] == "/run/secrets/database_url"
+    postgres = compose["services"]["db"]
+    assert "POSTGRES_PASSWORD" not in postgres["environment"]
+    assert postgres["environment"]["POSTGRES_PASSWORD_FILE"] == "/run/secrets/db_password"
+    assert postgres["secrets"] == ["db_password"]
     for name, secret in compose["secrets"].items():
         assert secret["file"] == f"./var/secrets/{name}"
 
@@ -96,15 +102,13 @@ def test_secrets_are_read_from_the_mounted_secret_files(compose, env) -> None:
 def test_the_database_and_broker_urls_point_at_the_db_and_redis_services(services, env) -> None:
     from portal.env import parse_database_url
 
-    db = parse_database_url(env["DATABASE_URL"])
+    # The database URL is a secret file; its documented shape sits beside the variable.
+    documented = COMPOSE_TEXT.split("DATABASE_URL_FILE:", 1)[1].split("\n", 1)[0].split("#", 1)[1].strip()
+    db = parse_database_url(documented.replace("<the db_password>", "secret"))
     postgres = services["db"]["environment"]
     assert db["ENGINE"] == "django.db.backends.postgresql"
     assert (db["HOST"], int(db["PORT"])) == ("db", 5432)
-    assert (db["NAME"], db["USER"], db["PASSWORD"]) == (
-        postgres["POSTGRES_DB"],
-        postgres["POSTGRES_USER"],
-        postgres["POSTGRES_PASSWORD"],
-    )
+    assert (db["NAME"], db["USER"]) == (postgres["POSTGRES_DB"], postgres["POSTGRES_USER"])
     assert healthcheck(services["db"]) == ["pg_isready", "-U", postgres["POSTGRES_USER"]]
     broker, cache = urlsplit(env["CELERY_BROKER_URL"]), urlsplit(env["REDIS_URL"])
     assert (broker.scheme, broker.hostname, broker.port) == ("redis", "redis", 6379)
@@ -132,6 +136,7 @@ def test_the_settings_accept_the_compose_environment_for_a_deployment(env, tmp_p
     secrets.mkdir()
     (secrets / "secret_key").write_text("a-real-looking-production-secret-key-with-plenty-of-entropy-8c1f0e2d9b\n")
     (secrets / "field_encryption_keys").write_text("dGVzdC1vbmx5LWZpZWxkLWtleS0wMTIzNDU2Nzg5YWI=\n")
+    (secrets / "database_url").write_text("postgres://portal:secret@db:5432/portal\n")
 
     def local(value: str) -> str:
         value = value.replace("/run/secrets", str(secrets))
@@ -235,8 +240,8 @@ def test_the_static_files_collected_in_the_image_are_where_the_running_app_reads
         process_env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")}
         process_env.update(extra, DJANGO_SETTINGS_MODULE="portal.settings", SECRET_KEY="x" * 60)
         process_env.setdefault("FIELD_ENCRYPTION_KEYS", "dGVzdC1vbmx5LWZpZWxkLWtleS0wMTIzNDU2Nzg5YWI=")
-        process_env.pop("SECRET_KEY_FILE", None)
-        process_env.pop("FIELD_ENCRYPTION_KEYS_FILE", None)
+        for secret in ("SECRET_KEY_FILE", "FIELD_ENCRYPTION_KEYS_FILE", "DATABASE_URL_FILE"):
+            process_env.pop(secret, None)  # the secret files exist only inside the stack
         code = "import django; django.setup(); from django.conf import settings; print(settings.STATIC_ROOT)"
         result = subprocess.run(
             [sys.executable, "-c", code], cwd=ROOT, env=process_env, capture_output=True, text=True, timeout=60
