@@ -5,24 +5,16 @@ so a view that forgot its decorator still cannot let a viewer change anything.""
 from __future__ import annotations
 
 import logging
-import smtplib
 from decimal import Decimal
 
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.contrib.auth.tokens import default_token_generator
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
-from django.core.mail import EmailMultiAlternatives
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
-from django.db.models import F
 from django.http import HttpRequest
-from django.template.loader import render_to_string
-from django.urls import reverse
 from django.utils import timezone
-from django.utils.encoding import force_bytes
-from django.utils.http import urlsafe_base64_encode
 
 from billing.alerts import tenant_set_low_balance_threshold
 from billing.sync import tenant_refresh
@@ -35,7 +27,7 @@ from portal.roles import Role, assign_role, role_of
 from providers.errors import ProviderError
 from tenants.models import Membership, Tenant
 from tenants.services import send_owner_invitation
-from tenants.services.lifecycle import INVITE_RETRIES, invite_retry_delay
+from tenants.services.lifecycle import INVITE_RETRIES, invite_retry_delay, send_invitation
 
 logger = logging.getLogger("customers")
 
@@ -175,38 +167,16 @@ def invitation_deliver(*, membership_id: int) -> bool:
     membership = Membership.objects.select_related("user", "tenant", "invited_by").get(pk=membership_id)
     if role_of(membership.user) == Role.CUSTOMER_OWNER:
         return send_owner_invitation(membership_id=membership_id)
-    user, tenant = membership.user, membership.tenant
-    uid = urlsafe_base64_encode(force_bytes(user.pk))
-    token = default_token_generator.make_token(user)
-    link = str(settings.SITE_URL).rstrip("/") + reverse(
-        "password_reset_confirm", kwargs={"uidb64": uid, "token": token}
-    )
-    context = {
-        "company": tenant.company_name,
-        "link": link,
-        "inviter": membership.invited_by.get_username() if membership.invited_by else tenant.company_name,
-        "username": user.get_username(),
-    }
-    message = EmailMultiAlternatives(
+    tenant = membership.tenant
+    return send_invitation(
+        membership,
         subject=f"You are invited to {tenant.company_name}'s account",
-        body=render_to_string("emails/team_invite.txt", context),
-        to=[user.email],
+        template="team_invite",
+        context={
+            "company": tenant.company_name,
+            "inviter": membership.invited_by.get_username() if membership.invited_by else tenant.company_name,
+        },
     )
-    message.attach_alternative(render_to_string("emails/team_invite.html", context), "text/html")
-    try:
-        message.send()
-        delivered = True
-    except (smtplib.SMTPException, OSError):
-        logger.warning("the team invitation (membership %s) was not delivered", membership_id, exc_info=True)
-        delivered = False
-    now = timezone.now()
-    Membership.objects.filter(pk=membership_id).update(
-        invite_delivery=Membership.InviteDelivery.SENT if delivered else Membership.InviteDelivery.FAILED,
-        invite_attempts=F("invite_attempts") + 1,
-        invite_attempted_at=now,
-        invite_sent_at=now if delivered else F("invite_sent_at"),
-    )
-    return delivered
 
 
 def invitation_retry(*, membership_id: int, attempt: int) -> bool:

@@ -39,6 +39,7 @@ def init_error_tracking(*, transport: Any = None) -> bool:
     import sentry_sdk
     from sentry_sdk.integrations.celery import CeleryIntegration
     from sentry_sdk.integrations.django import DjangoIntegration
+    from sentry_sdk.integrations.redis import RedisIntegration
     from sentry_sdk.utils import BadDsn
 
     if sentry_sdk.get_client().is_active():
@@ -54,6 +55,8 @@ def init_error_tracking(*, transport: Any = None) -> bool:
             # No personal data: left unset, the SDK sends no user, cookies or IP addresses and
             # keeps its own scrubber on (setting send_default_pii, even to False, is deprecated).
             integrations=[DjangoIntegration(), CeleryIntegration()],
+            # Redis breadcrumbs carry cache keys, and a session's cache key is its session id.
+            disabled_integrations=[RedisIntegration()],
             before_send=scrub_event,
             before_send_transaction=scrub_event,
             before_breadcrumb=scrub_breadcrumb,
@@ -78,6 +81,9 @@ def scrub_event(event: Event, hint: dict[str, Any] | None = None) -> Event:
     return scrubbed
 
 
-def scrub_breadcrumb(crumb: Breadcrumb, hint: dict[str, Any] | None = None) -> Breadcrumb:
+def scrub_breadcrumb(crumb: Breadcrumb, hint: dict[str, Any] | None = None) -> Breadcrumb | None:
+    """Redacted; a cache or Redis breadcrumb is dropped whole (its keys hold session ids)."""
+    if str(crumb.get("category") or "").startswith(("redis", "cache")):
+        return None
     scrubbed: Breadcrumb = redact_value(crumb)
     return scrubbed

@@ -4,36 +4,51 @@ The portal owns the registry and what it can measure itself (requests, the worke
 heartbeats). Apps above it add their own collectors with ``register_collector`` when Django
 starts (the console adds the money and sync gauges, see ``console/metrics.py``); a collector
 reads the database when /metrics is scraped, so its queries must be cheap and indexed.
+
+Under gunicorn each worker process counts its own requests. With ``PROMETHEUS_MULTIPROC_DIR``
+set (compose's web command sets it; deploy/gunicorn.conf.py empties the folder when
+gunicorn starts), the request counter and histogram write to files in that folder and a scrape
+adds up every worker's files, so any worker answers with the whole server's counts. The gauges
+computed at scrape time (heartbeats, money and sync) stay collectors, read by whichever worker
+answers. Without the variable the counts live in this process, as under ``runserver``.
 """
 
 from __future__ import annotations
 
 import hmac
+import os
 import time
 from collections.abc import Callable, Iterable
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from portal.health import HEARTBEATS, heartbeat_ages
 
+# Read once, as prometheus_client does when it is first imported: it decides how values are kept.
+MULTIPROCESS_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+
+# The collectors computed at scrape time; in single-process mode also the request metrics.
 registry = CollectorRegistry()
+# In multi-process mode the request metrics belong to no registry: their values are in the
+# folder's files, which MultiProcessCollector reads (registering them too would count twice).
+_request_registry = None if MULTIPROCESS_DIR else registry
 
 REQUESTS = Counter(
     "portal_http_requests",
     "HTTP requests answered, by view and status class.",
     ["view", "status"],
-    registry=registry,
+    registry=_request_registry,
 )
 LATENCY = Histogram(
     "portal_http_request_duration_seconds",
     "Time to answer an HTTP request, by view.",
     ["view"],
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
-    registry=registry,
+    registry=_request_registry,
 )
 
 _collectors: dict[str, Collector] = {}
@@ -106,5 +121,17 @@ def token_matches(request: HttpRequest) -> bool | None:
     return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), expected.encode())
 
 
+def scrape_registry() -> CollectorRegistry:
+    """What a scrape reads: every worker's request metrics from the multi-process folder plus
+    the collectors computed now, or, in single-process mode, this process's registry."""
+    if not MULTIPROCESS_DIR:
+        return registry
+    scrape = CollectorRegistry()
+    multiprocess.MultiProcessCollector(scrape, path=MULTIPROCESS_DIR)
+    for collector in _collectors.values():
+        scrape.register(collector)
+    return scrape
+
+
 def render_metrics() -> bytes:
-    return generate_latest(registry)
+    return generate_latest(scrape_registry())

@@ -108,39 +108,48 @@ def owner_invitation_retry(*, membership_id: int, attempt: int) -> bool:
     return False
 
 
-def send_owner_invitation(*, membership_id: int) -> bool:
-    """One delivery attempt of the owner's set-password email, with Django's password-reset
-    token (no password is ever mailed). The outcome is kept on the membership: sent, or not
-    delivered with the time of the attempt. A mail server that is down or slower than
-    EMAIL_TIMEOUT never raises here; the answer says whether the email went out."""
-
-    membership = Membership.objects.select_related("user", "tenant").get(pk=membership_id)
+def send_invitation(membership: Membership, *, subject: str, template: str, context: dict[str, str]) -> bool:
+    """One delivery attempt of an invitation: a set-password link with Django's password-reset
+    token (no password is ever mailed), in ``emails/<template>.txt`` and ``.html``. The outcome
+    is kept on the membership: sent, or not delivered with the time of the attempt. A mail server
+    that is down or slower than EMAIL_TIMEOUT never raises here; the answer says whether the
+    email went out. The owner's invitation and a team invitation both come through here."""
     user = membership.user
     uid = urlsafe_base64_encode(force_bytes(user.pk))
     link = str(settings.SITE_URL).rstrip("/") + reverse(
         "password_reset_confirm", args=(uid, default_token_generator.make_token(user))
     )
-    context = {"company": membership.tenant.company_name, "link": link, "username": user.get_username()}
+    context = {**context, "link": link, "username": user.get_username()}
     message = EmailMultiAlternatives(
-        subject=f"You are invited to manage {membership.tenant.company_name}",
-        body=render_to_string("emails/owner_invitation.txt", context),
-        to=[user.email],
+        subject=subject, body=render_to_string(f"emails/{template}.txt", context), to=[user.email]
     )
-    message.attach_alternative(render_to_string("emails/owner_invitation.html", context), "text/html")
+    message.attach_alternative(render_to_string(f"emails/{template}.html", context), "text/html")
     try:
         message.send()
         delivered = True
     except (smtplib.SMTPException, OSError):
-        logger.warning("the owner's invitation (membership %s) was not delivered", membership_id, exc_info=True)
+        logger.warning("the invitation (membership %s) was not delivered", membership.pk, exc_info=True)
         delivered = False
     now = timezone.now()
-    Membership.objects.filter(pk=membership_id).update(
+    Membership.objects.filter(pk=membership.pk).update(
         invite_delivery=Membership.InviteDelivery.SENT if delivered else Membership.InviteDelivery.FAILED,
         invite_attempts=F("invite_attempts") + 1,
         invite_attempted_at=now,
         invite_sent_at=now if delivered else F("invite_sent_at"),
     )
     return delivered
+
+
+def send_owner_invitation(*, membership_id: int) -> bool:
+    """One delivery attempt of the owner's invitation (see send_invitation)."""
+    membership = Membership.objects.select_related("user", "tenant").get(pk=membership_id)
+    company = membership.tenant.company_name
+    return send_invitation(
+        membership,
+        subject=f"You are invited to manage {company}",
+        template="owner_invitation",
+        context={"company": company},
+    )
 
 
 def _provision_once(
