@@ -76,3 +76,17 @@ def test_every_worker_line_is_json_without_secrets_and_carries_the_request_id(lo
     (failure,) = [entry for entry in entries if entry["logger"] == "celery.app.trace" and entry["level"] == "ERROR"]
     assert task_id in failure["message"]
     assert "RuntimeError: provider refused the call" in failure["exception"]
+
+    # What the worker says while it shuts down, from its signal handler, is a JSON line too.
+    logging_worker.stop()
+    final = [line for line in logging_worker.log().splitlines() if line.strip()]
+    assert [line for line in final if not _is_json(line)] == [], logging_worker.log()
+    assert any("Warm shutdown" in json.loads(line)["message"] for line in final), logging_worker.log()
+
+
+def _is_json(line: str) -> bool:
+    try:
+        json.loads(line)
+    except ValueError:
+        return False
+    return True
