@@ -144,3 +144,29 @@ def _leave_request_id(task_id: str | None = None, **kwargs: Any) -> None:
         request_id_var.reset(token)
     except ValueError:  # set in another context (another thread or greenlet)
         request_id_var.set("")
+
+
+# --- heartbeats at start-up -------------------------------------------------------------
+#
+# The heartbeat task comes one interval after beat starts; recording both at start-up keeps a
+# freshly started stack from reporting "never recorded" on /healthz/ready for that first minute.
+
+
+@signals.worker_ready.connect
+def _worker_started(**kwargs: Any) -> None:
+    from portal.health import record_heartbeat  # models are loaded by now, not at import time
+
+    try:
+        record_heartbeat("worker")
+    except Exception:  # noqa: BLE001 - a database not reachable yet must not stop the worker
+        logging.getLogger("portal.health").warning("could not record the worker's start", exc_info=True)
+
+
+@signals.beat_init.connect
+def _beat_started(**kwargs: Any) -> None:
+    from portal.health import record_heartbeat  # models are loaded by now, not at import time
+
+    try:
+        record_heartbeat("beat")
+    except Exception:  # noqa: BLE001 - a database not reachable yet must not stop beat
+        logging.getLogger("portal.health").warning("could not record beat's start", exc_info=True)

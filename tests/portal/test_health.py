@@ -1,3 +1,5 @@
+from typing import Any
+
 import pytest
 from django.test import override_settings
 
@@ -134,11 +136,10 @@ def test_a_real_worker_running_the_heartbeat_task_makes_the_worker_heartbeat_fre
     assert "portal.heartbeat" in celery_worker.log()
 
 
-@pytest.mark.worker
-@pytest.mark.django_db(transaction=True)
-def test_a_real_beat_scheduling_the_heartbeat_makes_the_beat_heartbeat_fresh(client, tmp_path) -> None:
-    """The beat records its heartbeat when it schedules the task (its first run is one interval
-    after it starts), whether or not a worker runs it."""
+def _run_beat(client: Any, tmp_path: Any, *, every_seconds: int, make_stale_first: bool) -> dict[str, Any]:
+    """Start a real beat (HEARTBEAT_SECONDS=``every_seconds``), and wait until /healthz/ready
+    reports its heartbeat fresh. With ``make_stale_first``, once it is fresh the heartbeat is
+    set an hour back, so only a heartbeat the beat schedules afterwards can make it fresh."""
     import os
     import signal
     import subprocess
@@ -156,7 +157,7 @@ def test_a_real_beat_scheduling_the_heartbeat_makes_the_beat_heartbeat_fresh(cli
         os.environ,
         DJANGO_SETTINGS_MODULE="portal.settings_test",
         DATABASE_URL=database_url_for_subprocess(),
-        HEARTBEAT_SECONDS="2",  # the beat's first heartbeat comes one interval after it starts
+        HEARTBEAT_SECONDS=str(every_seconds),
     )
     log_path = tmp_path / "beat.log"
     with open(log_path, "w") as log:
@@ -168,17 +169,41 @@ def test_a_real_beat_scheduling_the_heartbeat_makes_the_beat_heartbeat_fresh(cli
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    try:
-        deadline = time.monotonic() + 120
-        state = None
+
+    def wait_fresh() -> dict[str, Any]:
+        deadline = time.monotonic() + 60
+        state: dict[str, Any] = {}
         while time.monotonic() < deadline and beat.poll() is None:
             state = client.get("/healthz/ready").json()["heartbeats"]["beat"]
-            if state["age_seconds"] is not None and state["age_seconds"] < 60:
-                break
-            time.sleep(0.5)
-        assert state is not None and state["ok"] is True, (state, log_path.read_text())
+            if state["age_seconds"] is not None and state["age_seconds"] < 30:
+                return state
+            time.sleep(0.3)
+        raise AssertionError((state, log_path.read_text()))
+
+    try:
+        state = wait_fresh()
+        if make_stale_first:
+            record_heartbeat("beat", at=timezone.now() - timedelta(hours=1))
+            state = wait_fresh()
+        return state
     finally:
         if beat.poll() is None:
             os.killpg(beat.pid, signal.SIGTERM)
             beat.wait(timeout=10)
         purge_broker()
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_a_real_beat_scheduling_the_heartbeat_makes_the_beat_heartbeat_fresh(client, tmp_path) -> None:
+    """The beat records its heartbeat each time it schedules the task, whether or not a worker
+    runs it: set back an hour, it is fresh again one interval later."""
+    assert _run_beat(client, tmp_path, every_seconds=2, make_stale_first=True)["ok"] is True
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_a_beat_that_just_started_is_reported_alive_before_its_first_heartbeat(client, tmp_path) -> None:
+    """The first scheduled heartbeat comes one interval after start (an hour here): the beat
+    records itself at start-up, so a fresh stack is not "never recorded" for that interval."""
+    assert _run_beat(client, tmp_path, every_seconds=3600, make_stale_first=False)["ok"] is True
