@@ -7,10 +7,9 @@ Run from the repository root (``make lint-docs`` and CI do):
 It reads every file git knows about (tracked, plus untracked files that are not ignored, so a
 new file is checked before it is committed), skips binary files, and reports each line that
 
-* names a design document kept outside the repository (``RELIABILITY.md``, ``ARCHITECTURE.md``,
-  ``STYLE.md``, ``PERFORMANCE.md``, ``ANCHORS.md``, ``voximplant.md``, ``voiceit.md``), the
-  folder they live in (``../shared``, ``shared/providers``) or the original provider pages
-  (``seeds/``, "the seed docs");
+* names a Markdown document (a word ending in ``.md``) that is no file of the repository, or
+  a relative path (``../name``) that climbs out of the repository, or the folders where the
+  provider notes and the original provider pages are kept outside it;
 * cites a numbered section of such a document (a section sign followed by a number, or an
   entry of its "Unknowns" list such as ``(Unknown 5)``), or one of its source tags (``[ERR]``,
   ``[NODE116]``);
@@ -39,15 +38,10 @@ from pathlib import Path
 ROOT = Path.cwd()
 SELF = "scripts/check_references.py"
 
-# Documents that live outside the repository, and where they live.
-OUTSIDE_DOCUMENTS = re.compile(
-    r"\b(?:RELIABILITY|ARCHITECTURE|STYLE|PERFORMANCE|ANCHORS)\.md\b"
-    r"|\b(?:voximplant|voiceit)\.md\b"
-    r"|\.\./shared\b"
-    r"|\bshared/(?:providers|seeds|hooks|[A-Z]+\.md)"
-    r"|\bseeds/"
-    r"|\bseed (?:docs?|documents?|pages?)\b"
-)
+# The folders of provider notes and original provider pages kept beside the repository.
+OUTSIDE_FOLDERS = re.compile(r"\bshared/(?:providers|seeds|hooks)\b|\bseeds/|\bseed (?:docs?|documents?|pages?)\b")
+MARKDOWN_NAME = re.compile(r"(?<![\w/.-])((?:[\w.-]+/)*[\w-]+\.md)\b")
+CLIMBING_PATH = re.compile(r"(?<![\w.])((?:\.\./)+[\w.-]+)")
 
 # A numbered section of a document ("§3", "§ 6.4"), an entry of a document's "Unknowns" list
 # ("(Unknown 5)", "Unknowns 9:"), and the source tags the provider notes use.
@@ -168,9 +162,36 @@ def broken_links(path: str, line: str) -> Iterator[str]:
                 yield target
 
 
+_markdown_names: set[str] = set()
+
+
+def markdown_names() -> set[str]:
+    """The names of the repository's Markdown files (``architecture.md``)."""
+    if not _markdown_names:
+        for name in repository_files():
+            if name.endswith(".md"):
+                _markdown_names.add(name.rsplit("/", 1)[-1])
+    return _markdown_names
+
+
+def outside_documents(path: str, line: str) -> bool:
+    """A document named that the repository does not hold, or a path that leaves it."""
+    if OUTSIDE_FOLDERS.search(line):
+        return True
+    if any(match.group(1).rsplit("/", 1)[-1] not in markdown_names() for match in MARKDOWN_NAME.finditer(line)):
+        return True
+    base = (ROOT / path).parent
+    root = ROOT.resolve()
+    for match in CLIMBING_PATH.finditer(line):
+        resolved = (base / match.group(1)).resolve()
+        if resolved != root and root not in resolved.parents:
+            return True
+    return False
+
+
 def check_line(path: str, line: str) -> bool:
     return bool(
-        OUTSIDE_DOCUMENTS.search(line) or SECTION.search(line) or has_code(line) or any(broken_links(path, line))
+        outside_documents(path, line) or SECTION.search(line) or has_code(line) or any(broken_links(path, line))
     )
 
 
