@@ -8,6 +8,7 @@ from typing import Any
 from django.db import transaction
 from django.http import HttpRequest
 
+from portal import inputs
 from portal.audit import audit_log
 from portal.errors import PortalError
 from portal.events import publish_on_commit
@@ -19,7 +20,6 @@ from tenants.models import Tenant, TenantOperation, UnknownProviderAccount
 from tenants.services.lifecycle import _lifecycle_start, freeze_refusal, tenant_import
 from tenants.services.operations import BULK_LIMIT
 from tenants.services.runners import operation_run
-from tenants.services.validation import _reason
 
 Op = TenantOperation
 
@@ -88,7 +88,7 @@ def bulk_start(
         raise PortalError("Select at least one row.", field="ids")
     if len(ids) > BULK_LIMIT:
         raise PortalError(f"At most {BULK_LIMIT} rows at a time; narrow the filter.", field="ids")
-    text = _reason(reason) if action in ("freeze", "unfreeze") else ""
+    text = inputs.reason(reason) if action in ("freeze", "unfreeze") else ""
     with transaction.atomic():
         job = job_create(
             kind=f"tenants.bulk_{action}",

@@ -22,6 +22,7 @@ from django.utils import timezone
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 
+from portal import inputs
 from portal.audit import audit_log
 from portal.errors import Conflict, PortalError
 from portal.events import publish_on_commit
@@ -33,7 +34,7 @@ from tenants import tasks
 from tenants.connections import capability_matrix, client_for
 from tenants.models import Membership, ProviderConnection, Tenant, TenantOperation, UnknownProviderAccount
 from tenants.services.operations import _fingerprint, _operation_key, _replay, _start_operation
-from tenants.services.validation import AccountInput, _check_unique, _connection, _reason, _text, validate_account_input
+from tenants.services.validation import AccountInput, _check_unique, _connection, validate_account_input
 
 Op = TenantOperation
 
@@ -388,7 +389,7 @@ def freeze_refusal(tenant: Tenant, kind: str) -> str | None:
 def _lifecycle_start(
     *, actor: Actor, tenant: Tenant, kind: str, reason: object, request: HttpRequest | None, enqueue: bool = True
 ) -> Op:
-    text = _reason(reason)
+    text = inputs.reason(reason)
     with transaction.atomic():
         locked = Tenant.objects.select_for_update().select_related("connection").get(pk=tenant.pk)
         refusal = freeze_refusal(locked, kind)
@@ -458,7 +459,7 @@ def tenant_import(
         account_id = int(str(provider_account_id).strip())
     except (TypeError, ValueError):
         raise PortalError("Enter the provider's numeric account id.", field="provider_account_id") from None
-    company = _text(company_name, field="company_name", label="company name", max_length=200)
+    company = inputs.text(company_name, field="company_name", label="company name", max_length=200)
     if Tenant.objects.filter(connection=conn, provider_account_id=account_id).exists():
         raise Conflict("This provider account is already a tenant.", field="provider_account_id")
     if not UnknownProviderAccount.objects.filter(connection=conn, provider_account_id=account_id).exists():

@@ -29,16 +29,6 @@ logger = logging.getLogger("tenants")
 ACCOUNT_NAME_RE = inputs.ACCOUNT_NAME_RE
 
 
-def _text(
-    value: object, *, field: str, label: str, max_length: int, required: bool = False, multiline: bool = False
-) -> str:
-    return inputs.text(value, field=field, label=label, max_length=max_length, required=required, multiline=multiline)
-
-
-def _email(value: object, *, field: str, label: str, required: bool = True) -> str:
-    return inputs.email(value, field=field, label=label, required=required)
-
-
 def validate_account_name(value: object, *, field: str = "account_name") -> str:
     return inputs.account_name(value, field=field)
 
@@ -80,14 +70,6 @@ def generate_password() -> str:
             and any(not c.isalnum() for c in candidate)
         ):
             return candidate
-
-
-def _threshold(value: object) -> Decimal | None:
-    return inputs.threshold(value, field="low_balance_threshold")
-
-
-def _reason(value: object) -> str:
-    return inputs.reason(value)
 
 
 def _connection(connection: ProviderConnection | str | int | None) -> ProviderConnection:
@@ -164,11 +146,11 @@ def validate_account_input(
     admin's add form, so that it shows the same errors)."""
 
     conn = _connection(connection)
-    company = _text(company_name, field="company_name", label="company name", max_length=200, required=True)
+    company = inputs.text(company_name, field="company_name", label="company name", max_length=200, required=True)
     name = validate_account_name(account_name)
-    email = _email(account_email, field="account_email", label="account email")
-    contact = _text(contact_name, field="contact_name", label="contact name", max_length=200)
-    contact_mail = _email(contact_email, field="contact_email", label="contact email", required=False)
+    email = inputs.email(account_email, field="account_email", label="account email")
+    contact = inputs.text(contact_name, field="contact_name", label="contact name", max_length=200)
+    contact_mail = inputs.email(contact_email, field="contact_email", label="contact email", required=False)
     kind = conn.kind
     vtype = str(voiceit_type or "").strip()
     if kind == ProviderConnection.Kind.VOICEIT:
@@ -182,10 +164,10 @@ def validate_account_input(
     secret = generate_password() if generated else str(password)
     if not generated:
         _password_rules(secret, kind)
-    note_text = _text(notes, field="notes", label="notes", max_length=5000, multiline=True)
-    plan_text = _text(plan, field="plan", label="plan", max_length=100)
-    threshold = _threshold(low_balance_threshold)
-    invite = _email(invite_owner_email, field="invite_owner_email", label="owner's email", required=False)
+    note_text = inputs.text(notes, field="notes", label="notes", max_length=5000, multiline=True)
+    plan_text = inputs.text(plan, field="plan", label="plan", max_length=100)
+    threshold = inputs.threshold(low_balance_threshold, field="low_balance_threshold")
+    invite = inputs.email(invite_owner_email, field="invite_owner_email", label="owner's email", required=False)
     if invite:
         user_model = get_user_model()
         if user_model.objects.filter(Q(username__iexact=invite) | Q(email__iexact=invite)).exists():
