@@ -54,7 +54,9 @@ class Transfer(models.Model):
     direction = models.CharField(max_length=10, choices=Direction.choices)
     amount = models.DecimalField(max_digits=12, decimal_places=2)
     currency = models.CharField(max_length=3)
+    # Staff's own words (internal); customers see customer_description, or a neutral label.
     reason = models.CharField(max_length=500)
+    customer_description = models.CharField(max_length=200, blank=True)
     origin = models.CharField(max_length=10, choices=Origin.choices, default=Origin.STAFF)
 
     payment_reference = models.CharField(max_length=126, unique=True)
@@ -150,6 +152,9 @@ class ResellerBudget(models.Model):
     available = models.DecimalField(max_digits=18, decimal_places=4, default=0)
     provider_balance = models.DecimalField(max_digits=18, decimal_places=4, null=True, blank=True)
     refreshed_at = models.DateTimeField(null=True, blank=True)
+    # Set when staff were told the runway fell below the alert; cleared when it recovers,
+    # so one crossing sends one email.
+    runway_alerted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
@@ -308,6 +313,9 @@ class SyncRun(models.Model):
     total_count = models.PositiveIntegerField(null=True, blank=True)
     last_account_id = models.BigIntegerField(null=True, blank=True)
     total_balance = models.DecimalField(max_digits=22, decimal_places=4, null=True, blank=True)
+    # The sum of the portal's own tenants' balances after the run (total_balance counts every
+    # child at the provider); the runway is measured from it.
+    tenants_balance = models.DecimalField(max_digits=22, decimal_places=4, null=True, blank=True)
     error_message = models.CharField(max_length=1000, blank=True)
     window_from = models.DateTimeField(null=True, blank=True)
     window_to = models.DateTimeField(null=True, blank=True)
@@ -339,10 +347,14 @@ class DriftItem(models.Model):
         AMOUNT_MISMATCH = "amount_mismatch", "Amounts differ"
         DUPLICATE_AT_PROVIDER = "duplicate_at_provider", "More than one provider transaction for one reference"
         STATE_MISMATCH = "state_mismatch", "Provider applied a transfer the portal does not count as succeeded"
+        THRESHOLD_MISMATCH = "threshold_mismatch", "Low-balance threshold differs at the provider"
+        STATUS_MISMATCH = "status_mismatch", "Account status differs at the provider"
 
     class Resolution(models.TextChoices):
         ACKNOWLEDGED = "acknowledged", "Acknowledged (no ledger change)"
         LEDGER_ADJUSTED = "ledger_adjusted", "Recorded in the ledger"
+        PORTAL_UPDATED = "portal_updated", "Portal set to the provider's value"
+        PROVIDER_UPDATED = "provider_updated", "Provider set to the portal's value"
 
     id = models.BigAutoField(primary_key=True)
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
@@ -394,3 +406,43 @@ class LowBalanceAlert(models.Model):
 
     def __str__(self) -> str:
         return f"low balance {self.tenant_id}: {self.balance} < {self.threshold}"
+
+
+class ProviderCallback(models.Model):
+    """One account callback the provider posted to the portal's webhook, kept whatever its type.
+
+    Stored once per (connection, account, callback id), so a redelivery is recognised; applied
+    at once when the type is one the portal acts on, and kept and shown when it is not.
+    """
+
+    class Outcome(models.TextChoices):
+        PENDING = "pending", "Received"
+        APPLIED = "applied", "Applied"
+        IGNORED = "ignored", "Kept (no action)"
+        UNKNOWN_TYPE = "unknown_type", "Kept (unknown type)"
+        UNKNOWN_ACCOUNT = "unknown_account", "Kept (account not a tenant)"
+        FAILED = "failed", "Failed to apply"
+
+    id = models.BigAutoField(primary_key=True)
+    connection = models.ForeignKey("tenants.ProviderConnection", on_delete=models.CASCADE, related_name="+")
+    tenant = models.ForeignKey("tenants.Tenant", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    callback_id = models.BigIntegerField()
+    account_id = models.BigIntegerField()
+    type = models.CharField(max_length=100)
+    payload = models.JSONField(default=dict, blank=True)
+    outcome = models.CharField(max_length=20, choices=Outcome.choices, default=Outcome.PENDING)
+    note = models.CharField(max_length=500, blank=True)
+    received_at = models.DateTimeField(default=timezone.now)
+    applied_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["connection", "account_id", "callback_id"], name="provider_callback_unique"
+            ),
+        ]
+        indexes = [models.Index(fields=["connection", "-id"], name="provider_callback_conn_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.account_id}#{self.callback_id} ({self.outcome})"

@@ -25,6 +25,16 @@ class ProviderConnection(models.Model):
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
+    # Which API methods the provider answers, as last probed: {method: "available" |
+    # "missing" | "unknown"}, and when (tenants.capability_probe).
+    capabilities = models.JSONField(default=dict, blank=True)
+    capabilities_checked_at = models.DateTimeField(null=True, blank=True)
+    # The provider's account callbacks (webhooks): the URL set on the parent account and its
+    # salt (MultiFernet token, never in clear), and when the provider accepted them.
+    callback_url = models.CharField(max_length=500, blank=True)
+    callback_salt_encrypted = models.TextField(blank=True, editable=False)
+    callback_configured_at = models.DateTimeField(null=True, blank=True)
+
     def __str__(self) -> str:
         return f"{self.name} ({self.get_kind_display()})"
 
@@ -73,9 +83,13 @@ class Tenant(models.Model):
     provider_frozen = models.BooleanField(null=True, blank=True)
     credit_limit = models.DecimalField(max_digits=18, decimal_places=4, null=True, blank=True)
     low_balance_threshold = models.DecimalField(max_digits=18, decimal_places=4, null=True, blank=True)
+    # The provider's own low-balance threshold (min_balance_to_notify), as last read.
+    provider_threshold = models.DecimalField(max_digits=18, decimal_places=4, null=True, blank=True)
     balance_synced_at = models.DateTimeField(null=True, blank=True)
     is_low_balance = models.BooleanField(default=False)
     has_drift = models.BooleanField(default=False)
+    # The owner's choice: every member of the team signs in with a second factor.
+    require_two_factor = models.BooleanField(default=False)
     missing_at_provider = models.BooleanField(default=False)
 
     created_at = models.DateTimeField(auto_now_add=True)
@@ -207,6 +221,10 @@ class TenantOperation(models.Model):
         FREEZE = "freeze", "Freeze"
         UNFREEZE = "unfreeze", "Unfreeze"
         CLOSE = "close", "Close"
+        EDIT = "edit", "Edit at the provider"
+        ACTIVATE = "activate", "Enable at the provider"
+        SET_THRESHOLD = "set_threshold", "Set the low-balance threshold"
+        ROTATE = "rotate", "Rotate credentials"
 
     class State(models.TextChoices):
         PENDING = "pending", "Pending"
