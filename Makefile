@@ -44,6 +44,11 @@ lint-types: install
 lint-docs: install
 	$(BIN)/python scripts/check_references.py
 
+.PHONY: lint-deps
+lint-deps: install  # the pins against PyPI's known vulnerabilities; exit 77 = could not audit (see the script)
+	$(BIN)/python scripts/check_deps.py --self-check
+	$(BIN)/python scripts/check_deps.py
+
 .PHONY: smoke
 smoke: install  # the production stack's commands from docker-compose.yml and the Dockerfile, without Docker
 	$(BIN)/python scripts/smoke.py

@@ -19,6 +19,7 @@ from api.tokens import (
 )
 from portal.errors import PortalError
 from portal.roles import require
+from portal.twofactor import recent_auth_response
 
 
 @never_cache
@@ -27,6 +28,9 @@ def token_list(request: HttpRequest) -> HttpResponse:
     created = None
     form: dict[str, Any] = {"name": "", "role": "", "expires_in_days": ""}
     if request.method == "POST":
+        refused = recent_auth_response(request, back=request.path)  # a new token: password and code again first
+        if refused is not None:
+            return refused
         form = {key: request.POST.get(key, "")[:200] for key in form}
         raw_days = form["expires_in_days"].strip()
         try:

@@ -14,12 +14,16 @@ from api.tokens import api_token_revoke as revoke
 from customers.views import customer_page
 from portal.errors import PortalError
 from portal.roles import Role
+from portal.twofactor import recent_auth_response
 
 
 @customer_page(manage=True)
 def token_list(request: HttpRequest, tenant: Any) -> HttpResponse:
     created = None
     if request.method == "POST":
+        refused = recent_auth_response(request, back=request.path)  # a new token: password (and code) again first
+        if refused is not None:
+            return refused
         try:
             _token, created = api_token_create(
                 actor=request.user,

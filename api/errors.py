@@ -12,12 +12,13 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import Http404
+from django.http import Http404, HttpRequest, HttpResponse
+from django.views import csrf
 from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
-from portal.errors import ERROR_CODES, ERROR_MESSAGES, PortalError, error_body
+from portal.errors import ERROR_CODES, ERROR_MESSAGES, PortalError, error_body, error_response
 
 logger = logging.getLogger("api")
 
@@ -83,3 +84,11 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     set_rollback()
     logger.exception("unhandled API error", exc_info=exc)
     return Response(error_body(500), status=500)
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    """CSRF_FAILURE_VIEW: under /api/ the JSON error shape (DRF views check CSRF themselves and
+    answer the same way); elsewhere Django's own page."""
+    if request.path.startswith("/api/"):
+        return error_response(403, message=f"CSRF failed: {reason}" if reason else None)
+    return csrf.csrf_failure(request, reason=reason)

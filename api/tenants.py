@@ -7,9 +7,10 @@ import hashlib
 from datetime import datetime
 from typing import Any
 
-from django.utils.dateparse import parse_datetime
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers, status
+from rest_framework.exceptions import NotFound
+from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -21,7 +22,10 @@ from api.misc import JobOut
 from api.pagination import PAGE_PARAMETERS, page_body, page_serializer, parse_limit
 from api.permissions import Perm
 from customers.selectors import balance_points
+from portal import inputs
+from portal.errors import PortalError
 from portal.jobs import job_status
+from portal.roles import has_perm
 from tenants.models import ProviderConnection, Tenant
 from tenants.selectors import FILTER_NAMES, connection_names, tenant_get, tenant_list
 from tenants.services import tenant_clone, tenant_create, tenant_import
@@ -32,6 +36,22 @@ def operation_key(request: Request, key: str | None) -> str | None:
     if not key:
         return None
     return "api:" + hashlib.sha256(f"{request.user.pk}:{key}".encode()).hexdigest()
+
+
+def strict_list_filters(request: Request) -> None:
+    """The list's yes/no filters are "true" or "false" and its choices one of their list, as
+    the schema says; the HTML list is more lenient (a checkbox sends "1", an empty select "")."""
+    errors = {}
+    for parameter in LIST_FILTERS:
+        raw = request.query_params.get(parameter.name)
+        if raw is None:
+            continue
+        if parameter.type is bool and raw not in ("true", "false"):
+            errors[parameter.name] = ['Use "true" or "false".']
+        elif parameter.enum and raw not in parameter.enum:
+            errors[parameter.name] = [f"One of {', '.join(parameter.enum)}."]
+    if errors:
+        raise serializers.ValidationError(errors)
 
 
 def connection_by_uuid(value: Any) -> Any:
@@ -69,12 +89,19 @@ class TenantOut(TenantListOut):
     contact_name = serializers.CharField()
     contact_email = serializers.CharField()
     plan = serializers.CharField()
+    notes = serializers.CharField()
     status_reason = serializers.CharField()
     credit_limit = serializers.DecimalField(max_digits=18, decimal_places=4, allow_null=True)
     low_balance_threshold = serializers.DecimalField(max_digits=18, decimal_places=4, allow_null=True)
     balance_synced_at = serializers.DateTimeField(allow_null=True)
     provider_active = serializers.BooleanField(allow_null=True)
     provider_frozen = serializers.BooleanField(allow_null=True)
+    provider_threshold = serializers.DecimalField(
+        max_digits=18,
+        decimal_places=4,
+        allow_null=True,
+        help_text="The provider's own low-balance threshold as last read or pushed.",
+    )
 
     def get_connection(self, tenant: Any) -> str | None:
         return str(tenant.connection.uuid)
@@ -133,6 +160,7 @@ class TenantListCreateApi(APIView):
     def get(self, request: Request) -> Response:
 
         limit = parse_limit(request)
+        strict_list_filters(request)
         filters = {name: request.query_params.get(name) for name in FILTER_NAMES if request.query_params.get(name)}
         page = tenant_list(filters=filters, cursor=request.query_params.get("cursor") or None, limit=limit)
         rows = TenantListOut(page.rows, many=True, context={"connections": connection_names()}).data
@@ -168,12 +196,77 @@ def staff_tenant(tenant_uuid: Any) -> Any:
     return tenant_get(uuid=tenant_uuid)
 
 
+class StaffOrNotFound(BasePermission):
+    """A customer is told the tenant does not exist (404), whichever id they send."""
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        user = request.user
+        if user and user.is_authenticated and not has_perm(user, "console.view"):
+            raise NotFound()
+        return True
+
+
+class TenantEditIn(StrictInput):
+    company_name = SafeText(max_length=200, required=False)
+    contact_name = SafeText(max_length=200, required=False, allow_blank=True)
+    contact_email = serializers.CharField(max_length=254, required=False, allow_blank=True)
+    plan = SafeText(max_length=100, required=False, allow_blank=True)
+    notes = SafeText(max_length=5000, required=False, allow_blank=True, multiline=True)
+    account_name = SafeText(
+        max_length=100,
+        required=False,
+        trim_whitespace=False,
+        help_text="Refused when it differs: the provider cannot rename an account.",
+    )
+    account_email = serializers.CharField(
+        max_length=254, required=False, help_text="Changed at the provider by a tracked operation."
+    )
+    password = serializers.CharField(
+        max_length=4096,
+        required=False,
+        write_only=True,
+        trim_whitespace=False,
+        help_text="A new provider password, by the same rules as at creation.",
+    )
+    low_balance_threshold = ThresholdField(required=False)
+
+
+class TenantEditOut(TenantOut):
+    job = serializers.SerializerMethodField(help_text="The provider operation this edit started, if any.")
+
+    @extend_schema_field(JobOut(allow_null=True))
+    def get_job(self, tenant: Any) -> dict[str, Any] | None:
+        job = self.context.get("job")
+        return dict(JobOut(job_status(job)).data) if job is not None else None
+
+
 class TenantDetailApi(APIView):
-    permission_classes = [Perm("console.view")]
+    def get_permissions(self) -> list[Any]:
+        if self.request.method == "PATCH":
+            return [StaffOrNotFound(), Perm("tenants.manage")()]
+        return [Perm("console.view")()]
 
     @extend_schema(operation_id="tenants_retrieve", responses=TenantOut)
     def get(self, request: Request, tenant_uuid: str) -> Response:
         return Response(TenantOut(staff_tenant(tenant_uuid)).data)
+
+    @extend_schema(
+        operation_id="tenants_partial_update",
+        request=TenantEditIn,
+        responses={200: TenantEditOut},
+        description=(
+            "Edit a tenant. Company, contact, plan and notes change at once; the account email and "
+            "password change at the provider through a tracked operation (see `job`); the low-balance "
+            "threshold is also pushed to the provider where it has one. The account name cannot be changed."
+        ),
+    )
+    def patch(self, request: Request, tenant_uuid: str) -> Response:
+        tenant = staff_tenant(tenant_uuid)
+        data = TenantEditIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        op = services.tenant_edit(actor=request.user, tenant=tenant, request=request._request, **data.validated_data)
+        fresh = Tenant.objects.select_related("connection").get(pk=tenant.pk)
+        return Response(TenantEditOut(fresh, context={"job": op.job if op is not None else None}).data)
 
 
 class TenantCloneIn(StrictInput):
@@ -328,16 +421,10 @@ SINCE_PARAMETER = OpenApiParameter("since", str, description="ISO 8601 date-time
 
 
 def parse_since(request: Request) -> datetime | None:
-    raw = request.query_params.get("since")
-    if not raw:
-        return None
     try:
-        value = parse_datetime(raw) if len(raw) <= 40 else None
-    except ValueError:
-        value = None
-    if value is None or value.tzinfo is None:
-        raise serializers.ValidationError({"since": ["Give an ISO 8601 date-time with a time zone."]})
-    return value
+        return inputs.aware_datetime(request.query_params.get("since"), field="since")
+    except PortalError as exc:
+        raise serializers.ValidationError({"since": [exc.message]}) from None
 
 
 def history_body(tenant: Any, since: datetime | None) -> dict[str, Any]:

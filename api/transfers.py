@@ -22,6 +22,8 @@ from api.tenants import staff_tenant
 from billing.models import Transfer
 from billing.selectors import transfer_get, transfer_list
 from billing.services import transfer_approve, transfer_create
+from portal.inputs import is_ascii_digits
+from portal.twofactor import recent_auth_response
 
 STATES = ["pending", "sending", "succeeded", "failed", "unknown", "resend", "needs_review"]
 
@@ -32,7 +34,10 @@ class TransferOut(serializers.Serializer):
     direction = serializers.CharField()
     amount = serializers.DecimalField(max_digits=12, decimal_places=2)
     currency = serializers.CharField()
-    reason = serializers.CharField()
+    reason = serializers.CharField(help_text="Why staff moved the money. Internal: never shown to the customer.")
+    customer_description = serializers.CharField(
+        help_text='What the customer sees on the statement; empty means "Top-up" or "Adjustment".'
+    )
     origin = serializers.CharField()
     state = serializers.CharField()
     payment_reference = serializers.CharField()
@@ -54,7 +59,14 @@ def transfer_body(transfer: Any) -> dict[str, Any]:
 class TransferCreateIn(StrictInput):
     amount = MoneyField()
     direction = serializers.ChoiceField(choices=["to_tenant", "to_parent"], default="to_tenant")
-    reason = SafeText(max_length=500)
+    reason = SafeText(max_length=500, help_text="Internal to staff: the customer never sees it.")
+    customer_description = SafeText(
+        max_length=200,
+        allow_blank=True,
+        default="",
+        help_text="Optional words for the customer's statement, CSV and API (at most 200 characters). "
+        'Without it the customer sees "Top-up" (to_tenant) or "Adjustment" (to_parent).',
+    )
 
 
 class TransferListApi(APIView):
@@ -79,10 +91,13 @@ class TransferListApi(APIView):
                 tenant = staff_tenant(tenant_uuid)
             except Exception:  # noqa: BLE001 - Http404 or a malformed uuid: both a bad filter here
                 raise serializers.ValidationError({"tenant": ["No such tenant."]}) from None
-        state = request.query_params.get("state") or None
-        if state is not None and state not in STATES:
+        state = request.query_params.get("state")
+        if state is not None and state not in STATES:  # "" too: the schema lists the states
             raise serializers.ValidationError({"state": [f"One of {', '.join(STATES)}."]})
-        page = transfer_list(tenant=tenant, state=state, cursor=request.query_params.get("cursor") or None, limit=limit)
+        raw_cursor = request.query_params.get("cursor") or None
+        if raw_cursor is not None and not is_ascii_digits(raw_cursor):
+            raise serializers.ValidationError({"cursor": ["This cursor is not valid."]})
+        page = transfer_list(tenant=tenant, state=state, cursor=raw_cursor, limit=limit)
         rows, cursor = _page_parts(page)
         return Response(page_body(request, TransferOut(rows, many=True).data, cursor))
 
@@ -117,6 +132,7 @@ class TenantTransferCreateApi(APIView):
                 amount=values["amount"],
                 direction=values["direction"],
                 reason=values["reason"],
+                customer_description=values["customer_description"],
                 idempotency_key=client_key,
                 request_hash=fingerprint,
                 request=request._request,
@@ -145,5 +161,10 @@ class TransferApproveApi(APIView):
         transfer = transfer_get(uuid=transfer_uuid)
         if request.data:
             raise serializers.ValidationError({"non_field_errors": ["Send an empty body."]})
+        if request.auth is None:
+            # A browser session, not a token: password and code again first (portal/twofactor.py).
+            refused = recent_auth_response(request._request)
+            if refused is not None:
+                return refused  # type: ignore[return-value]
         result = transfer_approve(actor=request.user, transfer=transfer, request=request._request)
         return Response(transfer_body(result or transfer))

@@ -5,22 +5,38 @@ from __future__ import annotations
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, JsonResponse
 from django.urls import include, path, re_path
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.permissions import IsAuthenticated
 
 from api import audit, customer, misc, sync, tenants, transfers
+from api.schema import StaffOnly
 from portal.errors import error_response
 
 
 class SchemaView(SpectacularAPIView):
-    # The schema describes staff operations: only for authenticated callers.
-    permission_classes = [IsAuthenticated]
+    # Every operation, staff ones included: staff only (customers get a 404, see api/schema.py).
+    permission_classes = [StaffOnly]
 
 
 class DocsView(SpectacularSwaggerView):
+    permission_classes = [StaffOnly]
+
+
+class CustomerSchemaView(SpectacularAPIView):
+    # The operations a customer may call, for any login or token.
+    permission_classes = [IsAuthenticated]
+    custom_settings = {
+        "TITLE": "Reseller portal API for customers",
+        "PREPROCESSING_HOOKS": ["api.schema.customer_endpoints"],
+    }
+
+
+class CustomerDocsView(SpectacularSwaggerView):
     permission_classes = [IsAuthenticated]
 
 
+@csrf_exempt  # it changes nothing: a write to an unknown path is a 404, not a CSRF refusal
 def api_not_found(request: HttpRequest, rest: str = "") -> JsonResponse:
     return error_response(404)
 
@@ -57,6 +73,10 @@ app_name = "api"
 urlpatterns = [
     path("schema/", SchemaView.as_view(), name="schema"),
     path("docs/", login_required(DocsView.as_view(url_name="api:schema")), name="docs"),
+    path("customer/schema/", CustomerSchemaView.as_view(), name="customer_schema"),
+    path(
+        "customer/docs/", login_required(CustomerDocsView.as_view(url_name="api:customer_schema")), name="customer_docs"
+    ),
     path("v1/", include(v1)),
     # Anything else under /api/ is a JSON 404, not the HTML page.
     re_path(r"^(?P<rest>.*)$", api_not_found, name="not_found"),

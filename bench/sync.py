@@ -10,13 +10,19 @@
    row is written and every tenant gets its first balance snapshot. (The other reading,
    every child an import candidate, writes the same number of rows to
    UnknownProviderAccount instead; see billing/sync.py.)
-3. Measures the floor in the same run: every page fetched with a bare client (httpx, one
-   JWT, `count=1000` offset pages, `json.loads(parse_float=Decimal)`), plus one bulk write
-   of the same rows (the sync's own bulk UPDATE statement, all N rows, one transaction).
+3. Measures the floor in the same run: every tenant read with a bare client (httpx, one
+   JWT, GetChildrenAccounts with `child_account_id=a;b;c` lists of 1000 ids, the way the
+   sync reads, `json.loads(parse_float=Decimal)`), plus one bulk write of the same rows (the
+   sync's own bulk UPDATE statement, all N rows, one transaction).
 4. Runs the real sync task (billing.tasks.sync_run_task, the code the Celery worker runs)
    in a fresh process, over HTTP, twice: the first sync, then a repeat after 1% of the
    children were charged for calls (sandbox spend). Each run's peak RSS is that process's
    ru_maxrss.
+
+The sandbox follows the documented rule by default (GetChildrenAccounts needs an id, name or
+email: `--listing required`), so the sync reads by id lists and skips discovery; with
+`--listing allowed` the sandbox lists every child and the sync's discovery walk (brief id
+pages) runs too.
 
 Prints the figures; the last line is JSON with seconds, ratios to the floor and peak RSS.
 Targets at N = 530,350: repeat ≤ 1.3× floor, first ≤ 2× floor, peak RSS < 300 MB and
@@ -202,13 +208,19 @@ def _floor(base_url: str, creds_path: Path, connection_obj: Any) -> dict[str, fl
         headers={"kid": creds["key_id"]},
     )
     rows: list[tuple[Any, ...]] = []
+    wanted = sorted(Tenant.objects.filter(connection=connection_obj).values_list("provider_account_id", flat=True))
     started = time.perf_counter()
     with httpx.Client(base_url=base_url, timeout=60, headers={"Authorization": f"Bearer {token}"}) as client:
-        offset = 0
-        while True:
+        for start in range(0, len(wanted), PAGE):
+            chunk = wanted[start : start + PAGE]
             response = client.post(
                 "/platform_api/GetChildrenAccounts",
-                data={"count": str(PAGE), "offset": str(offset), "order_by": "child_account_id"},
+                data={
+                    "child_account_id": ";".join(str(i) for i in chunk),
+                    "ignore_invalid_accounts": "true",
+                    "count": str(len(chunk)),
+                    "order_by": "child_account_id",
+                },
             )
             body = json.loads(response.content, parse_float=Decimal)
             page = body["result"]
@@ -221,14 +233,16 @@ def _floor(base_url: str, creds_path: Path, connection_obj: Any) -> dict[str, fl
                         a.get("active"),
                         a.get("frozen"),
                         _money(a.get("credit_limit")),
+                        _money(a.get("min_balance_to_notify")),
                     )
                 )
-            offset += len(page)
-            if len(page) < PAGE:
-                break
     fetch = time.perf_counter() - started
     ids = dict(Tenant.objects.filter(connection=connection_obj).values_list("provider_account_id", "id"))
-    updates = [(ids[aid], bal, cur, act, frz, cr, False, False) for aid, bal, cur, act, frz, cr in rows if aid in ids]
+    updates = [
+        (ids[aid], bal, cur, act, frz, cr, False, False, notify)
+        for aid, bal, cur, act, frz, cr, notify in rows
+        if aid in ids
+    ]
     stamp = timezone.now()
     started = time.perf_counter()
     with transaction.atomic():
@@ -269,6 +283,12 @@ def main() -> None:
     parser.add_argument("--changed", type=float, default=0.01, help="share of children charged before the repeat")
     parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--rss-baseline", type=float, default=None, help="peak RSS (MB) measured at N = 10,000")
+    parser.add_argument(
+        "--listing",
+        choices=["required", "allowed"],
+        default="required",
+        help="the sandbox's GetChildrenAccounts rule: a filter required (documented) or every child listed",
+    )
     parser.add_argument("--run-task", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.run_task is not None:
@@ -276,7 +296,7 @@ def main() -> None:
         return
 
     n = args.children
-    workdir = ROOT / "var" / "bench" / f"sync-{n}-{args.db}"
+    workdir = ROOT / "var" / "bench" / f"sync-{n}-{args.db}-{args.listing}"
     if workdir.exists():
         import shutil
 
@@ -297,7 +317,20 @@ def main() -> None:
     ids = list(range(seeded["first_account_id"], seeded["last_account_id"] + 1))
     port = _free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "sandbox", "serve", "--host", "127.0.0.1", "--port", str(port), "--db", str(sandbox_db)],
+        [
+            sys.executable,
+            "-m",
+            "sandbox",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--db",
+            str(sandbox_db),
+            "--options",
+            json.dumps({"children_require_filter": args.listing == "required"}),
+        ],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -357,6 +390,7 @@ def main() -> None:
         "bench": "sync",
         "children": n,
         "db": args.db,
+        "listing": args.listing,
         "first_sync_means": "tenants pre-created without provider data (every row new to the portal)",
         "floor": floor,
         "first": {
@@ -370,6 +404,8 @@ def main() -> None:
             "ratio": round(repeat["seconds"] / floor["total_s"], 3),
             "changed": repeat["changed"],
             "charged": charged["charged"],
+            "new": repeat["new"],
+            "note": repeat["error"],
         },
         "peak_rss_mb": peak,
         "peak_rss_mb_first": first["peak_rss_mb"],

@@ -223,6 +223,8 @@ def _rows(n: int, connections: list[int], seed: int = 42):  # type: ignore[no-un
             "provider_frozen": False,
             "credit_limit": None,
             "low_balance_threshold": None,
+            "provider_threshold": None,
+            "require_two_factor": False,
             "balance_synced_at": now,
             "is_low_balance": balance is not None and balance < 5,
             "has_drift": rng.random() < 0.005,

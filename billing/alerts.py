@@ -21,17 +21,16 @@ from django.urls import reverse
 from django.utils import timezone
 
 from billing import provider as prov
-from billing import tasks
 from billing.models import LowBalanceAlert
 from billing.transitions import Actor
 from portal import inputs
 from portal.audit import audit_log
-from portal.errors import NotAllowed
-from portal.events import publish_on_commit
+from portal.errors import Conflict, NotAllowed
 from portal.roles import Role, has_perm, role_of
 from providers.capabilities import Capability
 from providers.errors import InvalidArgument, ProviderError
 from tenants.models import Membership, Tenant
+from tenants.services import tenant_push_threshold
 
 logger = logging.getLogger("billing.alerts")
 
@@ -56,18 +55,15 @@ def tenant_set_low_balance_threshold(
     *, actor: Actor, tenant: Tenant, threshold: Decimal | str | None, request: HttpRequest | None = None
 ) -> None:
     """The one service that changes a tenant's low-balance threshold, for staff and for the
-    tenant's owner alike: set it and push it to the provider's min_balance_to_notify (a task,
-    after commit). None or "" clears it (0 at the provider)."""
+    tenant's owner alike: set it and push it to the provider's min_balance_to_notify through a
+    tracked operation (tenants.services.tenant_push_threshold). None or "" clears it (0 at the
+    provider). While another operation runs on the tenant, the push follows when it succeeds."""
     if not _may_set_threshold(actor, tenant):
         raise NotAllowed("You may not change the low-balance threshold.", code="forbidden")
     value = parse_threshold(threshold)
     with transaction.atomic():
-        previous = (
-            Tenant.objects.select_for_update()
-            .filter(pk=tenant.pk)
-            .values_list("low_balance_threshold", flat=True)
-            .get()
-        )
+        locked = Tenant.objects.select_for_update().select_related("connection").get(pk=tenant.pk)
+        previous = locked.low_balance_threshold
         Tenant.objects.filter(pk=tenant.pk).update(low_balance_threshold=value, updated_at=timezone.now())
         audit_log(
             actor=actor,
@@ -79,11 +75,14 @@ def tenant_set_low_balance_threshold(
                 "previous": str(previous) if previous is not None else None,
             },
         )
-        tenant_id = tenant.pk
-        # A lost publish is logged; the next change or a staff retry pushes the value.
-        publish_on_commit(
-            lambda: tasks.threshold_push_task.delay(tenant_id), what=f"billing.threshold_push {tenant_id}"
-        )
+        locked.low_balance_threshold = value
+        if locked.provider_account is not None and locked.is_open:
+            try:
+                with transaction.atomic():  # a savepoint: a refused push keeps the new value
+                    tenant_push_threshold(actor=actor, tenant=locked, threshold=value, request=request)
+            except Conflict:
+                # Another operation is running; its success starts the push (tenants follow-ups).
+                logger.info("threshold push of tenant %s deferred behind a running operation", tenant.pk)
     tenant.low_balance_threshold = value
 
 

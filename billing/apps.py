@@ -15,6 +15,11 @@ class BillingConfig(AppConfig):
         from tenants.services import provide_balance_return
 
         provide_balance_return(BillingBalanceReturn())
+        # The tenant edit changes the threshold through its one owner here (billing.alerts).
+        from billing.alerts import tenant_set_low_balance_threshold
+        from tenants.services import provide_threshold_owner
+
+        provide_threshold_owner(tenant_set_low_balance_threshold)
 
 
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:

@@ -14,12 +14,12 @@ from datetime import datetime
 from decimal import Decimal
 
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Max, Q
 from django.utils import timezone
 
 from billing import conf, ledger
 from billing import provider as prov
-from billing.models import JournalEntry, ParentBalanceSnapshot, ResellerBudget, Transfer
+from billing.models import JournalEntry, JournalLine, ParentBalanceSnapshot, ResellerBudget, Transfer
 from portal.audit import audit_log
 from portal.errors import PortalError
 from providers.errors import ProviderError
@@ -34,35 +34,58 @@ class BudgetShort(Exception):
     """The budget does not hold the amount a top-up wants to reserve."""
 
 
-def in_flight_out(connection_id: int, currency: str, *, since: datetime | None = None) -> Decimal:
-    """Money reserved for top-ups the provider may not have applied yet (and, with ``since``,
-    top-ups recorded as applied after that moment, which a balance read earlier may predate)."""
-    q = Q(state__in=Transfer.OPEN)
-    if since is not None:
-        q |= Q(state=Transfer.State.SUCCEEDED, completed_at__gte=since)
-    return ledger.exact_sum(
-        Transfer.objects.filter(
-            q, connection_id=connection_id, currency=currency, direction=Transfer.Direction.TO_TENANT
-        ),
-        "amount",
-        places=2,
+def held_back(connection_id: int, currency: str, *, line_mark: int, since: datetime) -> Decimal:
+    """What a parent balance read just now must not count as money the portal may move.
+
+    - Every open top-up: the provider may have applied it (then the balance already lacks
+      it) or not (then it will); either way it is reserved and must not be promised twice.
+    - Every top-up that settled while the balance was on the wire (a settle journal line
+      after ``line_mark``, or completed since ``since``): the read may predate it.
+    - Every open pull back, whatever its outcome: its money may already be in the balance
+      read, and when it settles ``budget_add`` adds it once more. Counting it as not yet
+      arrived here makes that later add the one and only time it is counted (a pull that
+      fails adds nothing; the next refresh gives back what was held for it).
+
+    Pulls that settled while the balance was on the wire need nothing: their add happened
+    before the refresh's transaction and is overwritten by it, and the balance read either
+    holds their money or (read before it arrived) is lower, the safe side."""
+    on_wire = JournalLine.objects.filter(
+        id__gt=line_mark, connection_id=connection_id, currency=currency, entry__kind=JournalEntry.Kind.SETTLE
+    ).values("entry__transfer_id")
+    mine = Transfer.objects.filter(connection_id=connection_id, currency=currency)
+    top_ups = mine.filter(
+        Q(state__in=Transfer.OPEN)
+        | Q(state=Transfer.State.SUCCEEDED, pk__in=on_wire)
+        | Q(state=Transfer.State.SUCCEEDED, completed_at__gte=since),
+        direction=Transfer.Direction.TO_TENANT,
     )
+    pulls = mine.filter(state__in=Transfer.OPEN, direction=Transfer.Direction.TO_PARENT)
+    return ledger.exact_sum(top_ups, "amount", places=2) + ledger.exact_sum(pulls, "amount", places=2)
+
+
+def _line_mark(connection_id: int) -> int:
+    """The newest journal line of the connection: what the ledger held before a read."""
+    return JournalLine.objects.filter(connection_id=connection_id).aggregate(m=Max("id"))["m"] or 0
 
 
 def budget_refresh(*, connection: ProviderConnection, currency: str | None = None) -> ResellerBudget:
-    """Re-read the parent balance and set ``available`` = balance − money in flight.
+    """Re-read the parent balance and set ``available`` = balance − what is held back
+    (``held_back``: open transfers in both directions and top-ups that settled while the
+    balance was on the wire).
 
-    The balance is read before the transaction; transfers recorded while it was on the wire
-    are subtracted too, which can only make ``available`` lower (the safe side).
+    The balance is read before the transaction. Whatever happens meanwhile, ``available``
+    never exceeds what the parent holds minus the top-ups it has still to pay: an open pull
+    is counted only when it settles, never also in the balance read.
     """
     currency = (currency or connection.currency or "USD").upper()
     started = timezone.now()
+    line_mark = _line_mark(connection.pk)
     balance, provider_currency = prov.parent_balance(connection)
     if provider_currency and provider_currency.upper() != currency:
         raise PortalError(f"The parent account is in {provider_currency}, not {currency}.", code="currency_mismatch")
     with transaction.atomic():
         budget, _ = ResellerBudget.objects.select_for_update().get_or_create(connection=connection, currency=currency)
-        target = max(Decimal(0), balance - in_flight_out(connection.pk, currency, since=started))
+        target = max(Decimal(0), balance - held_back(connection.pk, currency, line_mark=line_mark, since=started))
         target = target.quantize(Decimal("0.0001"))
         # Measured against the journal, not the row: pulls settled before the budget row
         # existed are in the journal only, and the two must agree afterwards.
@@ -96,6 +119,10 @@ def budget_refresh(*, connection: ProviderConnection, currency: str | None = Non
                     "delta": str(delta),
                 },
             )
+        from billing.runway import publish_runway_check  # the runway reads this module's rows
+
+        # The runway depends on the balance just read: its alert is re-checked after commit.
+        publish_runway_check(connection.pk, currency)
     budget.refresh_from_db()
     return budget
 

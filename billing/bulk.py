@@ -47,6 +47,7 @@ class Plan:
     total: Decimal
     ok_count: int
     problems: list[str]
+    customer_description: str = ""
 
     @property
     def runnable(self) -> bool:
@@ -62,13 +63,21 @@ def _tenants(tenant_uuids: list[str]) -> list[Tenant]:
 
 
 def bulk_transfer_plan(
-    *, actor: Actor, tenant_uuids: list[str], amount: object, direction: str, reason: object
+    *,
+    actor: Actor,
+    tenant_uuids: list[str],
+    amount: object,
+    direction: str,
+    reason: object,
+    customer_description: object = "",
 ) -> Plan:
     """The dry run: what would happen to each selected tenant, and whether the totals fit
     the parent's budget and the actor's daily limit. Changes nothing."""
     if not has_perm(actor, "billing.move_money"):
         raise NotAllowed("You may not move money.", code="forbidden")
     reason_text = clean_text(reason, field="reason", max_length=500)
+    # The customer's words for every transfer of the batch; the reason stays with staff.
+    description = clean_text(customer_description, field="customer_description", max_length=200, required=False)
     if direction not in Transfer.Direction.values:
         raise PortalError("Choose top-up or pull back.", field="direction")
     tenants = _tenants(tenant_uuids)
@@ -120,6 +129,7 @@ def bulk_transfer_plan(
         amount=parsed,
         direction=direction,
         reason=reason_text,
+        customer_description=description,
         total=total,
         ok_count=ok_count,
         problems=problems,
@@ -127,10 +137,23 @@ def bulk_transfer_plan(
 
 
 def bulk_transfer_start(
-    *, actor: Actor, tenant_uuids: list[str], amount: object, direction: str, reason: object
+    *,
+    actor: Actor,
+    tenant_uuids: list[str],
+    amount: object,
+    direction: str,
+    reason: object,
+    customer_description: object = "",
 ) -> Job:
     """Check again (the dry run may be stale), then queue the Job that does the work."""
-    plan = bulk_transfer_plan(actor=actor, tenant_uuids=tenant_uuids, amount=amount, direction=direction, reason=reason)
+    plan = bulk_transfer_plan(
+        actor=actor,
+        tenant_uuids=tenant_uuids,
+        amount=amount,
+        direction=direction,
+        reason=reason,
+        customer_description=customer_description,
+    )
     if not plan.runnable:
         raise PortalError(" ".join(plan.problems) or "No selected tenant can receive this transfer.", field="tenants")
     ready = [str(r.tenant.uuid) for r in plan.rows if r.ok]
@@ -140,7 +163,13 @@ def bulk_transfer_start(
         title=f"{verb} {len(ready)} tenants by {plan.amount}",
         total=len(ready),
         created_by=actor,
-        params={"tenants": ready, "amount": str(plan.amount), "direction": direction, "reason": plan.reason},
+        params={
+            "tenants": ready,
+            "amount": str(plan.amount),
+            "direction": direction,
+            "reason": plan.reason,
+            "customer_description": plan.customer_description,
+        },
     )
 
     def dispatch() -> None:
@@ -181,6 +210,7 @@ def bulk_transfer_run(*, job_id: int) -> None:
                 amount=Decimal(params["amount"]),
                 direction=params["direction"],
                 reason=params["reason"],
+                customer_description=params.get("customer_description", ""),
                 idempotency_key=f"bulk:{job.uuid}:{tenant_uuid}",
                 origin=Transfer.Origin.BULK,
                 job=job,

@@ -93,6 +93,12 @@ def spend_window_days() -> int:
     return max(1, _int("BILLING_SPEND_WINDOW_DAYS", 7))
 
 
+def runway_min_window() -> timedelta:
+    """The shortest span between the two balance syncs the runway's spending is measured
+    over: BILLING_RUNWAY_WINDOW_HOURS, never less than 24 hours (a day's pattern)."""
+    return timedelta(hours=max(24, _int("BILLING_RUNWAY_WINDOW_HOURS", 24)))
+
+
 def reconcile_days() -> int:
     return max(1, _int("BILLING_RECONCILE_DAYS", 2))
 
@@ -124,6 +130,7 @@ def validate_all() -> list[str]:
         sync_stale_after,
         parent_alert_days,
         spend_window_days,
+        runway_min_window,
         reconcile_days,
         budget_max_age,
     ):

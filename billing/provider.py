@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from providers.base import AccountSnapshot, MoneyTransfer, ProviderClient
+from providers.base import AccountSnapshot, ListingNeedsFilter, MoneyTransfer, ProviderClient
 from providers.capabilities import Capability, CapabilityMatrix
 from providers.errors import (
     AuthenticationError,
@@ -34,7 +34,7 @@ from providers.errors import (
     RateLimited,
     Unsupported,
 )
-from tenants.connections import capability_matrix, client_for
+from tenants.connections import client_for, effective_matrix
 from tenants.models import ProviderConnection
 
 logger = logging.getLogger("billing.provider")
@@ -98,16 +98,20 @@ def forget_clients() -> None:
 
 
 def _matrix(connection: ProviderConnection) -> CapabilityMatrix:
-
-    matrix: CapabilityMatrix = capability_matrix(connection)
+    # The static matrix as the connection's last probe leaves it: a provider method probed
+    # missing makes the capabilities that need it unsupported, with the reason.
+    matrix: CapabilityMatrix = effective_matrix(connection)
     return matrix
 
 
 def supports(connection: ProviderConnection, capability: Capability) -> bool:
+    """Whether billing may use ``capability`` on this connection: the static matrix and the
+    probed methods (tenants.capability_probe) both allow it."""
     return _matrix(connection).supports(capability)
 
 
 def unsupported_reason(connection: ProviderConnection, capability: Capability) -> str | None:
+    """Why not, e.g. "The provider no longer answers TransferMoneyToChildAccount (checked ...)"."""
     return _matrix(connection).reason(capability)
 
 
@@ -257,15 +261,59 @@ def set_low_balance_threshold(connection: ProviderConnection, account_id: int, t
     client(connection).set_low_balance_threshold(account_id, threshold)
 
 
+def set_account_callbacks(connection: ProviderConnection, *, url: str, salt: str) -> None:
+    """Where the provider posts the parent account's callbacks, and their salt."""
+    client(connection).set_account_callbacks(url=url, salt=salt)
+
+
 def iter_children_pages(
     connection: ProviderConnection, *, page_size: int = PAGE_SIZE
 ) -> Iterator[tuple[Sequence[AccountSnapshot], int]]:
     """Every child once, in ascending id order, ``page_size`` per call: (accounts, the
     provider's total count, or -1 when it gives none). The walk is the client's
     (``iter_balance_pages``): children added during it are picked up, removals cannot make
-    it skip or repeat, and memory holds one page whatever the number of children."""
+    it skip or repeat, and memory holds one page whatever the number of children.
+
+    A provider that lists children only by id, name or email raises
+    :class:`~providers.base.ListingNeedsFilter` on the first page (see
+    :func:`listing_refused`); read known children with :func:`read_children` instead."""
     for page in client(connection).iter_balance_pages(page_size=page_size):
         yield page.accounts, -1 if page.total_count is None else page.total_count
+
+
+def iter_children_id_pages(connection: ProviderConnection, *, page_size: int = PAGE_SIZE) -> Iterator[list[int]]:
+    """Every child id once, ascending, page by page: the cheap walk that discovers accounts no
+    tenant stands for. :class:`~providers.base.ListingNeedsFilter` where the provider lists
+    children only by id, name or email."""
+    for page in client(connection).iter_account_id_pages(page_size=page_size):
+        yield [int(i) for i in page]
+
+
+def ids_per_read(connection: ProviderConnection, wanted: int = PAGE_SIZE) -> int:
+    """How many ids one :func:`read_children` chunk should hold: ``wanted`` (a setting), never
+    more than the provider accepts in one call."""
+    return max(1, min(wanted, client(connection).max_ids_per_read))
+
+
+def read_children(connection: ProviderConnection, account_ids: Sequence[int]) -> tuple[AccountSnapshot, ...]:
+    """The children with these ids as the provider sees them now, ascending; ids it does not
+    return are gone at the provider. One chunk, no database, no shared state: chunks may be
+    read in any order or side by side."""
+    if not account_ids:
+        return ()
+    return client(connection).get_accounts(list(account_ids))
+
+
+def find_children(
+    connection: ProviderConnection, *, name: str | None = None, email: str | None = None
+) -> tuple[AccountSnapshot, ...]:
+    """The children named exactly ``name`` (or with exactly this ``email``)."""
+    return client(connection).find_accounts(name=name, email=email)
+
+
+def listing_refused(err: BaseException) -> bool:
+    """Did the provider refuse to list every child because it wants an id, name or email?"""
+    return isinstance(err, ListingNeedsFilter)
 
 
 def prefetch(iterator: Iterator[Any], depth: int = 2) -> Iterator[Any]:

@@ -33,6 +33,7 @@ from portal.audit import audit_log
 from portal.errors import Conflict, NotAllowed, PortalError
 from portal.jobs import job_advance, job_start
 from portal.roles import has_perm
+from tenants import services as tenant_services
 from tenants.models import ProviderConnection, Tenant
 
 logger = logging.getLogger("billing.reconcile")
@@ -273,16 +274,40 @@ def _portal_side(
     _record(conn_obj, items, run, token, stats, 0, [])
 
 
+_PROVIDER_TRUTH_KINDS = frozenset({DriftItem.Kind.THRESHOLD_MISMATCH, DriftItem.Kind.STATUS_MISMATCH})
+_MONEY_RESOLUTIONS = frozenset({DriftItem.Resolution.ACKNOWLEDGED, DriftItem.Resolution.LEDGER_ADJUSTED})
+_TRUTH_RESOLUTIONS = frozenset(
+    {DriftItem.Resolution.ACKNOWLEDGED, DriftItem.Resolution.PORTAL_UPDATED, DriftItem.Resolution.PROVIDER_UPDATED}
+)
+
+
+def resolutions_for(kind: str) -> list[tuple[str, str]]:
+    """The resolutions that make sense for a drift kind, for the resolve form."""
+    allowed = _TRUTH_RESOLUTIONS if kind in _PROVIDER_TRUTH_KINDS else _MONEY_RESOLUTIONS
+    return [(value, label) for value, label in DriftItem.Resolution.choices if value in allowed]
+
+
 def drift_resolve(
     *, actor: Actor, item: DriftItem, resolution: str, note: str, request: HttpRequest | None = None
 ) -> DriftItem:
     """Close a drift item, audited. ``ledger_adjusted`` also records the provider's view in the
-    journal (a balanced ``drift`` entry between the tenant and the outside world)."""
+    journal (a balanced ``drift`` entry between the tenant and the outside world). For a
+    threshold or status mismatch found by the sync: ``portal_updated`` takes the provider's
+    value into the portal, ``provider_updated`` pushes the portal's value to the provider (a
+    tracked tenant operation)."""
     if not has_perm(actor, "billing.move_money"):
         raise NotAllowed("You may not resolve drift.", code="forbidden")
     note = clean_text(note, field="note", max_length=1000)
     if resolution not in DriftItem.Resolution.values:
         raise PortalError("Choose how the drift was resolved.", field="resolution")
+    allowed = _TRUTH_RESOLUTIONS if item.kind in _PROVIDER_TRUTH_KINDS else _MONEY_RESOLUTIONS
+    if resolution not in allowed:
+        raise PortalError(
+            f"“{DriftItem.Resolution(resolution).label}” does not apply to “{item.get_kind_display()}”; choose one of: "
+            + ", ".join(label for _, label in resolutions_for(item.kind))
+            + ".",
+            field="resolution",
+        )
     now = timezone.now()
     with transaction.atomic():
         if not DriftItem.objects.filter(pk=item.pk, resolved_at__isnull=True).update(
@@ -290,7 +315,7 @@ def drift_resolve(
         ):
             raise Conflict("This drift was already resolved.", code="already_resolved")
         item.refresh_from_db()
-        delta = _ledger_delta(item)
+        delta = _ledger_delta(item) if item.kind not in _PROVIDER_TRUTH_KINDS else Decimal(0)
         if resolution == DriftItem.Resolution.LEDGER_ADJUSTED:
             if item.tenant_id is None or not delta:
                 raise PortalError("There is nothing to record in the ledger for this item.", field="resolution")
@@ -304,6 +329,9 @@ def drift_resolve(
                 transfer_id=item.transfer_id,
                 memo=f"drift {item.uuid}",
             )
+        applied: dict[str, Any] = {}
+        if resolution in (DriftItem.Resolution.PORTAL_UPDATED, DriftItem.Resolution.PROVIDER_UPDATED):
+            applied = _apply_truth(actor=actor, item=item, resolution=resolution, request=request)
         if item.tenant_id:
             still = DriftItem.objects.filter(tenant_id=item.tenant_id, resolved_at__isnull=True).exists()
             Tenant.objects.filter(pk=item.tenant_id).update(has_drift=still, updated_at=now)
@@ -318,9 +346,83 @@ def drift_resolve(
                 "resolution": resolution,
                 "note": note,
                 "ledger_delta": str(delta) if resolution == DriftItem.Resolution.LEDGER_ADJUSTED else None,
+                "evidence": item.evidence if item.kind in _PROVIDER_TRUTH_KINDS else None,
+                **applied,
             },
         )
     return item
+
+
+def _apply_truth(*, actor: Actor, item: DriftItem, resolution: str, request: HttpRequest | None) -> dict[str, Any]:
+    """Make the portal and the provider agree for a threshold or status drift; PortalError
+    (and nothing changed: the caller's transaction rolls back) when that cannot be done."""
+    if item.tenant_id is None:
+        raise PortalError("This drift names no tenant.", field="resolution")
+    tenant = Tenant.objects.select_for_update().select_related("connection").get(pk=item.tenant_id)
+    if item.kind == DriftItem.Kind.THRESHOLD_MISMATCH:
+        return _apply_threshold(actor=actor, tenant=tenant, item=item, resolution=resolution, request=request)
+    return _apply_status(actor=actor, tenant=tenant, item=item, resolution=resolution)
+
+
+def _apply_threshold(
+    *, actor: Actor, tenant: Tenant, item: DriftItem, resolution: str, request: HttpRequest | None
+) -> dict[str, Any]:
+    from billing.alerts import tenant_set_low_balance_threshold
+
+    if resolution == DriftItem.Resolution.PORTAL_UPDATED:
+        value = Decimal(str(item.evidence.get("provider_threshold")))
+        tenant_set_low_balance_threshold(actor=actor, tenant=tenant, threshold=value, request=request)
+        return {"low_balance_threshold": str(value)}
+    push = getattr(tenant_services, "tenant_push_threshold", None)
+    if push is None:
+        raise PortalError(
+            "This portal cannot push a threshold to the provider yet; take the provider's value or acknowledge.",
+            field="resolution",
+            code="unsupported",
+        )
+    if tenant.low_balance_threshold is None:
+        raise PortalError("The tenant has no threshold of its own to push.", field="resolution")
+    op = push(actor=actor, tenant=tenant, threshold=tenant.low_balance_threshold)
+    return {"operation": str(getattr(op, "uuid", "")), "threshold": str(tenant.low_balance_threshold)}
+
+
+def _apply_status(*, actor: Actor, tenant: Tenant, item: DriftItem, resolution: str) -> dict[str, Any]:
+    if tenant.status != item.evidence.get("portal_status"):
+        raise Conflict(
+            f"The tenant is {tenant.get_status_display().lower()} now, not as the drift found it; look again.",
+            code="changed",
+        )
+    provider_active = item.evidence.get("provider_active")
+    provider_frozen = item.evidence.get("provider_frozen")
+    if resolution == DriftItem.Resolution.PORTAL_UPDATED:
+        stopped = provider_frozen is True or provider_active is False
+        status = Tenant.Status.FROZEN if stopped else Tenant.Status.ACTIVE
+        reason = (
+            ("Frozen by the provider." if provider_frozen is True else "Disabled at the provider.") if stopped else ""
+        )
+        Tenant.objects.filter(pk=tenant.pk).update(status=status, status_reason=reason, updated_at=timezone.now())
+        return {"status": status}
+    if tenant.status == Tenant.Status.FROZEN:
+        raise PortalError(
+            "The portal's freeze starts only from an active tenant, so it cannot be sent again from here; "
+            "take the provider's status (the tenant becomes active) or acknowledge.",
+            field="resolution",
+        )
+    if provider_frozen is True:
+        raise PortalError(
+            "The provider itself froze this account; only the provider can lift that. "
+            "Take the provider's status or acknowledge.",
+            field="resolution",
+        )
+    activate = getattr(tenant_services, "tenant_activate", None)
+    if activate is None:
+        raise PortalError(
+            "This portal cannot enable an account at the provider yet; take the provider's status or acknowledge.",
+            field="resolution",
+            code="unsupported",
+        )
+    op = activate(actor=actor, tenant=tenant)
+    return {"operation": str(getattr(op, "uuid", ""))}
 
 
 def _ledger_delta(item: DriftItem) -> Decimal:

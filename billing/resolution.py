@@ -11,6 +11,7 @@ what the portal cannot decide (docs/money.md, "Unknown outcomes").
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -256,19 +257,88 @@ def transfer_sweep(*, now: datetime | None = None, limit: int = 500) -> dict[str
 
 # -- human resolution ---------------------------------------------------------------------------
 
+#: Empty history lookups that prove a sent transfer did not move money (as for the sweeper).
+EMPTY_LOOKUPS_NEEDED = 2
+
+
+@dataclass(frozen=True)
+class FailedEvidence:
+    """What is known, and what is still missing, before staff may mark a transfer failed.
+
+    The same evidence the automatic path needs: the settle window has passed since the last
+    send, no worker holds a live lease, and two lookups found nothing. The lookup made when
+    staff resolve it counts as the last of the two, so ``empty_lookups`` (those already
+    recorded) must reach one less."""
+
+    sent: bool
+    settle_ends_at: datetime | None
+    settle_passed: bool
+    lease_until: datetime | None
+    lease_held: bool
+    empty_lookups: int
+    needed: int = EMPTY_LOOKUPS_NEEDED
+
+    @property
+    def lookups_enough(self) -> bool:
+        return not self.sent or self.empty_lookups + 1 >= self.needed
+
+    @property
+    def complete(self) -> bool:
+        return not self.sent or (self.settle_passed and not self.lease_held and self.lookups_enough)
+
+    @property
+    def missing(self) -> list[str]:
+        """What still stands in the way, in words for the staff page and the refusal."""
+        if not self.sent:
+            return []
+        out = []
+        if not self.settle_passed and self.settle_ends_at is not None:
+            out.append(f"the settle window ends at {self.settle_ends_at:%H:%M:%S} UTC")
+        if self.lease_held and self.lease_until is not None:
+            out.append(f"the lease is held by a worker until {self.lease_until:%H:%M:%S} UTC")
+        if not self.lookups_enough:
+            out.append(
+                f"{self.empty_lookups} of {self.needed} empty lookups recorded; the lookup made when "
+                f"you resolve counts as one, so {self.needed - 1 - self.empty_lookups} more must come first "
+                '(choose "look it up again" and wait for the result)'
+            )
+        return out
+
+
+def failed_evidence(transfer: Transfer, now: datetime | None = None) -> FailedEvidence:
+    now = now or timezone.now()
+    sent = transfer.attempt > 0 or transfer.last_sent_at is not None
+    settle_ends_at = transfer.last_sent_at + conf.settle() if transfer.last_sent_at is not None else None
+    return FailedEvidence(
+        sent=sent,
+        settle_ends_at=settle_ends_at,
+        settle_passed=settle_ends_at is None or now >= settle_ends_at,
+        lease_until=transfer.lease_until,
+        lease_held=transfer.lease_until is not None and transfer.lease_until > now,
+        empty_lookups=transfer.empty_lookups,
+    )
+
 
 def transfer_resolve(
-    *, actor: Actor, transfer: Transfer, outcome: str, note: str, request: HttpRequest | None = None
+    *,
+    actor: Actor,
+    transfer: Transfer,
+    outcome: str,
+    note: str,
+    request: HttpRequest | None = None,
+    now: datetime | None = None,
 ) -> Transfer:
     """Staff settle a transfer that needs review. ``recheck`` looks it up again;
-    ``succeeded`` needs the provider to show the money moved; ``failed`` needs a fresh lookup
-    that finds nothing (nothing is ever marked failed that the provider may have applied)."""
+    ``succeeded`` needs the provider to show the money moved; ``failed`` needs the evidence
+    the automatic path needs (``failed_evidence``: settle window passed, no live lease, two
+    empty lookups, the fresh one made here being the last), so nothing is ever marked
+    failed that the provider may have applied."""
     require_move_money(actor)
     note = clean_text(note, field="note", max_length=1000)
     transfer.refresh_from_db()
     if transfer.state not in (State.NEEDS_REVIEW, State.UNKNOWN):
         raise PortalError("Only an unresolved transfer can be resolved.", code="transfer_state")
-    now = timezone.now()
+    now = now or timezone.now()
     attempt = transfer.attempt
     if outcome == "recheck":
         if not transition(
@@ -303,6 +373,13 @@ def transfer_resolve(
                 "The provider shows this transfer; it cannot be marked failed.",
                 field="outcome",
                 code="provider_applied",
+            )
+        evidence = failed_evidence(transfer, now)
+        if not evidence.complete:
+            raise PortalError(
+                "Not enough evidence that no money moved: " + "; ".join(evidence.missing) + ".",
+                field="outcome",
+                code="evidence_missing",
             )
         ok = finish_failure(
             transfer,

@@ -14,12 +14,11 @@ from django.db.models import Q, QuerySet
 from django.http import Http404
 from django.utils import timezone
 
-from billing import conf, ledger
+from billing import conf, ledger, runway
 from billing import provider as prov
 from billing.models import (
     BalanceSnapshot,
     DriftItem,
-    ParentBalanceSnapshot,
     ResellerBudget,
     SyncRun,
     Transfer,
@@ -124,6 +123,23 @@ class StatementRow:
     reference: str = ""
     transfer_uuid: str | None = None
     source: str = "provider"
+    # Staff's reason for a portal transfer: for staff pages only, never a customer surface.
+    staff_reason: str = ""
+    direction_label: str = ""
+
+    @property
+    def for_staff(self) -> str:
+        """The description staff read: the direction and staff's reason for a portal transfer."""
+        return f"{self.direction_label}: {self.staff_reason}" if self.staff_reason else self.description
+
+
+NEUTRAL_LABELS: dict[str, str] = {Transfer.Direction.TO_TENANT: "Top-up", Transfer.Direction.TO_PARENT: "Adjustment"}
+
+
+def customer_words(transfer: Transfer) -> str:
+    """What a customer reads for a portal transfer: the words staff wrote for the customer,
+    or a neutral label. Never ``reason``, which is internal to staff."""
+    return transfer.customer_description or NEUTRAL_LABELS.get(transfer.direction, "Adjustment")
 
 
 @dataclass
@@ -155,7 +171,8 @@ def statement_rows(
     portal's own transfers with the net the portal moved."""
     now = timezone.now()
     date_to = min(date_to or now, now)
-    date_from = date_from or (date_to - timedelta(days=30))
+    # A "to" in the first days of year 1 has no 30 days before it: start at the calendar's start.
+    date_from = date_from or (date_to - min(timedelta(days=30), date_to - datetime.min.replace(tzinfo=date_to.tzinfo)))
     currency = (tenant.currency or tenant.connection.currency or "").upper()
     if tenant.provider_account_id is not None and prov.supports(tenant.connection, Capability.TRANSACTION_HISTORY):
         try:
@@ -202,7 +219,7 @@ def _provider_statement(
         transfer = transfers.get(row.payment_reference or "")
         description = row.transaction_description or row.transaction_type.replace("_", " ")
         if transfer is not None:
-            description = f"{transfer.get_direction_display()}: {transfer.reason}"
+            description = customer_words(transfer)
         rows.append(
             StatementRow(
                 at=row.performed_at,
@@ -214,6 +231,8 @@ def _provider_statement(
                 reference=row.payment_reference or "",
                 transfer_uuid=str(transfer.uuid) if transfer else None,
                 source="portal" if transfer else "provider",
+                staff_reason=transfer.reason if transfer else "",
+                direction_label=transfer.get_direction_display() if transfer else "",
             )
         )
     opening = None
@@ -248,13 +267,15 @@ def _portal_statement(
             StatementRow(
                 at=t.completed_at,
                 kind=t.direction,
-                description=f"{t.get_direction_display()}: {t.reason}",
+                description=customer_words(t),
                 amount=t.signed_amount,
                 balance=running,
                 currency=t.currency,
                 reference=t.payment_reference,
                 transfer_uuid=str(t.uuid),
                 source="portal",
+                staff_reason=t.reason,
+                direction_label=t.get_direction_display(),
             )
         )
     return Statement(
@@ -302,69 +323,36 @@ def billing_connections() -> QuerySet[ProviderConnection]:
 
 def parent_summary() -> list[dict[str, Any]]:
     """Per connection that holds balances: the parent balance, what the portal may still
-    move, the tenants' recent spending per day and how many days the balance covers it."""
+    move, and the runway (billing.runway): the portal's own tenants' spending per day over at
+    least a day of balance syncs, and how many days the parent balance covers it."""
     out = []
     for conn_obj in billing_connections():
         if not prov.supports(conn_obj, Capability.LIST_BALANCES):
             continue
         currency = (conn_obj.currency or "USD").upper()
-        snap = ParentBalanceSnapshot.objects.filter(connection=conn_obj).order_by("-taken_at", "-id").first()
         budget = ResellerBudget.objects.filter(connection=conn_obj, currency=currency).first()
-        spend = tenants_spend_per_day(connection=conn_obj)
-        balance = snap.balance if snap else None
-        days = None
-        if balance is not None and spend is not None and spend > 0:
-            days = (balance / spend).quantize(Decimal("0.1"))
-        threshold = conf.parent_alert_days()
+        r = runway.runway(connection=conn_obj, currency=currency)
         out.append(
             {
                 "connection": conn_obj,
                 "currency": currency,
-                "balance": balance,
-                "balance_at": snap.taken_at if snap else None,
+                "balance": r.balance,
+                "balance_at": r.balance_at,
                 "available": budget.available if budget else None,
                 "in_flight": ledger.balance(
                     account=ledger.Account.IN_FLIGHT, connection_id=conn_obj.pk, currency=currency
                 ),
-                "spend_per_day": spend,
-                "days_of_cover": days,
-                "alert_days": threshold,
-                "alert": days is not None and days < threshold,
+                "runway": r,
+                "runway_state": r.state,
+                "runway_ready_at": r.ready_at,
+                "runway_window": runway.window_text(r.window_from, r.window_to),
+                "spend_per_day": r.spend_per_day if r.state in (runway.OK, runway.NO_BALANCE) else None,
+                "days_of_cover": r.days_of_cover,
+                "alert_days": r.alert_days,
+                "alert": r.alert,
             }
         )
     return out
-
-
-def tenants_spend_per_day(*, connection: ProviderConnection) -> Decimal | None:
-    """Tenants' spending per day over the spend window, from two balance syncs: what their
-    balances lost, plus what the portal moved in (net) between the two syncs."""
-    runs = SyncRun.objects.filter(
-        connection=connection, kind=SyncRun.Kind.BALANCES, state=SyncRun.State.SUCCEEDED, total_balance__isnull=False
-    ).order_by("-finished_at")
-    latest = runs.first()
-    if latest is None or latest.finished_at is None:
-        return None
-    since = latest.finished_at - timedelta(days=conf.spend_window_days())
-    older = (
-        runs.filter(finished_at__lte=latest.started_at).filter(finished_at__gte=since).order_by("finished_at").first()
-    )
-    if older is None or older.finished_at is None:
-        return None
-    days = Decimal((latest.finished_at - older.finished_at).total_seconds()) / Decimal(86400)
-    if days <= 0:
-        return None
-    done = Transfer.objects.filter(
-        connection=connection,
-        state=Transfer.State.SUCCEEDED,
-        completed_at__gt=older.started_at,
-        completed_at__lte=latest.started_at,
-    )
-    moved = ledger.exact_sum(done.filter(direction=Transfer.Direction.TO_TENANT), "amount", 2) - ledger.exact_sum(
-        done.filter(direction=Transfer.Direction.TO_PARENT), "amount", 2
-    )
-    assert older.total_balance is not None and latest.total_balance is not None  # filtered above
-    spent = Decimal(older.total_balance) + moved - Decimal(latest.total_balance)
-    return max(Decimal(0), spent / days).quantize(Decimal("0.01"))
 
 
 def tenant_panel(*, tenant: Tenant) -> dict[str, Any]:

@@ -1,17 +1,22 @@
 """The nightly balance sync (docs/sync.md).
 
-One run walks every child account of a connection a page (1,000) at a time, in ascending
-id order (billing.provider.iter_children_pages), and for each page, in one short
-transaction: updates only the tenants whose provider data changed (one bulk statement),
-records a balance snapshot only for a changed balance, upserts the accounts no tenant
-stands for (UnknownProviderAccount, for import), flags tenants in the page's id range the
-provider no longer returns (missing_at_provider), records low-balance crossings, and bumps
-the run's counters. Memory holds a page or two whatever the number of children.
+One run reads every tenant of a connection from the provider by id: the tenants' provider
+ids come from the database in ascending order, a chunk (1,000) at a time by keyset, and each
+chunk is one GetChildrenAccounts call with ``child_account_id=a;b;c``
+(billing.provider.read_children, an independent function: ids in, snapshots out). Each
+chunk is written in one short transaction: only the tenants whose provider data changed
+(one bulk statement), a balance snapshot only for a changed balance, the asked ids the
+provider did not return (missing_at_provider), low-balance crossings, threshold and status
+drift, and the run's counters. Memory holds a chunk or two whatever the number of tenants.
+
+Then, where the provider lists every child, a cheap id-only walk discovers the accounts no
+tenant stands for (UnknownProviderAccount, for import). A provider that lists children only
+by id, name or email refuses that walk; the run notes it and succeeds.
 
 A run is a SyncRun row; a partial unique index allows one running run per connection, so
 two beats (or a beat and a staff member) cannot walk the same connection at once. A run
-killed halfway leaves every finished page committed and consistent; its heartbeat goes
-stale, and the next start marks it abandoned and walks again from the beginning.
+killed halfway leaves every finished chunk committed and consistent; its heartbeat goes
+stale, and the next start marks it abandoned and reads again from the beginning.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import logging
 import time
 import uuid
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -32,14 +38,14 @@ from django.utils import timezone
 
 from billing import conf
 from billing import provider as prov
-from billing.models import BalanceSnapshot, LowBalanceAlert, SyncRun
+from billing.models import BalanceSnapshot, DriftItem, LowBalanceAlert, SyncRun
 from portal.audit import audit_log
 from portal.errors import Conflict, NotAllowed, PortalError
 from portal.jobs import job_advance, job_create, job_finish, job_start
 from portal.roles import Actor, has_perm
-from providers.base import AccountSnapshot
+from providers.base import AccountSnapshot, ListingNeedsFilter
 from providers.capabilities import Capability
-from tenants.models import ProviderConnection, Tenant, UnknownProviderAccount
+from tenants.models import ProviderConnection, Tenant, TenantOperation, UnknownProviderAccount
 
 logger = logging.getLogger("billing.sync")
 
@@ -150,6 +156,13 @@ def finish_run(run: SyncRun, token: str, *, ok: bool, message: str = "") -> None
         )
         if not done:
             return
+        if ok and run.kind == SyncRun.Kind.BALANCES:
+            from billing import runway  # kept beside its one use in this module
+
+            currency = (run.connection.currency or "USD").upper()
+            total = runway.tenants_balance(connection_id=run.connection_id, currency=currency)
+            SyncRun.objects.filter(pk=run.pk).update(tenants_balance=total)
+            runway.publish_runway_check(run.connection_id, currency)
         run.refresh_from_db()
         kind = "sync" if run.kind == SyncRun.Kind.BALANCES else "reconcile"
         audit_log(
@@ -186,12 +199,13 @@ class PageResult:
     changed: int = 0
     new: int = 0
     missing: int = 0
+    drift: int = 0
     balance_total: Decimal = Decimal(0)
     alerts: list[int] = field(default_factory=list)
 
 
 def sync_execute(*, sync_run_id: int) -> SyncRun | None:
-    """Walk the connection's children for this run (see the module docstring)."""
+    """Read the connection's tenants by id list, then discover the rest (module docstring)."""
     claimed = claim_run(sync_run_id)
     if claimed is None:
         return None
@@ -207,27 +221,20 @@ def sync_execute(*, sync_run_id: int) -> SyncRun | None:
             budget_refresh(connection=conn_obj)
         except Exception:  # noqa: BLE001 - the parent balance is a bonus; the walk is the job
             logger.warning("sync %s: could not refresh the parent balance", run.uuid, exc_info=True)
-        last_id: int | None = None
-        first = True
+        size = prov.ids_per_read(conn_obj, conf.sync_page_size())
+        total = Tenant.objects.filter(connection=conn_obj, provider_account_id__isnull=False).count()
+        SyncRun.objects.filter(pk=run.pk).update(total_count=total)
+        if run.job_id:
+            job_start(job_id=run.job_id, total=total, message="Reading the tenants' accounts…")
+        known = _read_known(conn_obj, run.pk, token, run.job_id, size)
+        found = _discover(conn_obj, run.pk, token, size)
         # Summed here, not in SQL: SQLite's decimal arithmetic is REAL and would drift.
-        balance_total = Decimal(0)
-        for accounts, total in prov.prefetch(prov.iter_children_pages(conn_obj, page_size=conf.sync_page_size())):
-            if first and run.job_id and total >= 0:
-                job_start(job_id=run.job_id, total=total, message="Walking the accounts…")
-                SyncRun.objects.filter(pk=run.pk).update(total_count=total)
-                first = False
-            hi = int(accounts[-1].account_id)
-            page = apply_page(conn_obj, accounts, lo=last_id, hi=hi, run_id=run.pk, token=token, job_id=run.job_id)
-            balance_total += page.balance_total
-            last_id = hi
-        # Tenants above the last id the provider returned are missing too.
-        apply_page(conn_obj, [], lo=last_id, hi=None, run_id=run.pk, token=token, job_id=None)
-        SyncRun.objects.filter(pk=run.pk, executor=token).update(total_balance=balance_total)
+        SyncRun.objects.filter(pk=run.pk, executor=token).update(total_balance=known.balance_total + found.balance)
         run.refresh_from_db()
-        note = ""
-        if run.total_count is not None and run.total_count != run.seen:
-            note = f"note: {run.seen} accounts seen, the provider counted {run.total_count} at the start"
-        finish_run(run, token, ok=True, message=note)
+        notes = [found.note] if found.note else []
+        if known.drift:
+            notes.append(f"{known.drift} new drift item{'s' if known.drift != 1 else ''} recorded")
+        finish_run(run, token, ok=True, message="; ".join(notes))
     except RunLost:
         logger.warning("sync %s lost its lease to a newer run; stopping", run.uuid)
     except Exception as exc:  # noqa: BLE001 - recorded on the run, shown in the console
@@ -237,21 +244,54 @@ def sync_execute(*, sync_run_id: int) -> SyncRun | None:
     return SyncRun.objects.get(pk=run.pk)
 
 
+def tenant_ids_after(connection_id: int, after: int | None, size: int) -> list[int]:
+    """The next ``size`` provider ids of the connection's tenants above ``after``, ascending:
+    keyset pagination on the unique (connection, provider_account_id) index, so memory holds
+    one chunk of ids whatever the number of tenants."""
+    rows = Tenant.objects.filter(connection_id=connection_id, provider_account_id__isnull=False)
+    if after is not None:
+        rows = rows.filter(provider_account_id__gt=after)
+    ids = rows.order_by("provider_account_id").values_list("provider_account_id", flat=True)[:size]
+    return [int(i) for i in ids if i is not None]
+
+
+def _read_known(conn_obj: ProviderConnection, run_id: int, token: str, job_id: int | None, size: int) -> PageResult:
+    """Every tenant of the connection, a chunk of ids at a time, ascending. The provider read
+    of a chunk (billing.provider.read_children: ids in, snapshots out, no database) runs one
+    chunk ahead in a helper thread while the previous chunk is written here, in this thread's
+    database connection; nothing else links two chunks, so they could as well be read side by
+    side or by several workers."""
+    totals = PageResult()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="billing-sync-read") as pool:
+        ids = tenant_ids_after(conn_obj.pk, None, size)
+        pending: Future[tuple[AccountSnapshot, ...]] | None = (
+            pool.submit(prov.read_children, conn_obj, ids) if ids else None
+        )
+        while pending is not None:
+            asked = ids
+            ids = tenant_ids_after(conn_obj.pk, asked[-1], size)
+            following = pool.submit(prov.read_children, conn_obj, ids) if ids else None
+            try:
+                accounts = pending.result()
+            except BaseException:
+                if following is not None:
+                    following.cancel()
+                raise
+            page = apply_chunk(conn_obj, asked, accounts, run_id=run_id, token=token, job_id=job_id)
+            totals.balance_total += page.balance_total
+            totals.drift += page.drift
+            pending = following
+    return totals
+
+
 def tenant_refresh(*, tenant_id: int) -> None:
-    """Re-read one tenant's provider data (after a transfer) through the same page logic."""
+    """Re-read one tenant's provider data (after a transfer) through the same chunk logic."""
     tenant = Tenant.objects.select_related("connection").get(pk=tenant_id)
     if tenant.provider_account_id is None or not prov.supports(tenant.connection, Capability.LIST_BALANCES):
         return
-    account = prov.child_account(tenant.connection, int(tenant.provider_account_id))
-    accounts = [account] if account is not None else []
-    apply_page(
-        tenant.connection,
-        accounts,
-        lo=int(tenant.provider_account_id) - 1,
-        hi=int(tenant.provider_account_id),
-        run_id=None,
-        token=None,
-        job_id=None,
+    aid = int(tenant.provider_account_id)
+    apply_chunk(
+        tenant.connection, [aid], prov.read_children(tenant.connection, [aid]), run_id=None, token=None, job_id=None
     )
 
 
@@ -292,113 +332,234 @@ def _dec(value: Any) -> Decimal | None:
     return Decimal(value).quantize(Q4)
 
 
-def apply_page(
+@dataclass
+class _ChunkWrites:
+    updates: list[tuple[Any, ...]] = field(default_factory=list)
+    snapshots: list[tuple[Any, ...]] = field(default_factory=list)
+    alerts: list[LowBalanceAlert] = field(default_factory=list)
+    drift: list[_Drift] = field(default_factory=list)
+
+
+def apply_chunk(
     conn_obj: ProviderConnection,
+    asked: Sequence[int],
     accounts: Sequence[AccountSnapshot],
     *,
-    lo: int | None,
-    hi: int | None,
     run_id: int | None,
     token: str | None,
     job_id: int | None,
 ) -> PageResult:
-    """Write one page: the provider's view of every account with an id in (lo, hi].
+    """Write one chunk: the provider's view of the tenants whose ids were ``asked`` (ascending).
 
-    One range read of the tenants (and of the import candidates) on the unique
-    (connection, provider_account_id) index, the comparison in Python, then one short
-    transaction that writes only what differs (plus the run's counters and the Job's
-    progress, so a page costs one commit)."""
+    One range read of those tenants on the unique (connection, provider_account_id) index,
+    the comparison in Python, then one short transaction that writes only what differs: the
+    changed tenants (one bulk statement), a snapshot per changed balance, the tenants the
+    provider did not return (missing_at_provider), low-balance crossings, new drift, the
+    run's counters and the Job's progress."""
     now = timezone.now()
-    result = PageResult(seen=len(accounts))
+    result = PageResult()
+    if not asked:
+        return result
+    wanted = set(asked)
     known = {
         row[1]: row
         for row in _select_range(
             f"SELECT id, provider_account_id, balance, currency, provider_active, provider_frozen, credit_limit, "  # noqa: S608 - table names from models, values bound
-            f"low_balance_threshold, is_low_balance, missing_at_provider FROM {Tenant._meta.db_table} "
-            f"WHERE connection_id = %s AND provider_account_id IS NOT NULL",
+            f"low_balance_threshold, is_low_balance, missing_at_provider, provider_threshold, status "
+            f"FROM {Tenant._meta.db_table} WHERE connection_id = %s AND provider_account_id IS NOT NULL",
             [conn_obj.pk],
-            lo,
-            hi,
+            min(asked) - 1,
+            max(asked),
         )
+        if row[1] in wanted
     }
-    stored_unknown = {
-        row[1]: row
-        for row in _select_range(
-            f"SELECT id, provider_account_id, account_name, account_email, balance, currency, active, frozen "  # noqa: S608 - table names from models, values bound
-            f"FROM {UnknownProviderAccount._meta.db_table} WHERE connection_id = %s",
-            [conn_obj.pk],
-            lo,
-            hi,
-        )
-    }
-    updates: list[tuple[Any, ...]] = []
-    snapshots: list[tuple[Any, ...]] = []
-    alerts: list[LowBalanceAlert] = []
-    upserts: list[tuple[Any, ...]] = []
+    writes = _ChunkWrites()
     returned: set[int] = set()
     currency_total = (conn_obj.currency or "").upper()
     for account in accounts:
-        aid = int(account.account_id)  # an account the sync lists has an integer id
-        returned.add(aid)
-        balance = None if account.balance is None else account.balance.quantize(Q4)
-        currency = (account.currency or "").upper()
-        if balance is not None and currency == currency_total:
-            result.balance_total += balance
+        aid = int(account.account_id)
         row = known.get(aid)
-        if row is None:
-            _note_unknown(conn_obj.pk, account, balance, currency, stored_unknown.get(aid), result, upserts)
+        if row is None or aid in returned:
             continue
-        tenant_id, _, old_balance, old_currency, old_active, old_frozen, old_credit, threshold, was_low, missing = row
-        threshold = _dec(threshold)
-        credit = None if account.credit_limit is None else account.credit_limit.quantize(Q4)
-        low = threshold is not None and balance is not None and balance < threshold
-        balance_same = _same(old_balance, balance)
-        if (
-            not balance_same
-            or old_currency != currency
-            or _bool(old_active) != account.active
-            or _bool(old_frozen) != account.frozen
-            or not _same(old_credit, credit)
-            or low != bool(was_low)
-            or bool(missing)
-        ):
-            updates.append((tenant_id, balance, currency, account.active, account.frozen, credit, low, False))
-            result.changed += 1
-        if balance is not None and not balance_same:
-            snapshots.append((tenant_id, balance, currency))
-        if low and not was_low and balance is not None and threshold is not None:
-            alerts.append(
-                LowBalanceAlert(
-                    tenant_id=tenant_id, balance=balance, threshold=threshold, currency=currency, created_at=now
-                )
-            )
-    missing_ids, newly_missing, vanished_unknown = _gone(known, stored_unknown, returned)
-    result.missing = len(missing_ids)
+        returned.add(aid)
+        _compare(account, row, result, writes, currency_total, now)
+    result.seen = len(returned)
+    missing = [row for aid, row in known.items() if aid not in returned]
+    newly_missing = [row[0] for row in missing if not row[9]]
+    result.missing = len(missing)
+    fresh_drift = _new_drift(conn_obj, writes.drift, run_id)
+    result.drift = len(fresh_drift)
     with transaction.atomic():
         if run_id is not None:
-            _advance_run(run_id, token, result, now, hi=hi, page=bool(accounts))
-        if updates:
-            _bulk_update_tenants(updates, now)
+            _advance_run(run_id, token, result, now, hi=max(asked), page=True)
+        if writes.updates:
+            _bulk_update_tenants(writes.updates, now)
         if newly_missing:
             Tenant.objects.filter(pk__in=newly_missing).update(missing_at_provider=True, updated_at=now)
-        if snapshots:
-            _insert_snapshots(snapshots, now)
-        if upserts:
-            _upsert_unknown(upserts, now)
-        if vanished_unknown:
-            UnknownProviderAccount.objects.filter(pk__in=vanished_unknown).delete()
-        if alerts:
-            LowBalanceAlert.objects.bulk_create(alerts)
+        if writes.snapshots:
+            _insert_snapshots(writes.snapshots, now)
+        if fresh_drift:
+            DriftItem.objects.bulk_create(fresh_drift, ignore_conflicts=True)
+            Tenant.objects.filter(pk__in={d.tenant_id for d in fresh_drift}).update(has_drift=True, updated_at=now)
+        if writes.alerts:
+            LowBalanceAlert.objects.bulk_create(writes.alerts)
             transaction.on_commit(_dispatch_alerts)
-        if job_id and accounts:
-            job_advance(job_id=job_id, by=len(accounts))
+        if job_id:
+            job_advance(job_id=job_id, by=len(asked))
     return result
+
+
+def _compare(
+    account: AccountSnapshot,
+    row: tuple[Any, ...],
+    result: PageResult,
+    writes: _ChunkWrites,
+    currency_total: str,
+    now: datetime,
+) -> None:
+    """One tenant: queue its update, snapshot, low-balance crossing and drift findings."""
+    tenant_id, _, old_balance, old_currency, old_active, old_frozen, old_credit, threshold, was_low, missing = row[:10]
+    old_provider_threshold, status = row[10], row[11]
+    balance = None if account.balance is None else account.balance.quantize(Q4)
+    currency = (account.currency or "").upper()
+    if balance is not None and currency == currency_total:
+        result.balance_total += balance
+    threshold = _dec(threshold)
+    credit = None if account.credit_limit is None else account.credit_limit.quantize(Q4)
+    notify = None if account.min_balance_to_notify is None else account.min_balance_to_notify.quantize(Q4)
+    low = threshold is not None and balance is not None and balance < threshold
+    balance_same = _same(old_balance, balance)
+    if (
+        not balance_same
+        or old_currency != currency
+        or _bool(old_active) != account.active
+        or _bool(old_frozen) != account.frozen
+        or not _same(old_credit, credit)
+        or not _same(old_provider_threshold, notify)
+        or low != bool(was_low)
+        or bool(missing)
+    ):
+        writes.updates.append(
+            (tenant_id, balance, currency, account.active, account.frozen, credit, low, False, notify)
+        )
+        result.changed += 1
+    if balance is not None and not balance_same:
+        writes.snapshots.append((tenant_id, balance, currency))
+    if low and not was_low and balance is not None and threshold is not None:
+        writes.alerts.append(
+            LowBalanceAlert(
+                tenant_id=tenant_id, balance=balance, threshold=threshold, currency=currency, created_at=now
+            )
+        )
+    writes.drift.extend(_drift_findings(tenant_id, status, threshold, notify, account, currency))
+
+
+# -- drift the sync sees: the provider's threshold and status against the portal's ----------
+
+_THRESHOLD_OPS = (TenantOperation.Kind.SET_THRESHOLD, TenantOperation.Kind.EDIT)
+_STATUS_OPS = (
+    TenantOperation.Kind.FREEZE,
+    TenantOperation.Kind.UNFREEZE,
+    TenantOperation.Kind.ACTIVATE,
+    TenantOperation.Kind.CLOSE,
+)
+
+
+@dataclass(frozen=True)
+class _Drift:
+    tenant_id: int
+    kind: str
+    fingerprint: str
+    evidence: dict[str, Any]
+    portal_amount: Decimal | None = None
+    provider_amount: Decimal | None = None
+    currency: str = ""
+
+
+def _drift_findings(
+    tenant_id: int,
+    status: str,
+    threshold: Decimal | None,
+    notify: Decimal | None,
+    account: AccountSnapshot,
+    currency: str,
+) -> list[_Drift]:
+    """What differs between the portal and the provider for one tenant (no database)."""
+    found: list[_Drift] = []
+    if threshold is not None and notify is not None and notify != threshold:
+        found.append(
+            _Drift(
+                tenant_id=tenant_id,
+                kind=DriftItem.Kind.THRESHOLD_MISMATCH,
+                fingerprint=f"threshold:{tenant_id}:{threshold}:{notify}",
+                evidence={"portal_threshold": str(threshold), "provider_threshold": str(notify)},
+                portal_amount=threshold,
+                provider_amount=notify,
+                currency=currency[:3],
+            )
+        )
+    portal_active = status == Tenant.Status.ACTIVE
+    # The portal freezes a tenant by disabling it (active=false); a frozen tenant the
+    # provider reports enabled and not frozen is the disagreement.
+    if (portal_active and (account.frozen is True or account.active is False)) or (
+        status == Tenant.Status.FROZEN and account.active is True and account.frozen is not True
+    ):
+        found.append(
+            _Drift(
+                tenant_id=tenant_id,
+                kind=DriftItem.Kind.STATUS_MISMATCH,
+                fingerprint=f"status:{tenant_id}:{status}:{account.active}:{account.frozen}",
+                evidence={
+                    "portal_status": status,
+                    "provider_active": account.active,
+                    "provider_frozen": account.frozen,
+                },
+            )
+        )
+    return found
+
+
+def _new_drift(conn_obj: ProviderConnection, found: list[_Drift], run_id: int | None) -> list[DriftItem]:
+    """The findings not recorded before and not explained by an operation in flight: two
+    reads for the whole chunk (open operations, known fingerprints), none when nothing
+    differs. A finding keeps its fingerprint while the values stay the same, so a nightly
+    run never records it twice, resolved or not."""
+    if not found:
+        return []
+    tenant_ids = {f.tenant_id for f in found}
+    busy = set(
+        TenantOperation.objects.filter(
+            tenant_id__in=tenant_ids, state__in=TenantOperation.OPEN_STATES, kind__in=[*_THRESHOLD_OPS, *_STATUS_OPS]
+        ).values_list("tenant_id", "kind")
+    )
+    recorded = set(
+        DriftItem.objects.filter(fingerprint__in=[f.fingerprint for f in found]).values_list("fingerprint", flat=True)
+    )
+    items = []
+    for f in found:
+        ops = _THRESHOLD_OPS if f.kind == DriftItem.Kind.THRESHOLD_MISMATCH else _STATUS_OPS
+        if f.fingerprint in recorded or any((f.tenant_id, op) in busy for op in ops):
+            continue
+        items.append(
+            DriftItem(
+                connection=conn_obj,
+                tenant_id=f.tenant_id,
+                kind=f.kind,
+                fingerprint=f.fingerprint,
+                portal_amount=f.portal_amount,
+                provider_amount=f.provider_amount,
+                currency=f.currency,
+                evidence=f.evidence,
+                sync_run_id=run_id,
+            )
+        )
+    return items
 
 
 def _advance_run(
     run_id: int, token: str | None, result: PageResult, now: datetime, *, hi: int | None, page: bool
 ) -> None:
-    """Add a page's counters to the run (inside the page's transaction); RunLost if this
+    """Add a chunk's counters to the run (inside the chunk's transaction); RunLost if this
     worker no longer owns the run."""
     progressed = SyncRun.objects.filter(pk=run_id, executor=token, state=SyncRun.State.RUNNING).update(
         pages=F("pages") + (1 if page else 0),
@@ -413,15 +574,99 @@ def _advance_run(
         raise RunLost
 
 
-def _gone(
-    known: dict[Any, tuple[Any, ...]], stored_unknown: dict[Any, tuple[Any, ...]], returned: set[int]
-) -> tuple[list[Any], list[Any], list[Any]]:
-    """Of the rows read for a page's id range: the tenants the provider did not return (all,
-    and those not yet flagged), and the import candidates to drop (gone, or now a tenant)."""
-    missing_ids = [row[0] for aid, row in known.items() if aid not in returned]
-    newly_missing = [row[0] for aid, row in known.items() if aid not in returned and not row[9]]
-    vanished_unknown = [row[0] for aid, row in stored_unknown.items() if aid not in returned or aid in known]
-    return missing_ids, newly_missing, vanished_unknown
+# -- discovery: accounts no tenant stands for (import candidates) ----------------------------
+
+
+@dataclass
+class Discovery:
+    balance: Decimal = Decimal(0)
+    note: str = ""
+
+
+def _discover(conn_obj: ProviderConnection, run_id: int, token: str, size: int) -> Discovery:
+    """Walk every child id (a cheap id-only walk) where the provider lists them, and keep the
+    accounts no tenant stands for as import candidates (UnknownProviderAccount): new ones
+    added, changed ones updated, those gone or adopted dropped. Where the provider lists
+    children only by id, name or email, the run says so and leaves the candidates as they
+    are; staff import by id, name or email instead."""
+    found = Discovery()
+    last: int | None = None
+    currency_total = (conn_obj.currency or "").upper()
+    try:
+        for ids in prov.prefetch(prov.iter_children_id_pages(conn_obj, page_size=size)):
+            if not ids:
+                continue
+            found.balance += _discover_page(
+                conn_obj, ids, lo=last, hi=ids[-1], run_id=run_id, token=token, currency=currency_total
+            )
+            last = ids[-1]
+    except ListingNeedsFilter:
+        found.note = "discovery skipped: " + LISTING_REFUSED
+        return found
+    _discover_page(conn_obj, [], lo=last, hi=None, run_id=run_id, token=token, currency=currency_total)
+    return found
+
+
+LISTING_REFUSED = (
+    "this provider only lists accounts by id, name or email; import by id, name or email on the import page"
+)
+
+
+def _discover_page(
+    conn_obj: ProviderConnection,
+    ids: Sequence[int],
+    *,
+    lo: int | None,
+    hi: int | None,
+    run_id: int | None,
+    token: str | None,
+    currency: str,
+) -> Decimal:
+    """One page of the discovery walk: the child ids in (lo, hi]. Only the ids no tenant has
+    are read in full (usually none)."""
+    now = timezone.now()
+    tenant_ids = {
+        row[0]
+        for row in _select_range(
+            f"SELECT provider_account_id FROM {Tenant._meta.db_table} "  # noqa: S608 - table names from models, values bound
+            f"WHERE connection_id = %s AND provider_account_id IS NOT NULL",
+            [conn_obj.pk],
+            lo,
+            hi,
+        )
+    }
+    stored = {
+        row[1]: row
+        for row in _select_range(
+            f"SELECT id, provider_account_id, account_name, account_email, balance, currency, active, frozen "  # noqa: S608 - table names from models, values bound
+            f"FROM {UnknownProviderAccount._meta.db_table} WHERE connection_id = %s",
+            [conn_obj.pk],
+            lo,
+            hi,
+        )
+    }
+    strangers = [i for i in ids if i not in tenant_ids]
+    result = PageResult()
+    upserts: list[tuple[Any, ...]] = []
+    returned: set[int] = set()
+    balance_total = Decimal(0)
+    for account in prov.read_children(conn_obj, strangers) if strangers else ():
+        aid = int(account.account_id)
+        returned.add(aid)
+        balance = None if account.balance is None else account.balance.quantize(Q4)
+        cur = (account.currency or "").upper()
+        if balance is not None and cur == currency:
+            balance_total += balance
+        _note_unknown(conn_obj.pk, account, balance, cur, stored.get(aid), result, upserts)
+    vanished = [row[0] for aid, row in stored.items() if aid not in returned]
+    with transaction.atomic():
+        if run_id is not None:
+            _advance_run(run_id, token, result, now, hi=None, page=False)
+        if upserts:
+            _upsert_unknown(upserts, now)
+        if vanished:
+            UnknownProviderAccount.objects.filter(pk__in=vanished).delete()
+    return balance_total
 
 
 def _note_unknown(
@@ -454,7 +699,7 @@ def _dispatch_alerts() -> None:
         logger.warning("could not publish the low-balance alert task", exc_info=True)
 
 
-# -- bulk writes (one statement per page, whatever the page size) ----------------------------
+# -- bulk writes (one statement per chunk, whatever the chunk size) ----------------------------
 
 
 def _bulk_update_tenants(rows: list[tuple[Any, ...]], now: datetime) -> None:
@@ -468,10 +713,11 @@ def _bulk_update_tenants(rows: list[tuple[Any, ...]], now: datetime) -> None:
             cursor.execute(
                 f"""UPDATE {table} AS t SET balance = v.balance, currency = v.currency, provider_active = v.active,
                     provider_frozen = v.frozen, credit_limit = v.credit, is_low_balance = v.low,
-                    missing_at_provider = v.missing, balance_synced_at = %s, updated_at = %s
+                    missing_at_provider = v.missing, provider_threshold = v.notify,
+                    balance_synced_at = %s, updated_at = %s
                     FROM unnest(%s::bigint[], %s::numeric[], %s::text[], %s::boolean[], %s::boolean[],
-                                %s::numeric[], %s::boolean[], %s::boolean[])
-                         AS v(id, balance, currency, active, frozen, credit, low, missing)
+                                %s::numeric[], %s::boolean[], %s::boolean[], %s::numeric[])
+                         AS v(id, balance, currency, active, frozen, credit, low, missing, notify)
                     WHERE t.id = v.id""",  # noqa: S608 - table names from models, values bound
                 [now, now, *[list(c) for c in cols]],
             )
@@ -479,8 +725,8 @@ def _bulk_update_tenants(rows: list[tuple[Any, ...]], now: datetime) -> None:
             stamp = ops.adapt_datetimefield_value(now)
             cursor.executemany(
                 f"UPDATE {table} SET balance = %s, currency = %s, provider_active = %s, provider_frozen = %s, "  # noqa: S608 - table names from models, values bound
-                "credit_limit = %s, is_low_balance = %s, missing_at_provider = %s, balance_synced_at = %s, "
-                "updated_at = %s WHERE id = %s",
+                "credit_limit = %s, is_low_balance = %s, missing_at_provider = %s, provider_threshold = %s, "
+                "balance_synced_at = %s, updated_at = %s WHERE id = %s",
                 [
                     (
                         ops.adapt_decimalfield_value(b, 18, 4),
@@ -490,11 +736,12 @@ def _bulk_update_tenants(rows: list[tuple[Any, ...]], now: datetime) -> None:
                         ops.adapt_decimalfield_value(cr, 18, 4),
                         low,
                         miss,
+                        ops.adapt_decimalfield_value(notify, 18, 4),
                         stamp,
                         stamp,
                         tid,
                     )
-                    for tid, b, cur, act, frz, cr, low, miss in rows
+                    for tid, b, cur, act, frz, cr, low, miss, notify in rows
                 ],
             )
 

@@ -118,3 +118,11 @@ def bulk_transfer_task(job_id: int) -> None:
     from billing.bulk import bulk_transfer_run
 
     bulk_transfer_run(job_id=job_id)
+
+
+@shared_task(name="billing.runway_check", ignore_result=True)
+def runway_check_task(connection_id: int, currency: str | None = None) -> None:
+    """After a balance sync or a budget refresh: email staff once per runway crossing."""
+    from billing.runway import runway_alert_check
+
+    runway_alert_check(connection_id=connection_id, currency=currency)

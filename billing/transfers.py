@@ -43,6 +43,7 @@ from billing.transitions import (
     transition,
     with_db_retry,
 )
+from portal import inputs
 from portal.audit import audit_log
 from portal.errors import Conflict, NotAllowed, PortalError
 from portal.events import publish_on_commit
@@ -75,8 +76,12 @@ DUP_WINDOW_PADDING = timedelta(hours=48)
 OPEN_TENANT_STATES = {"active", "frozen"}
 
 
-def request_fingerprint(*, tenant: Tenant, amount: Decimal, direction: str, reason: str) -> str:
+def request_fingerprint(
+    *, tenant: Tenant, amount: Decimal, direction: str, reason: str, customer_description: str = ""
+) -> str:
     canonical = f"{tenant.uuid}|{direction}|{amount}|{reason}"
+    if customer_description:  # only when given, so the fingerprints of older requests stay the same
+        canonical += f"|{customer_description}"
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -95,6 +100,9 @@ def tenant_currency(tenant: Tenant) -> str:
 
 
 def _validate_tenant(tenant: Tenant, direction: str) -> None:
+    # The one gate every create path runs (single, bulk, API) before anything is recorded.
+    # prov.supports reads the probed methods too: a provider that no longer answers
+    # TransferMoneyToChildAccount refuses here, with when it was checked.
     if not prov.supports(tenant.connection, Capability.TRANSFER_MONEY):
         reason = prov.unsupported_reason(tenant.connection, Capability.TRANSFER_MONEY)
         raise PortalError(reason or "This provider cannot move money.", field="tenant", code="unsupported")
@@ -116,6 +124,7 @@ def transfer_create(
     amount: Decimal,
     direction: str,
     reason: str,
+    customer_description: object = "",
     idempotency_key: str | None = None,
     request_hash: str | None = None,
     request: HttpRequest | None = None,
@@ -138,6 +147,7 @@ def transfer_create(
         amount=amount,
         direction=direction,
         reason=reason,
+        customer_description=customer_description,
         idempotency_key=idempotency_key,
         request_hash=request_hash,
         request=request,
@@ -156,6 +166,7 @@ def _create(
     direction: str,
     reason: object,
     idempotency_key: str | None,
+    customer_description: object = "",
     request_hash: str | None,
     request: HttpRequest | None,
     origin: str,
@@ -166,11 +177,17 @@ def _create(
     if direction not in Direction.values:
         raise PortalError("Choose top-up or pull back.", field="direction", code="invalid")
     reason = clean_text(reason, field="reason", max_length=500)
+    # The words the customer sees on the statement; the reason stays with staff.
+    customer_description = inputs.text(
+        customer_description, field="customer_description", label="description for the customer", max_length=200
+    )
     currency = tenant_currency(tenant)
     if isinstance(amount, bool) or not isinstance(amount, Decimal | int):
         raise PortalError("Enter a valid amount.", field="amount", code="amount_invalid")
     amount = check_amount(Decimal(amount), currency=currency)
-    fingerprint = request_hash or request_fingerprint(tenant=tenant, amount=amount, direction=direction, reason=reason)
+    fingerprint = request_hash or request_fingerprint(
+        tenant=tenant, amount=amount, direction=direction, reason=reason, customer_description=customer_description
+    )
     stored_key = None
     if idempotency_key is not None:
         if (
@@ -216,6 +233,7 @@ def _create(
                 amount=amount,
                 direction=direction,
                 reason=reason,
+                customer_description=customer_description,
                 currency=currency,
                 stored_key=stored_key,
                 fingerprint=fingerprint,
@@ -274,6 +292,7 @@ def _insert(
     limits: bool,
     requires_approval: bool,
     budget: ResellerBudget | None,
+    customer_description: str = "",
 ) -> Transfer:
     now = timezone.now()
     staff = actor if actor is not None and actor.is_authenticated else None
@@ -301,6 +320,7 @@ def _insert(
             amount=amount,
             currency=currency,
             reason=reason,
+            customer_description=customer_description,
             origin=origin,
             payment_reference=f"rp-{ident}",
             dup_check_from=(now - DUP_WINDOW_PADDING).replace(microsecond=0),
@@ -324,6 +344,7 @@ def _insert(
                 "amount": str(amount),
                 "currency": currency,
                 "reason": reason,
+                "customer_description": customer_description,
                 "origin": origin,
                 "payment_reference": transfer.payment_reference,
                 "requires_approval": requires_approval,

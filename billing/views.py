@@ -19,15 +19,17 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from billing import selectors, services
+from billing import conf, selectors, services
 from billing.models import DriftItem, SyncRun, Transfer
 from billing.money import parse_amount
+from billing.resolution import failed_evidence
 from billing.transfers import tenant_currency
 from portal import schedule
 from portal.audit import audit_events
 from portal.errors import PortalError
 from portal.models import Job
 from portal.roles import has_perm, require
+from portal.twofactor import recent_auth_response, require_recent_auth
 from providers.capabilities import Capability
 from providers.errors import ProviderError
 from tenants.models import ProviderConnection, Tenant
@@ -90,12 +92,16 @@ def transfer_detail(request: HttpRequest, transfer_uuid: uuid_mod.UUID) -> HttpR
             "events": events,
             "can_move_money": has_perm(request.user, "billing.move_money"),
             "can_approve": transfer.awaiting_approval and transfer.created_by_id != request.user.pk,
+            "fail_evidence": failed_evidence(transfer)
+            if transfer.state in (transfer.State.NEEDS_REVIEW, transfer.State.UNKNOWN)
+            else None,
         },
     )
 
 
 @require("billing.move_money")
 @require_POST
+@require_recent_auth
 def transfer_approve(request: HttpRequest, transfer_uuid: uuid_mod.UUID) -> HttpResponse:
     transfer = selectors.transfer_get(uuid=transfer_uuid)
     try:
@@ -154,17 +160,29 @@ def tenant_transfer(request: HttpRequest, tenant_uuid: uuid_mod.UUID) -> HttpRes
     a resubmitted page records one transfer."""
     tenant = _tenant(tenant_uuid)
     errors: dict[str, str] = {}
-    values = {"amount": "", "direction": Transfer.Direction.TO_TENANT, "reason": "", "key": uuid_mod.uuid4().hex}
+    values = {
+        "amount": "",
+        "direction": Transfer.Direction.TO_TENANT,
+        "reason": "",
+        "customer_description": "",
+        "key": uuid_mod.uuid4().hex,
+    }
     if request.method == "POST":
         values = {k: request.POST.get(k, values[k]) for k in values}
         try:
             amount = parse_amount(values["amount"], currency=tenant_currency(tenant))
+            if amount > conf.approval_threshold():
+                # Above the approval threshold: password and code again first (portal/twofactor.py).
+                refused = recent_auth_response(request, back=request.get_full_path())
+                if refused is not None:
+                    return refused
             transfer = services.transfer_create(
                 actor=request.user,
                 tenant=tenant,
                 amount=amount,
                 direction=values["direction"],
                 reason=values["reason"],
+                customer_description=values["customer_description"],
                 idempotency_key=f"form:{values['key']}",
                 request=request,
             )
@@ -275,7 +293,7 @@ def _statement_csv(tenant: Tenant, statement: selectors.Statement) -> StreamingH
                     for c in (
                         row.at.strftime("%Y-%m-%d %H:%M:%S"),
                         row.kind,
-                        row.description,
+                        row.for_staff,
                         row.amount,
                         row.balance if row.balance is not None else "",
                         row.currency,
@@ -302,6 +320,7 @@ def bulk(request: HttpRequest) -> HttpResponse:
         "amount": data.get("amount", ""),
         "direction": data.get("direction", Transfer.Direction.TO_TENANT),
         "reason": data.get("reason", ""),
+        "customer_description": data.get("customer_description", ""),
     }
     query = request.GET.get("q", "").strip()[:100]
     low_only = request.GET.get("low_balance") == "1"
@@ -410,11 +429,8 @@ def sync_start(request: HttpRequest) -> HttpResponse:
 @require("console.view")
 def sync_run(request: HttpRequest, run_uuid: uuid_mod.UUID) -> HttpResponse:
     run = selectors.sync_run_get(uuid=run_uuid)
-    drift = (
-        DriftItem.objects.filter(sync_run=run).select_related("tenant")[:200]
-        if run.kind == SyncRun.Kind.RECONCILE
-        else []
-    )
+    # Reconciliation finds money drift; a balance sync finds threshold and status drift.
+    drift = DriftItem.objects.filter(sync_run=run).select_related("tenant")[:200]
     return render(request, "billing/sync_run.html", {"run": run, "drift": drift})
 
 

@@ -15,19 +15,22 @@ from api.console_views import console_panel as api_panel
 from billing.console import summary as billing_summary
 from portal import schedule
 from portal.roles import require
+from tenants.capability_probe import console_panel as capabilities_panel
 from tenants.selectors import console_summary as tenants_summary
 
 
 def console_summary() -> dict[str, Any]:
-    """What the console home shows: the panels of the API, billing and tenants, in that order.
+    """What the console home shows: the panels of the API, billing, tenants and the provider
+    methods (tenants.capability_probe), in that order.
     Panel templates from several apps add up instead of replacing each other."""
     context: dict[str, Any] = {}
-    for contributed in (api_panel(), billing_summary(), tenants_summary()):
+    for contributed in (api_panel(), billing_summary(), tenants_summary(), capabilities_panel()):
         contributed = dict(contributed)
         panels = [*context.get("console_panels", []), *contributed.pop("console_panels", [])]
         context.update(contributed)
         if panels:
             context["console_panels"] = panels
+    context["console_panels"] = [*context.get("console_panels", []), "console/_callbacks_link.html"]
     return context
 
 

@@ -65,27 +65,37 @@ def normalize_email(raw: str) -> str:
 # and 16 minutes), so a mail server that is down for half an hour still gets the email out.
 
 
-def customer_invite(*, actor: User, tenant: Tenant, email: str, request: HttpRequest | None = None) -> Membership:
+def customer_invite(
+    *, actor: User, tenant: Tenant, email: str, request: HttpRequest | None = None
+) -> Membership | None:
     """Invites a viewer: a user with no usable password, a membership, and an email with a
     link to set the password. The role is always viewer: an invite cannot make an owner.
 
     The email is sent once the invite is committed. A mail server that is down never fails
     the invite: the membership stays, shows as not delivered, and is retried in the background
-    (and may be resent from the team page)."""
+    (and may be resent from the team page).
+
+    An address that already has an account outside this tenant (another tenant's user, staff)
+    returns None: nothing is created, changed or sent, and the caller answers as for an invite
+    that went out, so an invite never tells one tenant who has an account elsewhere
+    (docs/security.md)."""
     _require_owner(actor, tenant)
     if not tenant.is_open:
         raise PortalError("Your company's account is not active; invitations are paused.")
     email = normalize_email(email)
     existing = User.objects.filter(email__iexact=email) | User.objects.filter(username__iexact=email)
     if existing.exists():
-        pending = Membership.objects.filter(user__in=existing, tenant=tenant, user__is_active=True).first()
-        if pending is not None and not pending.user.has_usable_password():
+        own = Membership.objects.filter(user__in=existing, tenant=tenant).select_related("user").first()
+        if own is not None and own.user.is_active and not own.user.has_usable_password():
             raise PortalError(
                 "This person is already invited; use Resend on the team page to send the email again.",
                 field="email",
                 code="duplicate",
             )
-        raise PortalError("Someone with this email address already has an account.", field="email", code="duplicate")
+        if own is not None:
+            raise PortalError("This person is already on your team.", field="email", code="duplicate")
+        _invite_not_sent(actor=actor, tenant=tenant, request=request)
+        return None
     try:
         with transaction.atomic():
             user = User(username=email, email=email)
@@ -104,11 +114,17 @@ def customer_invite(*, actor: User, tenant: Tenant, email: str, request: HttpReq
             )
             _deliver_on_commit(membership.pk)
     except IntegrityError:
-        raise PortalError(
-            "Someone with this email address already has an account.", field="email", code="duplicate"
-        ) from None
+        # A concurrent invite or sign-up took the address first: the same quiet answer.
+        _invite_not_sent(actor=actor, tenant=tenant, request=request)
+        return None
     membership.refresh_from_db()
     return membership
+
+
+def _invite_not_sent(*, actor: User, tenant: Tenant, request: HttpRequest | None) -> None:
+    """Staff can see in the tenant's audit trail that an invite matched an existing account;
+    the address itself is not kept (it belongs to someone outside the tenant)."""
+    audit_log(actor=actor, action="customers.member.invite_not_sent", tenant_id=tenant.pk, request=request)
 
 
 def customer_invite_resend(
@@ -222,6 +238,28 @@ def customer_remove(*, actor: User, tenant: Tenant, membership: Membership, requ
             actor=actor, action="customers.member.removed", tenant_id=tenant.pk, data={"email": email}, request=request
         )
     # End their open sessions too: a deactivated user's session no longer authenticates.
+
+
+def customer_set_two_factor(
+    *, actor: User, tenant: Tenant, required: bool, request: HttpRequest | None = None
+) -> Tenant:
+    """The owner's choice: every member signs in with a second factor (portal/twofactor.py sends
+    members without one to set it up at their next sign-in)."""
+    _require_owner(actor, tenant)
+    with transaction.atomic():
+        locked = Tenant.objects.select_for_update().get(pk=tenant.pk)
+        if locked.require_two_factor != required:
+            locked.require_two_factor = required
+            locked.save(update_fields=["require_two_factor"])
+            audit_log(
+                actor=actor,
+                action="customers.team.two_factor_required" if required else "customers.team.two_factor_optional",
+                tenant_id=tenant.pk,
+                data={"require_two_factor": required},
+                request=request,
+            )
+    tenant.require_two_factor = required
+    return tenant
 
 
 def customer_set_alert(

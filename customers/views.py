@@ -171,6 +171,18 @@ def team(request: HttpRequest, tenant: Any) -> HttpResponse:
 
 @customer_page(manage=True)
 @require_POST
+def team_two_factor(request: HttpRequest, tenant: Any) -> HttpResponse:
+    required = request.POST.get("require_two_factor", "") == "on"
+    services.customer_set_two_factor(actor=_actor(request), tenant=tenant, required=required, request=request)
+    if required:
+        messages.success(request, "Every member now signs in with a code; members without one set it up next time.")
+    else:
+        messages.success(request, "A second factor is now each member's own choice.")
+    return redirect("customer:team")
+
+
+@customer_page(manage=True)
+@require_POST
 def team_invite(request: HttpRequest, tenant: Any) -> HttpResponse:
     email = request.POST.get("email", "")
     try:
@@ -187,7 +199,12 @@ def team_invite(request: HttpRequest, tenant: Any) -> HttpResponse:
             },
             status=400,
         )
-    _delivery_message(request, membership)
+    if membership is None:
+        # The address has an account elsewhere: the answer of an invite that went out, so the
+        # page tells nothing about other tenants (customers/services.py customer_invite).
+        messages.success(request, f"Invitation sent to {services.normalize_email(email)}.")
+    else:
+        _delivery_message(request, membership)
     return redirect("customer:team")
 
 

@@ -9,6 +9,8 @@ app_urlpatterns = [
     path("api/", include("api.urls")),
     path("console/api-tokens/", include("api.console_views")),
     path("me/api-tokens/", include("api.customer_token_views")),
+    # The provider's account callbacks: public, each callback authenticated by its hash.
+    path("hooks/", include("billing.webhooks")),
 ]
 
 __all__ = ["app_urlpatterns", "include", "path"]

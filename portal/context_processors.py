@@ -22,6 +22,11 @@ def navigation(request: HttpRequest) -> dict[str, Any]:
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         return {"nav_items": [], "user_role": None}
+    from portal.twofactor import is_verified, needs_two_factor
+
+    if needs_two_factor(user) and not is_verified(request):
+        # Signed in with the password only: no page but the code's is open yet.
+        return {"nav_items": [], "user_role": role_of(user), "two_factor_pending": True}
     items = []
     for label, name, permission in NAVIGATION:
         if not has_perm(user, permission):

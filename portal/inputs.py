@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
+from django.utils.dateparse import parse_datetime
 
 from portal.errors import PortalError
 
@@ -35,6 +36,13 @@ def has_invisible(text: str, *, multiline: bool = False) -> bool:
         if unicodedata.category(ch) == "Cc" and not (multiline and ch in MULTILINE_ALLOWED):
             return True
     return False
+
+
+def is_ascii_digits(value: object, *, max_length: int = 18) -> bool:
+    """True for 1 to ``max_length`` ASCII digits and nothing else: the one test before int() of
+    an id, a page or a cursor from a request. str.isdigit() is not it: "²", "١٢" and "１２" are
+    digits to it, yet int() refuses the first and reads the others as numbers nobody typed."""
+    return isinstance(value, str) and 0 < len(value) <= max_length and value.isascii() and value.isdigit()
 
 
 def text(
@@ -207,6 +215,33 @@ def iso_date(value: object, *, field: str, label: str) -> date | None:
         return date.fromisoformat(value.strip())
     except ValueError:
         raise PortalError(f"The {label} is not a real date.", field=field, code="date_invalid") from None
+
+
+def aware_datetime(value: object, *, field: str, label: str = "date-time") -> datetime | None:
+    """An ISO 8601 date-time with a time zone, as UTC; empty is None. A moment whose UTC time
+    falls outside the calendar (0001-01-01T00:00+05:00, 9999-12-31T23:59-05:00) is refused
+    here, with the field named, instead of overflowing in the database query."""
+    if value is None or value == "":
+        return None
+    refusal = PortalError(
+        f"Give the {label} as an ISO 8601 date-time with a time zone, like 2026-01-31T12:00:00+00:00.",
+        field=field,
+        code="datetime_invalid",
+    )
+    if not isinstance(value, str) or len(value) > 40 or not value.isascii():
+        raise refusal
+    try:
+        parsed = parse_datetime(value.strip())
+    except ValueError:
+        raise refusal from None
+    if parsed is None or parsed.tzinfo is None or parsed.utcoffset() is None:
+        raise refusal
+    try:
+        return parsed.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise PortalError(
+            f"The {label} is outside the range of dates the portal keeps.", field=field, code="datetime_range"
+        ) from None
 
 
 def date_range(start: date | None, end: date | None, *, field: str = "start") -> None:

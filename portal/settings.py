@@ -37,6 +37,9 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
     "portal",
     "tenants",
     "billing",
@@ -55,11 +58,14 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "portal.middleware.RequestContextMiddleware",
     # Logs out sessions of users whose tenant was closed after they logged in.
     "customers.middleware.ClosedTenantMiddleware",
+    # Until the second factor is verified, a session reaches only the sign-in pages (portal/twofactor.py).
+    "portal.twofactor.TwoFactorMiddleware",
     # Gives /api/ responses that Django (not DRF) produced the API's one JSON error shape.
     "api.middleware.ApiErrorShapeMiddleware",
     # Last, as django-axes asks.
@@ -156,6 +162,11 @@ CELERY_BEAT_SCHEDULE = {
     },
     "billing-low-balance-alerts": {"task": "billing.low_balance_alerts", "schedule": 300.0},
     "tenants-sweep-operations": {"task": "tenants.sweep_operations", "schedule": 30.0},
+    # Which provider methods each connection's provider still answers (tenants.capability_probe).
+    "tenants-probe-capabilities-nightly": {
+        "task": "tenants.probe_capabilities_nightly",
+        "schedule": crontab(minute=0, hour=(SYNC_HOUR_UTC + 1) % 24),
+    },
     "portal-idempotency-reap": {"task": "portal.idempotency_reap", "schedule": crontab(minute=15)},
     # The beat records when it schedules this and the worker when it runs it (/healthz/ready).
     "portal-heartbeat": {
@@ -202,10 +213,17 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 
+# Two-factor sign-in (portal/twofactor.py, docs/security.md): how long a password-and-code
+# re-authentication stays fresh for money, token, role and provider changes.
+TWO_FACTOR_REAUTH_SECONDS = env.int("TWO_FACTOR_REAUTH_SECONDS", 300, minimum=30)
+OTP_TOTP_ISSUER = env.str("OTP_TOTP_ISSUER", "Reseller portal")
+
 AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", 5, minimum=1)
 AXES_COOLOFF_TIME = 1  # hours
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
-AXES_RESET_ON_SUCCESS = True
+# The counter is reset by portal.twofactor once the whole sign-in succeeded (password and, where
+# needed, the code): a reset on the password alone would let a guesser of codes start over.
+AXES_RESET_ON_SUCCESS = False
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 # Reverse proxies in front of the portal; portal.clientip reads the client's address from
 # X-Forwarded-For accordingly, for the lockout, the audit log and the API throttle alike.
@@ -218,6 +236,8 @@ SESSION_COOKIE_AGE = 12 * 3600
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_HTTPONLY = True
+# Under /api/ a CSRF failure answers in the API's JSON error shape; elsewhere Django's page.
+CSRF_FAILURE_VIEW = "api.errors.csrf_failure"
 
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", not DEBUG)
@@ -286,6 +306,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Error responses and parameter bounds on every operation (api/schema.py).
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "api.schema.document_errors_and_bounds",
+    ],
 }
 # Requests per token (or per session user) on the API, e.g. "600/min".
 API_THROTTLE_RATE = env.str("API_THROTTLE_RATE", "1200/min")

@@ -29,6 +29,11 @@ if _XDIST_WORKER.startswith("gw") and _XDIST_WORKER[2:].isdigit():
 
 from portal.settings import *  # noqa: E402,F403
 
+# django-otp's own delay after a wrong code (1 s, then doubling) would make tests wait; the
+# lockout (django-axes) that counts wrong codes stays on and is what the tests exercise.
+OTP_TOTP_THROTTLE_FACTOR = 0
+OTP_STATIC_THROTTLE_FACTOR = 0
+
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast tests; production keeps PBKDF2
 STORAGES["staticfiles"]["BACKEND"] = "django.contrib.staticfiles.storage.StaticFilesStorage"  # noqa: F405
 STATIC_ROOT = None  # type: ignore[assignment]  # tests never collect static files; whitenoise serves from the finders

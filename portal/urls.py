@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from portal import views
+from portal import twofactor, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -15,6 +15,11 @@ urlpatterns = [
     path("console/jobs/<uuid:job_uuid>/", views.job_detail, name="job"),
     path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/two-factor/verify/", twofactor.verify, name="two_factor_verify"),
+    path("accounts/two-factor/enrol/", twofactor.enrol, name="two_factor_enrol"),
+    path("accounts/two-factor/reauth/", twofactor.reauth, name="two_factor_reauth"),
+    path("console/two-factor/", twofactor.staff_list, name="two_factor_staff"),
+    path("console/two-factor/<int:user_id>/reset/", twofactor.staff_reset, name="two_factor_staff_reset"),
     path("accounts/password/change/", auth_views.PasswordChangeView.as_view(), name="password_change"),
     path("accounts/password/change/done/", auth_views.PasswordChangeDoneView.as_view(), name="password_change_done"),
     path(

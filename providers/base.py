@@ -27,6 +27,7 @@ __all__ = [
     "AccountPage",
     "AccountSnapshot",
     "CreatedAccount",
+    "ListingNeedsFilter",
     "MoneyTransfer",
     "ProviderClient",
     "RotatedCredentials",
@@ -52,7 +53,9 @@ class CreatedAccount:
 class AccountSnapshot:
     """One tenant account as listed by the provider (for sync).
 
-    ``credit_limit`` is how far the account may go below zero, where the provider has one.
+    ``credit_limit`` is how far the account may go below zero, where the provider has one;
+    ``min_balance_to_notify`` the balance below which the provider warns the account, as the
+    provider holds it (None when it does not say).
     """
 
     account_id: AccountId
@@ -63,6 +66,7 @@ class AccountSnapshot:
     balance: Decimal | None
     currency: str | None
     credit_limit: Decimal | None = None
+    min_balance_to_notify: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +80,12 @@ class AccountPage:
 
     accounts: tuple[AccountSnapshot, ...]
     total_count: int | None
+
+
+class ListingNeedsFilter(Unsupported):
+    """The provider refused a listing of every account: it lists accounts only when asked
+    for given ids, names or emails. Reads by id (:meth:`ProviderClient.get_accounts`) and
+    lookups by name or email (:meth:`ProviderClient.find_accounts`) still work."""
 
 
 @dataclass(frozen=True)
@@ -110,6 +120,8 @@ class ProviderClient(abc.ABC):
 
     kind: ClassVar[str]
     capability_matrix: ClassVar[CapabilityMatrix]
+    #: The most account ids one :meth:`get_accounts` call sends to the provider at once.
+    max_ids_per_read: ClassVar[int] = 1000
 
     # -- capabilities -------------------------------------------------------------------
 
@@ -126,6 +138,16 @@ class ProviderClient(abc.ABC):
     def _unsupported(self, capability: Capability) -> Unsupported:
         reason = self.capability_matrix.reason(capability) or f"{capability.name} is not implemented"
         return Unsupported(reason, provider=self.kind, method=capability.value)
+
+    #: The provider methods :meth:`probe_methods` asks about (none: the matrix stands as is).
+    probe_method_names: ClassVar[tuple[str, ...]] = ()
+
+    def probe_methods(self) -> dict[str, str]:
+        """Ask the provider which of :attr:`probe_method_names` it still answers, with calls that
+        cannot change anything: {method: "available" | "missing" | "unknown"} ("unknown": no
+        verdict this time, e.g. the provider was unreachable). Never raises a ProviderError.
+        A provider whose matrix is its documented, fixed API has nothing to probe: ``{}``."""
+        return {}
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -190,17 +212,36 @@ class ProviderClient(abc.ABC):
         when the provider does not know that id."""
         raise self._unsupported(Capability.LIST_ACCOUNTS)
 
+    def get_accounts(self, account_ids: Sequence[AccountId]) -> tuple[AccountSnapshot, ...]:
+        """Capability.LIST_BALANCES: the accounts with these ids as the provider sees them now,
+        in ascending id order; ids the provider does not know are left out (the caller
+        compares). Sends at most :attr:`max_ids_per_read` ids per provider call."""
+        raise self._unsupported(Capability.LIST_BALANCES)
+
+    def find_accounts(self, *, name: str | None = None, email: str | None = None) -> tuple[AccountSnapshot, ...]:
+        """Capability.LIST_ACCOUNTS: the accounts whose name (or email, case-insensitively) is
+        exactly this, whatever matching the provider applies to its filter."""
+        raise self._unsupported(Capability.LIST_ACCOUNTS)
+
     def get_own_account(self) -> AccountSnapshot:
         """Capability.LIST_BALANCES: the reseller's own account (its balance funds the tenants)."""
         raise self._unsupported(Capability.LIST_BALANCES)
 
     def iter_account_pages(self, *, page_size: int = 1000) -> Iterator[Sequence[AccountSnapshot]]:
-        """Capability.LIST_ACCOUNTS / LIST_BALANCES: every account, page by page."""
+        """Capability.LIST_ACCOUNTS / LIST_BALANCES: every account, page by page.
+        :class:`ListingNeedsFilter` when the provider lists accounts only by id, name or email."""
         raise self._unsupported(Capability.LIST_ACCOUNTS)
 
     def iter_accounts(self) -> Iterator[AccountSnapshot]:
         for page in self.iter_account_pages():
             yield from page
+
+    def iter_account_id_pages(self, *, page_size: int = 1000) -> Iterator[tuple[AccountId, ...]]:
+        """Capability.LIST_ACCOUNTS: every account id once, ascending, page by page (a cheap walk
+        for discovering accounts; read the details with :meth:`get_accounts`).
+        :class:`ListingNeedsFilter` when the provider lists accounts only by id, name or email."""
+        for page in self.iter_balance_pages(page_size=page_size):
+            yield tuple(a.account_id for a in page.accounts)
 
     def iter_balance_pages(self, *, page_size: int = 1000) -> Iterator[AccountPage]:
         """Capability.LIST_BALANCES: every account with its balance, once each, in ascending id
@@ -258,3 +299,9 @@ class ProviderClient(abc.ABC):
     def check_credentials(self, *, api_key: str, api_token: Secret | str) -> bool:
         """Capability.CHECK_CREDENTIALS: True if the tenant's own credentials work."""
         raise self._unsupported(Capability.CHECK_CREDENTIALS)
+
+    def set_account_callbacks(self, *, url: str, salt: Secret | str | None) -> None:
+        """Capability.ACCOUNT_CALLBACKS: where the provider posts the reseller's account events
+        (its own and, where it forwards them, its tenants'), and the salt that signs them.
+        An empty ``url`` stops the posts."""
+        raise self._unsupported(Capability.ACCOUNT_CALLBACKS)

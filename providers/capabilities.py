@@ -9,9 +9,29 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from types import MappingProxyType
 
-__all__ = ["Capability", "CapabilityMatrix", "VOICEIT_MATRIX", "VOXIMPLANT_MATRIX"]
+__all__ = [
+    "AVAILABLE",
+    "Capability",
+    "CapabilityMatrix",
+    "MISSING",
+    "METHOD_CAPABILITIES",
+    "PROBE_STATES",
+    "UNKNOWN",
+    "VOICEIT_MATRIX",
+    "VOXIMPLANT_MATRIX",
+    "missing_method_reason",
+    "with_probe",
+]
+
+#: What a probe says about one provider method: it answers (``available``), it answered
+#: "unknown command" (``missing``), or no probe has had a verdict yet (``unknown``).
+AVAILABLE = "available"
+MISSING = "missing"
+UNKNOWN = "unknown"
+PROBE_STATES = (AVAILABLE, MISSING, UNKNOWN)
 
 
 class Capability(enum.Enum):
@@ -45,6 +65,8 @@ class Capability(enum.Enum):
     RECOVERABLE_CREATE = "recoverable_create"
     #: Switch a tenant between "reseller pays" and "customer pays".
     CHANGE_BILLING_MODE = "change_billing_mode"
+    #: Set where the provider posts account events (``set_account_callbacks``).
+    ACCOUNT_CALLBACKS = "account_callbacks"
 
 
 class CapabilityMatrix:
@@ -108,6 +130,7 @@ VOXIMPLANT_MATRIX = CapabilityMatrix(
             "Every Voximplant child account has its own balance funded by the parent; "
             "there is no billing mode to switch."
         ),
+        Capability.ACCOUNT_CALLBACKS: None,
     },
 )
 
@@ -140,5 +163,58 @@ VOICEIT_MATRIX = CapabilityMatrix(
         Capability.CHANGE_BILLING_MODE: (
             "VoiceIt removed switchType in 2026; recreate the sub-account instead (new key, data not migrated)."
         ),
+        Capability.ACCOUNT_CALLBACKS: (
+            "VoiceIt posts no account events: its notification URL reports the result of one call only."
+        ),
     },
 )
+
+
+#: Provider method -> the capabilities that need it. A method a probe found missing makes
+#: each of these unsupported (``with_probe``).
+METHOD_CAPABILITIES: Mapping[str, Mapping[str, tuple[Capability, ...]]] = MappingProxyType(
+    {
+        "voximplant": MappingProxyType(
+            {
+                "TransferMoneyToChildAccount": (Capability.TRANSFER_MONEY, Capability.DEDUPLICATED_TRANSFER),
+                "GetChildrenAccounts": (
+                    Capability.LIST_ACCOUNTS,
+                    Capability.LIST_BALANCES,
+                    Capability.RECOVERABLE_CREATE,
+                ),
+                "SetChildAccountInfo": (Capability.FREEZE, Capability.UNFREEZE, Capability.UPDATE_PROFILE),
+                "CloneAccount": (Capability.CLONE,),
+                "AddAccount": (Capability.CREATE,),
+                "GetTransactionHistory": (Capability.TRANSACTION_HISTORY,),
+                "GetAccountInfo": (Capability.LIST_BALANCES,),
+                "SetAccountInfo": (Capability.ACCOUNT_CALLBACKS,),
+            }
+        ),
+        "voiceit": MappingProxyType({}),
+    }
+)
+
+
+def missing_method_reason(method: str, checked_at: datetime | None) -> str:
+    """The words staff read when a probe found ``method`` gone."""
+    when = f" (checked {checked_at.astimezone(UTC):%Y-%m-%d %H:%M})" if checked_at is not None else ""
+    return f"The provider no longer answers {method}{when}"
+
+
+def with_probe(
+    matrix: CapabilityMatrix, probed: Mapping[str, object] | None, checked_at: datetime | None
+) -> CapabilityMatrix:
+    """``matrix`` as the last probe leaves it: a capability the static matrix supports becomes
+    unsupported when a method it needs was probed ``missing``. ``available`` and ``unknown``
+    change nothing (the static matrix stands until a probe says otherwise)."""
+    if not probed:
+        return matrix
+    needs = METHOD_CAPABILITIES.get(matrix.provider, {})
+    entries = dict(matrix.items())
+    for method, state in probed.items():
+        if state != MISSING:
+            continue
+        for capability in needs.get(method, ()):
+            if entries[capability] is None:
+                entries[capability] = missing_method_reason(method, checked_at)
+    return CapabilityMatrix(matrix.provider, entries)

@@ -8,7 +8,8 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from . import __version__
+from . import __version__, callbacks
+from .callbacks import CallbackSender
 from .faults import DropConnection, FaultError, FaultInjector, Rule
 from .jsonenc import dumps
 from .options import OptionError, Options
@@ -88,6 +89,7 @@ class SandboxApp:
         self.admin_token = admin_token or self.store.meta_get("admin_token")
         self.vox = Voximplant(self.store, self.options)
         self.voiceit = VoiceIt(self.store, self.options)
+        self.callbacks = CallbackSender(self.store, self.options)
         self.sleep: Callable[[float], None] = time.sleep
         self.started = time.time()
 
@@ -263,8 +265,11 @@ class SandboxApp:
         if not isinstance(account_id, int) or not isinstance(frozen, bool):
             raise BadRequest(400, "expected {account_id: int, frozen: bool}")
         with self.store.write() as conn:
+            before = conn.execute("SELECT frozen FROM accounts WHERE account_id = ?", (account_id,)).fetchone()
             cur = conn.execute("UPDATE accounts SET frozen = ? WHERE account_id = ?", (int(frozen), account_id))
             Store.bump_accounts_version(conn)
+            if before is not None and bool(before[0]) != frozen:
+                callbacks.frozen_changed(conn, account_id, frozen)
         if cur.rowcount == 0:
             return _json(404, {"error": "no such account"})
         return _json(200, {"account_id": account_id, "frozen": frozen})
@@ -295,4 +300,5 @@ class SandboxApp:
     }
 
     def close(self) -> None:
+        self.callbacks.stop()
         self.store.close()

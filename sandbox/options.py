@@ -18,7 +18,7 @@ from typing import Any
 @dataclass(frozen=True)
 class Option:
     default: Any
-    kind: str  # "bool" | "int" | "choice" | "rates" | "str" | "int_or_null"
+    kind: str  # "bool" | "int" | "choice" | "rates" | "str" | "int_or_null" | "fraction"
     doc: str
     choices: tuple[str, ...] = ()
 
@@ -49,10 +49,11 @@ OPTIONS: dict[str, Option] = {
     "numeric_booleans": Option(False, "bool", "Accept `1`/`0` as booleans (only true/false, any case, is documented)."),
     # --- children ------------------------------------------------------------------------------
     "children_require_filter": Option(
-        False,
+        True,
         "bool",
-        "GetChildrenAccounts without child_account_id/name/email: false = list all (2016 sample), "
-        "true = error 485 (current docs wording).",
+        "GetChildrenAccounts without child_account_id/name/email: true = error 485 (the current reference: "
+        "one of the three is required), false = list all (an older sample lists every child with only "
+        "count/offset).",
     ),
     "children_filter_match": Option(
         "substring",
@@ -89,14 +90,35 @@ OPTIONS: dict[str, Option] = {
         "`unknown_command` (103) or `forbidden` (104).",
         ("enabled", "unknown_command", "forbidden"),
     ),
+    "disabled_methods": Option(
+        "",
+        "str",
+        "`;` list of platform_api method names answered with error 103 (Unknown command), as a provider "
+        "answers a method it has withdrawn; e.g. `TransferMoneyToChildAccount;CloneAccount`. "
+        "`transfer_method` is the older switch for one method and still works.",
+    ),
     "strict_mode_default": Option(
         True, "bool", "strict_mode when the parameter is absent (undocumented; true refuses instead of clamping)."
     ),
-    "transfer_allow_all": Option(True, "bool", "TransferMoneyToChildAccount accepts child_account_id=all."),
+    "transfer_allow_all": Option(
+        False,
+        "bool",
+        "TransferMoneyToChildAccount accepts child_account_id=all (every child gets the amount). Docs: the "
+        "parameter is a list of child ids, several ids each get the same amount; `all` is documented for other "
+        "list parameters, never for this one. Default false: `all` is error 194.",
+    ),
+    "amount_max_places": Option(
+        2,
+        "int",
+        "Decimal places a TransferMoneyToChildAccount amount may carry (2 to 4). Docs: the smallest transfer is "
+        "0.01 and balances are shown with up to 4 decimals; how many decimals an amount may have, and how it is "
+        "rounded, is not stated. Our choice: 2 (the transfer step); more places follow `amount_extra_precision`.",
+    ),
     "amount_extra_precision": Option(
         "reject",
         "choice",
-        "Amounts with more than 4 decimals: `reject` (error 125) or `round` half-even.",
+        "Amounts with more decimals than `amount_max_places`: `reject` (error 125) or `round` half-even to "
+        "`amount_max_places` (undocumented either way).",
         ("reject", "round"),
     ),
     "cross_currency_transfers": Option(
@@ -146,7 +168,18 @@ OPTIONS: dict[str, Option] = {
     ),
     # --- history -------------------------------------------------------------------------------
     "history_dates_required": Option(
-        True, "bool", "GetTransactionHistory requires from_date and to_date (OpenAPI); false = last 30 days."
+        False,
+        "bool",
+        "GetTransactionHistory requires from_date and to_date (the OpenAPI schema marks them required; error "
+        "485). Default false: the method reference says that without both dates (and is_uncommitted false) a "
+        "default window of one month applies, so the sandbox answers for the month up to now.",
+    ),
+    "history_lag_seconds": Option(
+        0,
+        "int",
+        "Seconds after a transaction is applied before GetTransactionHistory shows it (real providers show it "
+        "some time later; the delay is not documented). The duplicate check of TransferMoneyToChildAccount "
+        "sees it at once. 0 = at once.",
     ),
     "history_offset_over_cap": Option(
         "error",
@@ -172,6 +205,22 @@ OPTIONS: dict[str, Option] = {
         "", "str", "GetAccountInfo.api_address; empty = this sandbox's own base URL + /platform_api."
     ),
     "spend_max_amount": Option("0.5", "str", "Largest single charge made by --spend-rate / POST /_sandbox/spend."),
+    # --- account callbacks (sandbox/callbacks.py) -------------------------------------------------
+    "callbacks_enabled": Option(True, "bool", "Post account callbacks to callback_url at all."),
+    "callbacks_child_events_to_parent": Option(
+        True,
+        "bool",
+        "A child's callbacks also go to the parent's callback_url, hashed with the parent's salt and the "
+        "parent's api key (docs silent on both).",
+    ),
+    "callbacks_drop_rate": Option(
+        "0", "fraction", "Share of callbacks lost without any attempt (0..1), to simulate lost callbacks."
+    ),
+    "callbacks_batch_size": Option(20, "int", "Most callbacks in one POST (docs: one request may carry several)."),
+    "callbacks_max_attempts": Option(
+        4, "int", "Posts of one callback before it is given up (2xx ends; 408, 429, 5xx and network errors retry)."
+    ),
+    "callbacks_timeout_seconds": Option(5, "int", "Timeout of one callback POST."),
 }
 
 
@@ -225,12 +274,23 @@ def _coerce_rates(name: str, opt: Option, value: Any) -> dict[str, str]:
     return out
 
 
+def _coerce_fraction(name: str, opt: Option, value: Any) -> str:
+    try:
+        dec = Decimal(str(value)) if isinstance(value, str | int) and not isinstance(value, bool) else None
+    except InvalidOperation:
+        dec = None
+    if dec is None or not dec.is_finite() or not 0 <= dec <= 1:
+        raise OptionError(f"{name}: expected a number from 0 to 1 (as a string)")
+    return str(dec)
+
+
 _COERCERS: dict[str, Callable[[str, Option, Any], Any]] = {
     "bool": _coerce_bool,
     "int": _coerce_int,
     "choice": _coerce_choice,
     "str": _coerce_str,
     "rates": _coerce_rates,
+    "fraction": _coerce_fraction,
 }
 
 

@@ -15,7 +15,7 @@ import time
 from decimal import Decimal
 from typing import Any
 
-from . import money
+from . import callbacks, money
 from .store import CHARGE_TYPE, Store
 
 
@@ -70,6 +70,7 @@ def _charge(store: Store, *, children: int, max_units: int, rng: random.Random) 
                 ts=now,
                 description="Sandbox simulated call",
             )
+            callbacks.balance_moved(conn, account_id, balance, balance - amount, transfer=False)
             charged += 1
             total += amount
     return {"charged": charged, "skipped": skipped, "total": money.to_decimal(total)}

@@ -275,6 +275,16 @@ class AccountsMixin(VoxBase):
         address = self.opts["api_address"] or (req.base_url() + "/platform_api")
         return {"result": RawJSON(render_account(row, with_key=with_key, live=bool(live))), "api_address": address}
 
+    def m_SetAccountInfo(self, req: Request, p: Params) -> dict[str, Any]:
+        """Edit the caller's own account: profile settings and the callback URL and salt."""
+        changes = self._account_settings(p)
+        changes.update(_callback_settings(p))
+        with self.store.write() as conn:
+            caller = self.require_caller(req, p, conn, "SetAccountInfo")
+            if changes:
+                _update_accounts(conn, [caller.account_id], changes)
+        return {"result": 1}
+
     def m_GetChildrenAccounts(self, req: Request, p: Params) -> dict[str, Any]:
         brief = p.flag("brief_output", False)
         medium = p.flag("medium_output", False)
@@ -491,6 +501,14 @@ def _child_secrets(p: Params) -> dict[str, Any]:
     if new_password is not None:
         validate_password(new_password)
         changes["password_hash"] = hash_password(new_password)
+    changes.update(_callback_settings(p))
+    return changes
+
+
+def _callback_settings(p: Params) -> dict[str, Any]:
+    """callback_url (398 when not an http(s) URL) and callback_salt (399 unless under 40 chars);
+    an empty value clears the setting."""
+    changes: dict[str, Any] = {}
     if "callback_url" in p.raw:
         url = p.raw["callback_url"].strip()
         if url and not URL_RE.fullmatch(url):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import calendar
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -43,7 +44,11 @@ class HistoryMixin(VoxBase):
             accounts = _history_accounts(conn, q, caller.account_id)
             rows: list[Any]
             total: int | None
-            if q.users_only or q.uncommitted or not accounts:
+            # A transaction shows in the history only history_lag_seconds after it was applied.
+            lag = max(0, self.opts["history_lag_seconds"])
+            if lag:
+                to_ts = min(to_ts, int(time.time()) - lag)
+            if q.users_only or q.uncommitted or not accounts or from_ts > to_ts:
                 rows, total = [], 0
             else:
                 rows, total = _history_rows(conn, q, accounts, from_ts, to_ts)
@@ -100,17 +105,28 @@ class HistoryMixin(VoxBase):
         return tz_name, ZoneInfo(validate_tz(tz_name, "timezone"))
 
     def _history_range(self, p: Params, tz: ZoneInfo) -> tuple[int, int]:
-        """from_date .. to_date as timestamps; without them (where allowed) the last 30 days up to tomorrow."""
+        """from_date .. to_date as timestamps; without them (unless history_dates_required) the
+        documented default window: one month, up to now (to_date) and back one calendar month
+        from to_date (from_date)."""
         from_text, to_text = p.text("from_date"), p.text("to_date")
         if from_text is None or to_text is None:
             if self.opts["history_dates_required"]:
                 raise err(485, "from_date" if from_text is None else "to_date")
         now = int(time.time())
-        from_ts = parse_datetime(from_text, tz) if from_text is not None else now - 30 * 86400
-        to_ts = parse_datetime(to_text, tz) if to_text is not None else now + 86400
+        to_ts = parse_datetime(to_text, tz) if to_text is not None else now
+        from_ts = parse_datetime(from_text, tz) if from_text is not None else _month_before(to_ts, tz)
         if from_ts > to_ts:
             raise VoxError(123)
         return from_ts, to_ts
+
+
+def _month_before(ts: int, tz: ZoneInfo) -> int:
+    """The same wall-clock moment one calendar month earlier in ``tz`` (the day clamped to the
+    month's length: 31 March gives 28 or 29 February)."""
+    moment = datetime.fromtimestamp(ts, tz)
+    year, month = (moment.year, moment.month - 1) if moment.month > 1 else (moment.year - 1, 12)
+    day = min(moment.day, calendar.monthrange(year, month)[1])
+    return int(moment.replace(year=year, month=month, day=day).timestamp())
 
 
 @dataclass(frozen=True)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import sqlite3
 import time
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from . import money
+from . import callbacks, money
 from .jsonenc import Money
 from .store import Store
 from .vox_auth import VoxError, err
@@ -58,13 +58,7 @@ class MoneyMixin(VoxBase):
         ids = p.intlist("child_account_id", allow_all=opts["transfer_allow_all"], code=194)
         if ids is None:
             raise VoxError(194)
-        amount_text = p.required("amount")
-        try:
-            amount = money.parse(amount_text, allow_round=opts["amount_extra_precision"] == "round")
-        except money.AmountError as exc:
-            raise VoxError(125) from exc
-        if abs(amount) < MIN_TRANSFER:
-            raise VoxError(226)
+        amount = _transfer_amount(p.required("amount"), opts["amount_max_places"], opts["amount_extra_precision"])
         strict = p.flag("strict_mode", opts["strict_mode_default"])
         parent_desc, child_desc = _transfer_descriptions(p)
         reference = _transfer_reference(p)
@@ -160,6 +154,27 @@ class _Transfer:
     reference: str | None
     currency: str | None  # None: the parent's currency
     rate: dict[str, Decimal]
+
+
+def _transfer_amount(text: str, max_places: int, extra: str) -> int:
+    """The amount in units: error 125 for a bad number, 226 below the 0.01 minimum; more than
+    ``max_places`` decimals is error 125 or, with ``extra`` = round, rounded half-even."""
+    try:
+        amount = money.parse(text, allow_round=extra == "round")
+    except money.AmountError as exc:
+        raise VoxError(125) from exc
+    if abs(amount) < MIN_TRANSFER:
+        raise VoxError(226)
+    places = min(money.PLACES, max(0, max_places))
+    step = Decimal(1).scaleb(-places)
+    value = Decimal(text)
+    if value != value.quantize(step):
+        if extra != "round":
+            raise VoxError(125)
+        amount = money.from_decimal(value.quantize(step, rounding=ROUND_HALF_EVEN))
+        if abs(amount) < MIN_TRANSFER:
+            raise VoxError(226)
+    return amount
 
 
 def _transfer_descriptions(p: Params) -> tuple[str | None, str | None]:
@@ -290,6 +305,7 @@ def _post_transfers(
             counterpart_id=parent_id,
             op_id=op_id,
         )
+        callbacks.balance_moved(conn, child_id, child[2], child[2] + child_leg, transfer=True)
 
 
 def _macro(text: str, macros: dict[str, str]) -> str:

@@ -26,6 +26,7 @@ class Voximplant(AccountsMixin, MoneyMixin, HistoryMixin):
         "AddAccount",
         "CloneAccount",
         "GetAccountInfo",
+        "SetAccountInfo",
         "GetChildrenAccounts",
         "SetChildAccountInfo",
         "TransferMoneyToChildAccount",
@@ -42,6 +43,10 @@ class Voximplant(AccountsMixin, MoneyMixin, HistoryMixin):
 
     # --- routing -----------------------------------------------------------------------------
 
+    def disabled_methods(self) -> frozenset[str]:
+        """The methods the ``disabled_methods`` option withdraws (answered as unknown commands)."""
+        return frozenset(name.strip() for name in self.opts["disabled_methods"].split(";") if name.strip())
+
     @staticmethod
     def method_name(req: Request) -> str | None:
         """The method addressed by the path (``/platform_api/<Method>``) or the ``cmd`` field."""
@@ -56,7 +61,7 @@ class Voximplant(AccountsMixin, MoneyMixin, HistoryMixin):
             if method is None:
                 raise VoxError(102)
             handler = getattr(self, "m_" + method, None) if method in self.METHODS else None
-            if handler is None:
+            if handler is None or method in self.disabled_methods():
                 raise VoxError(103)
             if method == "TransferMoneyToChildAccount":
                 mode = self.opts["transfer_method"]

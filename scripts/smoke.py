@@ -418,6 +418,24 @@ class Portal:
         )
         return response, {**cookies, **set_cookies(response)}
 
+    def give_code(self, code: str, client: str, cookies: dict[str, str]) -> tuple[httpx.Response, dict[str, str]]:
+        """The second step of a staff sign-in: the authenticator code on the verify page."""
+        path = "/accounts/two-factor/verify/"
+        page = self.get(path, client, cookies)
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
+        if page.status_code != 200 or not token:
+            raise AssertionError(f"the code page answered {page.status_code} without a form")
+        cookies = {**cookies, **set_cookies(page)}
+        headers = self.headers(client, cookies)
+        headers.update({"Origin": f"https://{self.host}", "Referer": f"https://{self.host}{path}"})
+        response = httpx.post(
+            self.base_url + path,
+            data={"code": code, "csrfmiddlewaretoken": token.group(1)},
+            headers=headers,
+            timeout=30,
+        )
+        return response, {**cookies, **set_cookies(response)}
+
 
 def set_cookies(response: httpx.Response) -> dict[str, str]:
     pairs = (header.split(";", 1)[0].partition("=") for header in response.headers.get_list("set-cookie"))
@@ -622,6 +640,11 @@ def run(smoke: Smoke) -> None:  # noqa: C901 - one straight line of checks, in o
     password = secrets.token_urlsafe(18)
     user = User.objects.create_user("smoke-admin", "smoke@example.com", password)
     assign_role(user, "reseller_admin")
+    # Staff sign in with a second factor: an authenticator whose codes the smoke test computes.
+    from django_otp.oath import TOTP
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    device = TOTPDevice.objects.create(user=user, name="smoke", confirmed=True)
     limit = int(web_env.get("AXES_FAILURE_LIMIT", "5"))
     session: dict[str, str] = {}
 
@@ -637,6 +660,9 @@ def run(smoke: Smoke) -> None:  # noqa: C901 - one straight line of checks, in o
             raise AssertionError(
                 f"{OTHER_CLIENT_IP} is locked out too ({other.status_code}): the lockout does not see the client's address"
             )
+        verified, cookies = portal.give_code(str(TOTP(device.bin_key).token()).zfill(6), OTHER_CLIENT_IP, cookies)
+        if verified.status_code != 302 or "two-factor" in verified.headers.get("location", ""):
+            raise AssertionError(f"the right code answered {verified.status_code} {verified.headers.get('location')!r}")
         session.update(cookies)
         return f"{CLIENT_IP} refused with {locked.status_code} after {limit} wrong passwords; {OTHER_CLIENT_IP} logs in (302)"
 

@@ -14,6 +14,7 @@ from django.shortcuts import render
 
 from portal.errors import PortalError
 from tenants import services
+from tenants.capability_probe import connection_probe_later
 from tenants.forms import ReasonForm, TenantCloneForm
 from tenants.models import ProviderConnection, Tenant, TenantOperation, UnknownProviderAccount
 
@@ -258,7 +259,15 @@ class UnknownProviderAccountAdmin(SuperuserOnly, admin.ModelAdmin):
 
 @admin.register(ProviderConnection)
 class ProviderConnectionAdmin(SuperuserOnly, admin.ModelAdmin):
-    list_display = ("name", "kind", "base_url", "currency", "is_active")
+    list_display = ("name", "kind", "base_url", "currency", "is_active", "capabilities_checked_at")
+    readonly_fields = ("capabilities", "capabilities_checked_at")
+
+    def save_model(self, request: HttpRequest, obj: ProviderConnection, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if not change or {"kind", "base_url", "credentials_path"} & set(form.changed_data):
+            # A new (or re-pointed) connection: ask its provider which methods it answers,
+            # after the commit, so the save does not wait for the network.
+            connection_probe_later(obj)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return request.user.is_superuser

@@ -7,7 +7,7 @@ from typing import Any
 from django.conf import settings
 
 from providers import build_client  # noqa: F401  (import side effects register the matrices)
-from providers.capabilities import VOICEIT_MATRIX, VOXIMPLANT_MATRIX, Capability
+from providers.capabilities import VOICEIT_MATRIX, VOXIMPLANT_MATRIX, Capability, CapabilityMatrix, with_probe
 from tenants.models import ProviderConnection
 
 
@@ -28,11 +28,8 @@ def client_for(connection: ProviderConnection, *, transport: Any = None) -> Any:
 def capability_reasons(connection: ProviderConnection) -> dict[str, str | None]:
     """{capability value: None if supported, else the reason it is not}, for pages."""
 
-    client = client_for(connection)
-    try:
-        return {cap.value: (None if client.supports(cap) else client.unsupported_reason(cap)) for cap in Capability}
-    finally:
-        client.close()
+    matrix = effective_matrix(connection)
+    return {cap.value: matrix.reason(cap) for cap in Capability}
 
 
 def capability_matrix(connection: ProviderConnection) -> Any:
@@ -40,3 +37,11 @@ def capability_matrix(connection: ProviderConnection) -> Any:
 
     matrices: dict[str, Any] = {"voximplant": VOXIMPLANT_MATRIX, "voiceit": VOICEIT_MATRIX}
     return matrices[connection.kind]
+
+
+def effective_matrix(connection: ProviderConnection) -> CapabilityMatrix:
+    """The static matrix as the last probe leaves it (tenants.capability_probe): a capability
+    whose provider method was probed missing is unsupported, with the reason and the time of
+    the check. No file or network I/O."""
+
+    return with_probe(capability_matrix(connection), connection.capabilities, connection.capabilities_checked_at)

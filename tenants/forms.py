@@ -141,3 +141,56 @@ class CloseForm(ReasonForm):
 
 class ImportForm(forms.Form):
     company_name = forms.CharField(label="Company name", max_length=200, required=False)
+
+
+class TenantEditForm(forms.Form):
+    """Staff edit. Portal fields change at once; the account email and password go to the
+    provider; a field the provider cannot change is shown disabled with the reason."""
+
+    company_name = forms.CharField(label="Company name", max_length=200)
+    contact_name = forms.CharField(label="Contact person", max_length=200, required=False)
+    contact_email = forms.CharField(label="Contact email", max_length=254, required=False, widget=forms.EmailInput())
+    plan = forms.CharField(label="Plan", max_length=100, required=False)
+    notes = forms.CharField(label="Notes", required=False, max_length=5000, widget=forms.Textarea(attrs={"rows": 3}))
+    account_name = forms.CharField(label="Account name", max_length=100, required=False, strip=False)
+    account_email = forms.CharField(
+        label="Account email",
+        max_length=254,
+        required=False,
+        widget=forms.EmailInput(),
+        help_text="Changed at the provider; unique there, compared case-insensitively.",
+    )
+    password = forms.CharField(
+        label="New provider password",
+        required=False,
+        max_length=4096,
+        strip=False,
+        help_text="Leave empty to keep the current one. Same rules as at creation.",
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+    )
+    low_balance_threshold = forms.CharField(
+        label="Low-balance alert below",
+        max_length=20,
+        required=False,
+        help_text="An amount in the tenant's currency, like 5 or 12.50; empty turns the alert off.",
+    )
+
+    def __init__(self, *args: Any, tenant: Tenant, not_editable: dict[str, str | None], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.not_editable = {name: reason for name, reason in not_editable.items() if reason}
+        for name, reason in self.not_editable.items():
+            field = self.fields[name]
+            field.disabled = True
+            field.help_text = f"Cannot be changed here: {reason}"
+
+
+class RotateForm(forms.Form):
+    delivery = forms.ChoiceField(
+        label="How the customer gets the new credentials",
+        choices=[
+            ("show", "Show them to me once, on the next page"),
+            ("email", "Email them to the tenant's owners (not shown here)"),
+        ],
+        widget=forms.RadioSelect,
+        initial="show",
+    )

@@ -26,6 +26,7 @@ from django.db.models.functions import Lower
 from django.db.models.lookups import GreaterThanOrEqual, LessThan, StartsWith
 from django.http import Http404
 
+from portal import inputs
 from portal.errors import PortalError
 from portal.roles import Actor
 from tenants.models import Membership, ProviderConnection, Tenant, TenantOperation, UnknownProviderAccount
@@ -56,6 +57,11 @@ LIST_FIELDS = (
     "has_drift",
     "missing_at_provider",
     "created_at",
+    # The list's "provider disagrees" marker reads these (no per-row query).
+    "provider_active",
+    "provider_frozen",
+    "low_balance_threshold",
+    "provider_threshold",
 )
 
 
@@ -134,7 +140,7 @@ def parse_filters(filters: dict[str, Any] | TenantFilters | None) -> TenantFilte
     if conn:
         conn_text = str(conn)
         found = None
-        if conn_text.isdigit():
+        if inputs.is_ascii_digits(conn_text):
             found = ProviderConnection.objects.filter(pk=int(conn_text)).values_list("pk", flat=True).first()
         elif re.fullmatch(r"[0-9a-fA-F-]{32,36}", conn_text):
             found = ProviderConnection.objects.filter(uuid=conn_text).values_list("pk", flat=True).first()
@@ -166,7 +172,7 @@ def _prefix_range(prefix: str) -> tuple[str, str]:
 def _search(qs: QuerySet[Tenant], q: str, anywhere: bool) -> QuerySet[Tenant]:
     needle = q.lower()
     condition = Q()
-    if q.isdigit() and len(q) <= 18:
+    if inputs.is_ascii_digits(q):
         condition |= Q(provider_account_id=int(q))
     condition |= Q(provider_account_ref=q) if q.startswith("key_") else Q()
     if anywhere and len(needle) >= 3:

@@ -40,3 +40,21 @@ def owner_invite_deliver(membership_id: int, attempt: int = 1) -> bool:
     from tenants.services.lifecycle import owner_invitation_retry
 
     return owner_invitation_retry(membership_id=membership_id, attempt=attempt)
+
+
+@shared_task(name="tenants.probe_connection", ignore_result=True)
+def probe_connection(connection_id: int) -> bool:
+    """Ask one connection's provider which methods it answers (queued when it is created)."""
+    from tenants.capability_probe import connection_probe
+    from tenants.models import ProviderConnection
+
+    connection = ProviderConnection.objects.filter(pk=connection_id).first()
+    return connection is not None and connection_probe(connection).answered
+
+
+@shared_task(name="tenants.probe_capabilities_nightly", ignore_result=True)
+def probe_capabilities_nightly() -> dict[str, int]:
+    """The nightly probe of every active connection."""
+    from tenants.capability_probe import connections_probe_all
+
+    return connections_probe_all()

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from tenants import views
+from tenants import capability_views, views
 
 app_name = "tenants"
 
@@ -13,11 +13,20 @@ urlpatterns = [
     path("import/", views.import_list, name="import"),
     path("import/adopt/", views.import_one, name="import_one"),
     path("import/scan/", views.import_scan, name="import_scan"),
+    path(
+        "connections/<uuid:connection_uuid>/capabilities/check/",
+        capability_views.capabilities_check,
+        name="capabilities_check",
+    ),
     path("<uuid:tenant_uuid>/", views.tenant_detail, name="detail"),
     path("<uuid:tenant_uuid>/clone/", views.tenant_clone, name="clone"),
     path("<uuid:tenant_uuid>/freeze/", views.tenant_freeze, name="freeze"),
     path("<uuid:tenant_uuid>/unfreeze/", views.tenant_unfreeze, name="unfreeze"),
     path("<uuid:tenant_uuid>/close/", views.tenant_close, name="close"),
+    path("<uuid:tenant_uuid>/edit/", views.tenant_edit, name="edit"),
+    path("<uuid:tenant_uuid>/activate/", views.tenant_activate, name="activate"),
+    path("<uuid:tenant_uuid>/rotate/", views.tenant_rotate, name="rotate"),
+    path("<uuid:tenant_uuid>/rotations/<uuid:operation_uuid>/", views.tenant_rotation, name="rotation"),
     path("<uuid:tenant_uuid>/operations/<uuid:operation_uuid>/retry/", views.operation_retry, name="operation_retry"),
     path(
         "<uuid:tenant_uuid>/operations/<uuid:operation_uuid>/abandon/",

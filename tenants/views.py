@@ -9,12 +9,13 @@ from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.safestring import SafeString
 from django.views.decorators.http import require_http_methods, require_POST
 
+from portal import inputs
 from portal.audit import audit_events
 from portal.errors import PortalError
 from portal.models import Job
@@ -22,7 +23,16 @@ from portal.roles import has_perm, require
 from providers.capabilities import Capability
 from tenants import selectors, services
 from tenants.connections import capability_matrix
-from tenants.forms import CloseForm, ImportForm, ReasonForm, TenantCloneForm, TenantCreateForm, apply_portal_error
+from tenants.forms import (
+    CloseForm,
+    ImportForm,
+    ReasonForm,
+    RotateForm,
+    TenantCloneForm,
+    TenantCreateForm,
+    TenantEditForm,
+    apply_portal_error,
+)
 from tenants.models import ProviderConnection, Tenant, TenantOperation
 from tenants.selectors import FILTER_NAMES
 
@@ -84,6 +94,7 @@ def _rows_html(
                 '<span class="badge failed">missing</span>' if t.missing_at_provider else "",
             )
         )
+        disagrees = _provider_disagrees(t)
         balance = f"{t.balance} {_e(t.currency)}" if t.balance is not None else '<span class="muted">—</span>'
         company = _e(t.company_name)
         check = (
@@ -96,7 +107,8 @@ def _rows_html(
             f'<td>{_e(t.account_name)}<br><span class="muted">{_e(t.account_email)}</span></td>'
             f'<td>{_e(conn.name if conn else "")}<br><span class="muted">{_e(t.provider_account_ref or "—")}</span></td>'
             f'<td><span class="badge {_e(t.status)}">{_e(_STATUS_LABELS.get(t.status, t.status))}</span></td>'
-            f'<td class="num">{balance}</td><td>{flags}</td></tr>\n'
+            f'<td class="num">{balance}</td><td>{flags}</td>'
+            f"<td>{_DISAGREE_MARK if disagrees else ''}</td></tr>\n"
         )
     return SafeString("".join(parts))
 
@@ -135,6 +147,7 @@ def tenant_detail(request: HttpRequest, tenant_uuid: Any) -> HttpResponse:
         "can_freeze": has_perm(request.user, "tenants.freeze"),
         "clone_refusal": _clone_refusal(tenant),
         "clone_note": _clone_note(tenant),
+        **_provider_truth(tenant, open_op),
     }
     return render(request, "tenants/detail.html", context)
 
@@ -390,7 +403,7 @@ def bulk(request: HttpRequest) -> HttpResponse:
         messages.error(request, "Choose freeze or unfreeze.")
         return redirect("tenants:list")
     if request.POST.get("run") == "1":
-        run_ids = [int(i) for i in request.POST.getlist("ids") if i.isascii() and i.isdigit() and len(i) <= 18]
+        run_ids = [int(i) for i in request.POST.getlist("ids") if inputs.is_ascii_digits(i)]
         try:
             job = services.bulk_start(
                 actor=request.user, action=action, ids=run_ids, reason=request.POST.get("reason", ""), request=request
@@ -443,7 +456,7 @@ def _is_uuid(value: str) -> bool:
 def bulk_import(request: HttpRequest) -> HttpResponse:
     if request.method != "POST":
         return redirect("tenants:import")
-    ids = [int(i) for i in request.POST.getlist("unknown") + request.POST.getlist("ids") if i.isdigit()]
+    ids = [int(i) for i in request.POST.getlist("unknown") + request.POST.getlist("ids") if inputs.is_ascii_digits(i)]
     if request.POST.get("run") == "1":
         try:
             job = services.bulk_start(actor=request.user, action="import", ids=ids, request=request)
@@ -487,17 +500,19 @@ def import_list(request: HttpRequest) -> HttpResponse:
             connection_id = c.pk
     cursor = request.GET.get("after", "")
     rows, next_cursor = selectors.unknown_accounts(
-        connection_id=connection_id, cursor=int(cursor) if cursor.isdigit() else None
+        connection_id=connection_id, cursor=int(cursor) if inputs.is_ascii_digits(cursor) else None
     )
     scannable = []
 
     for c in connections:
         matrix = capability_matrix(c)
+        ok = matrix.supports(Capability.LIST_ACCOUNTS)
         scannable.append(
             {
                 "connection": c,
-                "ok": matrix.supports(Capability.LIST_ACCOUNTS),
+                "ok": ok,
                 "reason": matrix.reason(Capability.LIST_ACCOUNTS),
+                "refused": ok and services.listing_refused(c),
             }
         )
     next_url = ""
@@ -514,6 +529,8 @@ def import_list(request: HttpRequest) -> HttpResponse:
             "scannable": scannable,
             "form": ImportForm(),
             "scan_jobs": _recent_scans(),
+            "listing_refused": services.LISTING_REFUSED,
+            "lookup_fields": list(services.LOOKUP_FIELDS.items()),
         },
     )
 
@@ -534,11 +551,15 @@ def import_one(request: HttpRequest) -> HttpResponse:
             if _is_uuid(request.POST.get("connection", ""))
             else None
         )
+        account_id: int | str = request.POST.get("provider_account_id", "")
+        if "lookup" in request.POST:
+            account_id = _lookup_one(request, connection)
         tenant = services.tenant_import(
             actor=request.user,
             connection=connection,
-            provider_account_id=request.POST.get("provider_account_id", ""),
+            provider_account_id=account_id,
             company_name=company or None,
+            low_balance_threshold=request.POST.get("low_balance_threshold", "") or None,
             request=request,
         )
     except PortalError as exc:
@@ -546,6 +567,23 @@ def import_one(request: HttpRequest) -> HttpResponse:
         return redirect("tenants:import")
     messages.success(request, f"Imported {tenant.company_name}.")
     return HttpResponseRedirect(reverse("tenants:detail", kwargs={"tenant_uuid": tenant.uuid}))
+
+
+def _lookup_one(request: HttpRequest, connection: ProviderConnection | None) -> int:
+    """Import by id, name or email: ask the provider for that one account first."""
+    found = services.unknown_account_lookup(
+        actor=request.user,
+        connection=connection,
+        by=request.POST.get("lookup_by", ""),
+        value=request.POST.get("lookup", ""),
+    )
+    if len(found) > 1:
+        raise PortalError(
+            f"{len(found)} accounts match; import one of them by its provider id: "
+            + ", ".join(str(i) for i in found[:20]),
+            field="lookup",
+        )
+    return found[0]
 
 
 @require("tenants.manage")
@@ -560,3 +598,147 @@ def import_scan(request: HttpRequest) -> HttpResponse:
     else:
         messages.success(request, "Scanning the provider; candidates appear below as they are found.")
     return redirect("tenants:import")
+
+
+# --- provider truth, edit, enable, rotate ----------------------------------------------------
+
+_DISAGREE_MARK = (
+    '<span class="badge flag" data-testid="provider-disagrees" '
+    'title="The provider disagrees with the portal; see the tenant page">≠ provider</span>'
+)
+
+
+def _provider_disagrees(t: Tenant) -> bool:
+    """The provider's own flags (as the sync or the last operation stored them) contradict the
+    portal: enabled or disabled against the status, frozen by the provider, another threshold.
+    Reads loaded columns only (tenants.selectors.LIST_FIELDS)."""
+    if t.status == Tenant.Status.ACTIVE and (t.provider_active is False or t.provider_frozen is True):
+        return True
+    if t.status == Tenant.Status.FROZEN and t.provider_active is True and t.provider_frozen is not True:
+        return True
+    return (
+        t.low_balance_threshold is not None
+        and t.provider_threshold is not None
+        and t.low_balance_threshold != t.provider_threshold
+    )
+
+
+def _provider_truth(tenant: Tenant, open_op: TenantOperation | None) -> dict[str, Any]:
+    activate_refusal = services.activate_refusal(tenant)
+    busy = "Another operation is still running on this tenant." if open_op is not None else None
+    return {
+        "provider_disagrees": _provider_disagrees(tenant),
+        "threshold_local": services.threshold_local_reason(tenant),
+        "disabled_at_provider": tenant.provider_active is False
+        and tenant.status not in (Tenant.Status.CLOSING, Tenant.Status.CLOSED, Tenant.Status.FAILED),
+        "activate_refusal": busy or activate_refusal,
+        "rotate_refusal": busy or services.rotate_refusal(tenant),
+        "rotate_possible": capability_matrix(tenant.connection).supports(Capability.ROTATE_CREDENTIALS),
+    }
+
+
+def _staff_only(permission: str) -> Any:
+    """Like roles.require, but a customer gets 404 (the page does not exist for them, whichever
+    tenant the id names); staff without ``permission`` get 403."""
+
+    def decorator(view: Any) -> Any:
+        @require(permission)
+        def checked(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            return view(request, *args, **kwargs)
+
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if request.user.is_authenticated and not has_perm(request.user, "console.view"):
+                raise Http404("No such page")
+            return checked(request, *args, **kwargs)
+
+        wrapper.__name__ = view.__name__
+        wrapper.__doc__ = view.__doc__
+        return wrapper
+
+    return decorator
+
+
+@_staff_only("tenants.manage")
+@require_http_methods(["GET", "POST"])
+def tenant_edit(request: HttpRequest, tenant_uuid: Any) -> HttpResponse:
+    tenant = selectors.tenant_get(uuid=tenant_uuid)
+    not_editable = services.editable_provider_fields(tenant)
+    initial = {
+        name: getattr(tenant, name)
+        for name in ("company_name", "contact_name", "contact_email", "plan", "notes", "account_name", "account_email")
+    }
+    initial["low_balance_threshold"] = tenant.low_balance_threshold if tenant.low_balance_threshold is not None else ""
+    form = TenantEditForm(
+        request.POST if request.method == "POST" else None,
+        initial=initial,
+        tenant=tenant,
+        not_editable=not_editable,
+    )
+    if request.method == "POST" and form.is_valid():
+        data = {k: v for k, v in form.cleaned_data.items() if k not in form.not_editable}
+        if not data.get("password"):
+            data.pop("password", None)
+        try:
+            op = services.tenant_edit(actor=request.user, tenant=tenant, request=request, **data)
+        except PortalError as exc:
+            apply_portal_error(form, exc)
+        else:
+            messages.success(
+                request,
+                "Saved; the provider is being updated." if op is not None else "Saved.",
+            )
+            return redirect("tenants:detail", tenant_uuid=tenant.uuid)
+    return render(
+        request,
+        "tenants/edit.html",
+        {"tenant": tenant, "form": form, "threshold_local": services.threshold_local_reason(tenant)},
+    )
+
+
+@_staff_only("tenants.manage")
+@require_POST
+def tenant_activate(request: HttpRequest, tenant_uuid: Any) -> HttpResponse:
+    tenant = selectors.tenant_get(uuid=tenant_uuid)
+    try:
+        services.tenant_activate(actor=request.user, tenant=tenant, request=request)
+    except PortalError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, "Enabling at the provider…")
+    return redirect("tenants:detail", tenant_uuid=tenant.uuid)
+
+
+@_staff_only("tenants.manage")
+@require_http_methods(["GET", "POST"])
+def tenant_rotate(request: HttpRequest, tenant_uuid: Any) -> HttpResponse:
+    tenant = selectors.tenant_get(uuid=tenant_uuid)
+    refusal = services.rotate_refusal(tenant)
+    form = RotateForm(request.POST or None)
+    if request.method == "POST" and form.is_valid() and not refusal:
+        try:
+            op = services.tenant_rotate(
+                actor=request.user, tenant=tenant, delivery=form.cleaned_data["delivery"], request=request
+            )
+        except PortalError as exc:
+            apply_portal_error(form, exc)
+        else:
+            return redirect("tenants:rotation", tenant_uuid=tenant.uuid, operation_uuid=op.uuid)
+    return render(request, "tenants/rotate.html", {"tenant": tenant, "form": form, "refusal": refusal})
+
+
+@_staff_only("tenants.manage")
+@require_http_methods(["GET"])
+def tenant_rotation(request: HttpRequest, tenant_uuid: Any, operation_uuid: Any) -> HttpResponse:
+    """The rotation's progress, then the new credentials exactly once (never cached)."""
+    tenant = selectors.tenant_get(uuid=tenant_uuid)
+    op = selectors.operation_get(tenant=tenant, uuid=operation_uuid)
+    if op.kind != TenantOperation.Kind.ROTATE:
+        raise Http404("No such rotation")
+    credentials = services.rotation_reveal(actor=request.user, tenant=tenant, operation=op)
+    response = render(
+        request,
+        "tenants/rotation.html",
+        {"tenant": tenant, "op": op, "credentials": credentials, "already_shown": op.params.get("reveal") == "shown"},
+    )
+    response["Cache-Control"] = "no-store"
+    return response

@@ -66,6 +66,39 @@ def _audit_flush_guard(request: pytest.FixtureRequest) -> Iterator[None]:
             cursor.execute("INSERT INTO portal_audit_unlock (reason) VALUES ('test flush')")
 
 
+# --- two-factor sign-in ----------------------------------------------------------------
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "real_login: force_login does not pass the second factor (2FA's own tests)")
+
+
+@pytest.fixture(autouse=True)
+def _force_login_passes_the_second_factor(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Client.force_login already skips the password page; here it also skips the code page:
+    a user who needs a second factor (staff, a team that requires it) gets a real confirmed TOTP
+    device and a session verified with it, and every session counts as freshly re-authenticated.
+    The product is unchanged: only test clients that call force_login are affected. Tests of
+    two-factor sign-in itself opt out with @pytest.mark.real_login (tests/twofactor.py has
+    helpers that go through the real pages)."""
+    if request.node.get_closest_marker("real_login"):
+        return
+    from django.test import Client
+
+    from tests.twofactor import PLAIN_FORCE_LOGIN, mark_reauthenticated, mark_verified
+
+    def force_login(self: Client, user: Any, backend: str | None = None) -> None:
+        from portal.twofactor import needs_two_factor
+
+        PLAIN_FORCE_LOGIN(self, user, backend)
+        if needs_two_factor(user):
+            mark_verified(self, user)
+        else:
+            mark_reauthenticated(self)
+
+    monkeypatch.setattr(Client, "force_login", force_login)
+
+
 # --- personas ---------------------------------------------------------------------------
 # Every test that needs a reseller staff member or a customer takes one of these; tests that
 # need someone else build them with tests.factories.

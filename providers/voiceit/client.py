@@ -13,7 +13,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from os import PathLike
@@ -413,6 +413,15 @@ class VoiceItClient(ProviderClient):
         """Refused before anything is sent: VoiceIt has no call that reads a sub-account back
         (no list, no get), so :class:`~providers.errors.Unsupported` carries the
         ``LIST_ACCOUNTS`` reason. The portal's own records are the source of truth."""
+        raise self._unsupported(Capability.LIST_ACCOUNTS)
+
+    def get_accounts(self, account_ids: Sequence[AccountId]) -> tuple[AccountSnapshot, ...]:
+        """Refused like :meth:`get_account`: VoiceIt cannot read sub-accounts back, by id or
+        otherwise."""
+        raise self._unsupported(Capability.LIST_ACCOUNTS)
+
+    def find_accounts(self, *, name: str | None = None, email: str | None = None) -> tuple[AccountSnapshot, ...]:
+        """Refused like :meth:`get_account`: VoiceIt has no sub-account lookup by name or email."""
         raise self._unsupported(Capability.LIST_ACCOUNTS)
 
     def close_account(self, account_id: AccountId) -> None:

@@ -259,6 +259,32 @@ class AccountsMixin(VoximplantCore):
         body = self._call(method, params, read=False)
         _expect_result_one(body, method)
 
+    # Docs: https://voximplant.com/docs/references/httpapi/accounts (SetAccountInfo)
+    def set_account_info(
+        self,
+        *,
+        callback_url: str | None = None,
+        callback_salt: str | Secret | None = None,
+        min_balance_to_notify: Decimal | None = None,
+        account_notifications: bool | None = None,
+        language_code: str | None = None,
+        location: str | None = None,
+    ) -> None:
+        """Edit the caller's own (parent) account. The provider checks ``callback_salt`` (under
+        40 chars, error 399) and ``callback_url`` (error 398); both come back as InvalidArgument
+        naming the field."""
+        method = "SetAccountInfo"
+        params = {
+            "callback_url": callback_url,
+            "callback_salt": _reveal(callback_salt),
+            "min_balance_to_notify": min_balance_to_notify,
+            "account_notifications": account_notifications,
+            "language_code": language_code,
+            "location": location,
+        }
+        body = self._call(method, params, read=False)
+        _expect_result_one(body, method)
+
     # -- provider-neutral interface ---------------------------------------------------------
 
     def create_account(
@@ -317,6 +343,9 @@ class AccountsMixin(VoximplantCore):
 
     def unfreeze_account(self, account_id: AccountId) -> None:
         self.set_child_account_info(child_account_id=_account_id(account_id, "SetChildAccountInfo"), active=True)
+
+    def set_account_callbacks(self, *, url: str, salt: Secret | str | None) -> None:
+        self.set_account_info(callback_url=url, callback_salt=salt)
 
     def update_account(self, account_id: AccountId, *, email: str | None = None, password: str | None = None) -> None:
         self.set_child_account_info(

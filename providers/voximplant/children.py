@@ -1,21 +1,58 @@
-"""Voximplant: the walk over every child account and the fast page reader it uses for a sync."""
+"""Voximplant: the walk over every child account, the reads of given children by id, name
+or email, and the fast page reader a sync uses.
+
+GetChildrenAccounts has two readings in Voximplant's documents: the current reference says
+one of ``child_account_id`` / ``child_account_name`` / ``child_account_email`` is required
+(error 485 otherwise), while an older sample lists every child with only count/offset. The
+unfiltered walks here turn that refusal into :class:`~providers.base.ListingNeedsFilter`;
+the reads by id list (:meth:`ChildrenMixin.get_accounts`) and by name or email
+(:meth:`ChildrenMixin.find_accounts`) work under both readings.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from providers.base import AccountPage, AccountSnapshot
-from providers.errors import OutcomeUnknown, PagingError
+from providers.base import AccountId, AccountPage, AccountSnapshot, ListingNeedsFilter
+from providers.errors import InvalidArgument, OutcomeUnknown, PagingError
 from providers.voximplant.accounts import AccountsMixin
-from providers.voximplant.core import MAX_PAGE, _invalid
+from providers.voximplant.core import MAX_PAGE, _account_id, _invalid
 from providers.voximplant.types import AccountInfo
 from providers.voximplant.wire import PROVIDER, parse_bool, parse_decimal, parse_int
 
+#: Error 485: a required parameter is missing (here: none of the three child filters).
+_REQUIRED_MISSING = 485
+#: What staff read when the provider refuses a listing of every child.
+LISTING_NEEDS_FILTER = (
+    "This provider only lists accounts by id, name or email (GetChildrenAccounts requires one of "
+    "child_account_id, child_account_name or child_account_email)."
+)
+#: Pages read by one name or email lookup before giving up (a filter this wide is a typo).
+_MAX_LOOKUP_PAGES = 20
+
+
+@contextmanager
+def _unfiltered() -> Iterator[None]:
+    """An unfiltered GetChildrenAccounts call: error 485 means this provider follows the
+    reading that requires a filter."""
+    try:
+        yield
+    except InvalidArgument as exc:
+        if exc.code != _REQUIRED_MISSING:
+            raise
+        raise ListingNeedsFilter(
+            LISTING_NEEDS_FILTER, provider=PROVIDER, code=exc.code, method="GetChildrenAccounts"
+        ) from None
+
 
 class ChildrenMixin(AccountsMixin):
-    """Every child, each once: the pages, the ids and the snapshots a sync reads."""
+    """Every child, each once: the pages, the ids and the snapshots a sync reads; and the
+    children with given ids, name or email."""
+
+    max_ids_per_read = MAX_PAGE
 
     def get_children_snapshots(
         self,
@@ -25,6 +62,10 @@ class ChildrenMixin(AccountsMixin):
         active: bool | None = None,
         frozen: bool | None = None,
         return_live_balance: bool | None = None,
+        child_account_id: Sequence[int] | None = None,
+        child_account_name: str | None = None,
+        child_account_email: str | None = None,
+        order_by: str = "child_account_id",
     ) -> AccountPage:
         """One GetChildrenAccounts page in ``child_account_id`` order, read for a sync.
 
@@ -32,21 +73,38 @@ class ChildrenMixin(AccountsMixin):
         each child becomes an :class:`AccountSnapshot` (id, name, email, flags, balance,
         currency, credit limit) instead of a full :class:`AccountInfo`: dates, the other
         money fields and the extras are not parsed, which is most of the cost of a page.
+
+        With ``child_account_id`` (up to 1000 ids) unknown ids are left out rather than
+        refused (``ignore_invalid_accounts``). Without any of the three filters a provider
+        that requires one answers :class:`~providers.base.ListingNeedsFilter`.
         """
         method = "GetChildrenAccounts"
         if not 1 <= count <= MAX_PAGE:
             raise _invalid(f"count must be 1..{MAX_PAGE} for full output", "count", method)
         if offset is not None and offset < 0:
             raise _invalid("offset must be >= 0", "offset", method)
+        ids = None
+        if child_account_id is not None:
+            ids = [_account_id(i, method) for i in child_account_id]
+            if not 1 <= len(ids) <= MAX_PAGE:
+                raise _invalid(f"1..{MAX_PAGE} child account ids per call", "child_account_id", method)
         params = {
+            "child_account_id": ids,
+            "child_account_name": child_account_name,
+            "child_account_email": child_account_email,
+            "ignore_invalid_accounts": True if ids is not None else None,
             "active": active,
             "frozen": frozen,
             "count": count,
             "offset": offset or None,
-            "order_by": "child_account_id",
+            "order_by": order_by,
             "return_live_balance": return_live_balance,
         }
-        body = self._call(method, params, read=True)
+        if ids is None and child_account_name is None and child_account_email is None:
+            with _unfiltered():
+                body = self._call(method, params, read=True)
+        else:
+            body = self._call(method, params, read=True)
         rows = body["result"]
         if not isinstance(rows, list):
             raise OutcomeUnknown("malformed response: result is not a list", provider=PROVIDER, method=method)
@@ -67,14 +125,15 @@ class ChildrenMixin(AccountsMixin):
             raise _invalid("id_page_size must be at least 1", "count", "GetChildrenAccounts")
 
         def read(count: int, offset: int) -> tuple[Sequence[AccountInfo], int | None]:
-            page = self.get_children_accounts(
-                brief_output=True,
-                order_by="child_account_id",
-                active=active,
-                frozen=frozen,
-                count=count,
-                offset=offset or None,
-            )
+            with _unfiltered():
+                page = self.get_children_accounts(
+                    brief_output=True,
+                    order_by="child_account_id",
+                    active=active,
+                    frozen=frozen,
+                    count=count,
+                    offset=offset or None,
+                )
             return page.accounts, page.total_count
 
         return [a.account_id for rows, _ in _walk_by_id(read, size, _info_id) for a in rows]
@@ -93,14 +152,15 @@ class ChildrenMixin(AccountsMixin):
         to ``page_size - 1`` (each call re-reads the last child already seen)."""
 
         def read(count: int, offset: int) -> tuple[Sequence[AccountInfo], int | None]:
-            page = self.get_children_accounts(
-                order_by="child_account_id",
-                active=active,
-                frozen=frozen,
-                count=count,
-                offset=offset or None,
-                return_live_balance=return_live_balance,
-            )
+            with _unfiltered():
+                page = self.get_children_accounts(
+                    order_by="child_account_id",
+                    active=active,
+                    frozen=frozen,
+                    count=count,
+                    offset=offset or None,
+                    return_live_balance=return_live_balance,
+                )
             return page.accounts, page.total_count
 
         for rows, _ in _walk_by_id(read, page_size, _info_id):
@@ -128,6 +188,67 @@ class ChildrenMixin(AccountsMixin):
         for rows, total in _walk_by_id(read, page_size, _snapshot_id):
             yield AccountPage(accounts=tuple(rows), total_count=total)
 
+    def iter_account_id_pages(self, *, page_size: int = MAX_PAGE) -> Iterator[tuple[AccountId, ...]]:
+        """Every child id once, ascending, ``page_size`` per ``brief_output`` call (see
+        :func:`_walk_by_id`): the cheap walk that discovers children the caller does not know."""
+
+        def read(count: int, offset: int) -> tuple[Sequence[AccountInfo], int | None]:
+            with _unfiltered():
+                page = self.get_children_accounts(
+                    brief_output=True, order_by="child_account_id", count=count, offset=offset or None
+                )
+            return page.accounts, page.total_count
+
+        for rows, _ in _walk_by_id(read, page_size, _info_id):
+            yield tuple(a.account_id for a in rows)
+
+    def get_accounts(self, account_ids: Sequence[AccountId]) -> tuple[AccountSnapshot, ...]:
+        """The children with these ids, ascending, one GetChildrenAccounts call per 1000 ids
+        (``child_account_id=a;b;c``). Ids the provider does not know (removed, or never its
+        children) are simply not in the answer. Works whether or not the provider requires
+        a filter."""
+        method = "GetChildrenAccounts"
+        wanted = sorted({_account_id(i, method) for i in account_ids})
+        found: list[AccountSnapshot] = []
+        for start in range(0, len(wanted), MAX_PAGE):
+            chunk = wanted[start : start + MAX_PAGE]
+            page = self.get_children_snapshots(count=len(chunk), child_account_id=chunk)
+            asked = set(chunk)
+            found.extend(a for a in page.accounts if int(a.account_id) in asked)
+        found.sort(key=_snapshot_id)
+        return tuple(found)
+
+    def find_accounts(self, *, name: str | None = None, email: str | None = None) -> tuple[AccountSnapshot, ...]:
+        """The children whose name is exactly ``name`` (or whose email is ``email``, in any
+        case). The provider's filter may match a part of the name or the whole of it (its
+        documents differ); either way the answer is compared exactly here, so the caller
+        types the full name or email."""
+        method = "GetChildrenAccounts"
+        if (name is None) == (email is None):
+            raise _invalid("give exactly one of name or email", "child_account_name", method)
+        text = (name if name is not None else email or "").strip()
+        if not text:
+            raise _invalid("the name or email is empty", "child_account_name", method)
+        matches: list[AccountSnapshot] = []
+        offset = 0
+        for _ in range(_MAX_LOOKUP_PAGES):
+            page = self.get_children_snapshots(
+                count=MAX_PAGE,
+                offset=offset,
+                child_account_name=text if name is not None else None,
+                child_account_email=text if email is not None else None,
+            )
+            for account in page.accounts:
+                if (name is not None and account.name == text) or (
+                    email is not None and (account.email or "").strip().lower() == text.lower()
+                ):
+                    matches.append(account)
+            if len(page.accounts) < MAX_PAGE:
+                break
+            offset += len(page.accounts)
+        matches.sort(key=_snapshot_id)
+        return tuple(matches)
+
 
 def _money(value: Any, name: str, method: str) -> Decimal | None:
     # Responses are parsed with parse_float=Decimal: the common cases need no more work.
@@ -152,6 +273,7 @@ def _snapshot_from_row(row: Any, method: str) -> AccountSnapshot:
         balance=_money(row.get("balance"), "balance", method),
         currency=row.get("currency"),
         credit_limit=_money(row.get("credit_limit"), "credit_limit", method),
+        min_balance_to_notify=_money(row.get("min_balance_to_notify"), "min_balance_to_notify", method),
     )
 
 

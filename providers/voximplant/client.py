@@ -23,11 +23,12 @@ from providers.voximplant.core import VoximplantCore
 from providers.voximplant.history import HistoryMixin
 from providers.voximplant.history import logger as logger
 from providers.voximplant.money import MoneyMixin
+from providers.voximplant.probe import ProbeMixin
 
 __all__ = ["VoximplantClient"]
 
 
-class VoximplantClient(ChildrenMixin, MoneyMixin, HistoryMixin, AccountsMixin, VoximplantCore):
+class VoximplantClient(ChildrenMixin, MoneyMixin, HistoryMixin, AccountsMixin, ProbeMixin, VoximplantCore):
     """Typed client for ``/platform_api/<Method>``.
 
     ``base_url`` is the API root (``https://api.voximplant.com``; a trailing

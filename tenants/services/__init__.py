@@ -6,13 +6,27 @@
 - ``runners``: what a worker does for each kind of operation, and the dispatch;
 - ``close``: the staged close; ``balance``: what the close needs from billing;
 - ``bulk``: bulk actions; ``scan``: provider accounts the portal does not know;
-- ``secret_store``: provider secrets kept with a tenant.
+- ``secret_store``: provider secrets kept with a tenant;
+- ``edit``: the staff edit, enabling at the provider, the threshold push, credential rotation.
 
 Callers import from ``tenants.services``; the names below are the public ones.
 """
 
 from tenants.services.balance import BalanceReturn, provide_balance_return
 from tenants.services.bulk import BULK_ACTIONS, bulk_preview, bulk_run, bulk_start
+from tenants.services.edit import (
+    DISABLED_AT_PROVIDER,
+    activate_refusal,
+    editable_provider_fields,
+    provide_threshold_owner,
+    rotate_refusal,
+    rotation_reveal,
+    tenant_activate,
+    tenant_edit,
+    tenant_push_threshold,
+    tenant_rotate,
+    threshold_local_reason,
+)
 from tenants.services.lifecycle import (
     freeze_refusal,
     send_owner_invitation,
@@ -31,7 +45,14 @@ from tenants.services.operations import (
     operations_sweep,
 )
 from tenants.services.runners import operation_run
-from tenants.services.scan import unknown_accounts_scan, unknown_accounts_scan_run
+from tenants.services.scan import (
+    LISTING_REFUSED,
+    LOOKUP_FIELDS,
+    listing_refused,
+    unknown_account_lookup,
+    unknown_accounts_scan,
+    unknown_accounts_scan_run,
+)
 from tenants.services.secret_store import tenant_secrets, tenant_secrets_rotate
 from tenants.services.validation import (
     ACCOUNT_NAME_RE,
@@ -42,8 +63,21 @@ from tenants.services.validation import (
 )
 
 __all__ = [
+    "DISABLED_AT_PROVIDER",
+    "activate_refusal",
+    "editable_provider_fields",
+    "provide_threshold_owner",
+    "rotate_refusal",
+    "rotation_reveal",
+    "tenant_activate",
+    "tenant_edit",
+    "tenant_push_threshold",
+    "tenant_rotate",
+    "threshold_local_reason",
     "ACCOUNT_NAME_RE",
     "BULK_ACTIONS",
+    "LISTING_REFUSED",
+    "LOOKUP_FIELDS",
     "BULK_LIMIT",
     "MAX_FAILURES",
     "AccountInput",
@@ -53,6 +87,7 @@ __all__ = [
     "bulk_start",
     "freeze_refusal",
     "generate_password",
+    "listing_refused",
     "operation_give_up",
     "operation_retry",
     "operation_run",
@@ -67,6 +102,7 @@ __all__ = [
     "tenant_secrets",
     "tenant_secrets_rotate",
     "tenant_unfreeze",
+    "unknown_account_lookup",
     "unknown_accounts_scan",
     "unknown_accounts_scan_run",
     "validate_account_input",

@@ -33,6 +33,7 @@ from providers.errors import ProviderError
 from tenants import tasks
 from tenants.connections import capability_matrix, client_for
 from tenants.models import Membership, ProviderConnection, Tenant, TenantOperation, UnknownProviderAccount
+from tenants.services.edit import follow_up
 from tenants.services.operations import _fingerprint, _operation_key, _replay, _start_operation
 from tenants.services.validation import AccountInput, _check_unique, _connection, validate_account_input
 
@@ -450,11 +451,14 @@ def tenant_import(
     connection: ProviderConnection | str | int | None,
     provider_account_id: int | str,
     company_name: str | None = None,
+    low_balance_threshold: Decimal | str | None = None,
     request: HttpRequest | None = None,
 ) -> Tenant:
-    """Adopt a provider account the portal does not know yet (an UnknownProviderAccount row)."""
+    """Adopt a provider account the portal does not know yet (an UnknownProviderAccount row).
+    A threshold given here is pushed to the provider once the tenant is saved."""
     check_permission(actor, "tenants.manage", doing="import tenants")
     conn = _connection(connection)
+    threshold = inputs.threshold(low_balance_threshold, field="low_balance_threshold")
     try:
         account_id = int(str(provider_account_id).strip())
     except (TypeError, ValueError):
@@ -490,6 +494,7 @@ def tenant_import(
                 balance_synced_at=row.last_seen_at if row.balance is not None else None,
                 status=Tenant.Status.ACTIVE if active else Tenant.Status.FROZEN,
                 status_reason="" if active else "Disabled at the provider when imported.",
+                low_balance_threshold=threshold,
             )
             row.delete()
             audit_log(
@@ -502,8 +507,10 @@ def tenant_import(
                     "provider_account_id": account_id,
                     "account_name": row.account_name,
                     "account_email": row.account_email,
+                    "low_balance_threshold": str(threshold) if threshold is not None else None,
                 },
             )
+            follow_up(tenant_id=tenant.pk, actor=actor)
     except IntegrityError:
         raise Conflict(
             "Another tenant already uses this provider account, name or email.", field="provider_account_id"

@@ -57,7 +57,15 @@ _TITLES: dict[str, str] = {
     Op.Kind.FREEZE: "Freeze {name}",
     Op.Kind.UNFREEZE: "Unfreeze {name}",
     Op.Kind.CLOSE: "Close {name}",
+    Op.Kind.EDIT: "Edit {name} at the provider",
+    Op.Kind.ACTIVATE: "Enable {name} at the provider",
+    Op.Kind.SET_THRESHOLD: "Set the low-balance threshold of {name}",
+    Op.Kind.ROTATE: "Rotate the credentials of {name}",
 }
+
+# Called inside the transaction that records an operation's success (tenants.services.edit
+# registers the follow-ups: enabling a new account, pushing the threshold).
+AFTER_SUCCESS: list[Any] = []
 
 
 def _enqueue_operation(op_id: int, countdown: int | None = None) -> None:
@@ -207,6 +215,13 @@ def operation_give_up(*, actor: Actor, operation: Op, request: HttpRequest | Non
             Tenant.objects.filter(pk=op.tenant_id, status=Tenant.Status.PROVISIONING).update(
                 status=Tenant.Status.FAILED, status_reason="Abandoned by staff: " + op.last_error[:400], updated_at=now
             )
+        elif op.kind == Op.Kind.ACTIVATE:
+            # The account exists but stays disabled: say so, and let staff enable it later.
+            Tenant.objects.filter(pk=op.tenant_id, status=Tenant.Status.PROVISIONING).update(
+                status=Tenant.Status.FROZEN,
+                status_reason="Disabled at the provider: enabling was abandoned by staff.",
+                updated_at=now,
+            )
         if op.job_id:
             job_finish(job_id=op.job_id, ok=False, message="Abandoned by staff.")
         audit_log(
@@ -299,6 +314,9 @@ def _settle(
                 tenant_id=op.tenant_id,
                 data={"operation": str(op.uuid), "attempt": op.attempt, **audit[1]},
             )
+        if state == Op.State.SUCCEEDED:
+            for hook in AFTER_SUCCESS:
+                hook(op)
         if op.job_id:
             if state in TERMINAL:
                 if state == Op.State.SUCCEEDED:

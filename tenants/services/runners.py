@@ -25,6 +25,7 @@ from providers.errors import (
 from tenants.connections import client_for
 from tenants.models import Tenant, TenantOperation
 from tenants.services.close import _run_close
+from tenants.services.edit import RUNNERS
 from tenants.services.operations import _claim, _describe, _form_field, _not_answered, _settle, _Stale
 from tenants.services.validation import generate_password
 
@@ -44,6 +45,7 @@ def operation_run(*, operation_id: int) -> str:
         Op.Kind.FREEZE: _run_toggle,
         Op.Kind.UNFREEZE: _run_toggle,
         Op.Kind.CLOSE: _run_close,
+        **RUNNERS,
     }
     try:
         handlers[op.kind](op)
@@ -69,12 +71,15 @@ def _provisioned(
     op: Op, tenant: Tenant, *, account_id: Any, secrets_out: dict[str, str], active: bool | None, recovered: bool
 ) -> None:
     numeric = account_id if isinstance(account_id, int) and not isinstance(account_id, bool) else None
+    # The tenant is active only when the provider says the account is: a clone comes back
+    # disabled, and the follow-up (tenants.services.edit) enables it first.
+    enabled = active is not False
     updates: dict[str, Any] = {
         "provider_account_id": numeric,
         "provider_account_ref": str(account_id),
-        "status": Tenant.Status.ACTIVE,
-        "status_reason": "",
-        "provider_active": active if active is not None else True,
+        "status": Tenant.Status.ACTIVE if enabled else Tenant.Status.PROVISIONING,
+        "status_reason": "" if enabled else "Created disabled at the provider; enabling it.",
+        "provider_active": enabled,
     }
     if secrets_out:
         updates["secrets_encrypted"] = encrypt_json(secrets_out)
@@ -85,7 +90,7 @@ def _provisioned(
         _settle(
             op,
             state=Op.State.SUCCEEDED,
-            message=f"Provider account {account_id} is ready{note}.",
+            message=f"Provider account {account_id} is {'ready' if enabled else 'created, disabled'}{note}.",
             tenant_updates=updates,
             audit=(
                 "tenants.tenant.provisioned",

@@ -78,7 +78,7 @@ def _connection(connection: ProviderConnection | str | int | None) -> ProviderCo
         if connection not in (None, ""):
             try:
                 found = ProviderConnection.objects.filter(
-                    Q(uuid=connection) if not str(connection).isdigit() else Q(pk=int(connection))
+                    Q(uuid=connection) if not inputs.is_ascii_digits(str(connection)) else Q(pk=int(connection))
                 ).first()
             except (ValueError, ValidationError):
                 found = None

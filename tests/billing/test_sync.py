@@ -30,6 +30,13 @@ def _small_pages(settings: Any) -> None:
     settings.BILLING_SYNC_PAGE_SIZE = 7
 
 
+@pytest.fixture(autouse=True)
+def _listing_allowed(money: Any) -> None:
+    """These tests cover the discovery of unknown accounts too: the sandbox lists every child
+    (tests/billing/test_sync_id_lists.py covers the provider that refuses)."""
+    money.sandbox.admin("PUT", "options", {"children_require_filter": False})
+
+
 def charge(money: Any, account_id: int, amount: str) -> None:
     from sandbox import money as units
     from sandbox.store import CHARGE_TYPE, Store
@@ -80,8 +87,9 @@ def test_first_and_repeat_sync(money) -> None:
     gone = [money.tenant(account_id=10**9 + i, currency="") for i in range(2)]
     run = run_sync(money)
     assert run.state == "succeeded", run.error_message
-    assert (run.seen, run.changed, run.new, run.missing) == (30, 20, 10, 2)
-    assert run.pages == 5 and run.errors == 0
+    # seen: the tenants the provider returned; new: accounts discovered; pages: chunks of ids.
+    assert (run.seen, run.changed, run.new, run.missing) == (20, 20, 10, 2)
+    assert run.pages == 4 and run.errors == 0 and run.total_count == 22
     truth = sandbox_children(money)
     for aid, tenant in tenants.items():
         tenant.refresh_from_db()
@@ -101,7 +109,7 @@ def test_first_and_repeat_sync(money) -> None:
     charge(money, ids[3], "1.25")
     charge(money, ids[11], "0.0001")
     again = run_sync(money)
-    assert (again.seen, again.changed, again.new, again.missing) == (30, 2, 0, 2)
+    assert (again.seen, again.changed, again.new, again.missing) == (20, 2, 0, 2)
     assert BalanceSnapshot.objects.count() == 22
     after = dict(Tenant.objects.values_list("pk", "updated_at"))
     assert {pk for pk in after if after[pk] != before[pk]} == {tenants[ids[3]].pk, tenants[ids[11]].pk}
@@ -200,7 +208,7 @@ def test_children_added_and_removed_during_the_walk(money, settings) -> None:
         target=lambda: (services.sync_execute(sync_run_id=run.pk), __import__("django.db").db.connection.close())
     )
     thread.start()
-    wait_for(lambda: SyncRun.objects.get(pk=run.pk).pages >= 1, 30, "the first page")
+    wait_for(lambda: SyncRun.objects.get(pk=run.pk).new >= 1, 30, "the first page")
     # Remove two children already walked past, add three new ones.
     from sandbox.store import Store
 
@@ -219,11 +227,11 @@ def test_children_added_and_removed_during_the_walk(money, settings) -> None:
     seen = set(UnknownProviderAccount.objects.values_list("provider_account_id", flat=True))
     assert final <= seen, f"skipped: {sorted(final - seen)}"
     assert set(added) <= seen
-    assert run.seen == len(seen), "an account was counted twice"
+    assert run.new == len(seen), "an account was counted twice"
     money.sandbox.clear_faults()
     second = run_sync(money)
     assert set(UnknownProviderAccount.objects.values_list("provider_account_id", flat=True)) == final
-    assert second.seen == second.total_count == len(final) == 21
+    assert second.new == 0 and len(final) == 21
 
 
 def test_one_running_sync_per_connection_and_one_executor_per_run(money) -> None:

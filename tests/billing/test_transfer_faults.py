@@ -329,6 +329,12 @@ def test_an_unknown_transfer_too_old_goes_to_review_not_failed(money, reseller_b
     t = services.transfer_reconcile(transfer_id=t.pk, now=timezone.now() + timedelta(minutes=5))
     assert t.state == "needs_review"
     assert money.ops(t.payment_reference) == 0
+    # One empty lookup (the one made when resolving) is not the evidence "failed" needs.
+    with pytest.raises(Exception, match="0 of 2 empty lookups"):
+        services.transfer_resolve(actor=reseller_billing, transfer=t, outcome="failed", note="provider shows nothing")
+    services.transfer_resolve(actor=reseller_billing, transfer=t, outcome="recheck", note="look again")
+    t = services.transfer_reconcile(transfer_id=t.pk)
+    assert t.state == "unknown" and t.empty_lookups == 1
     services.transfer_resolve(actor=reseller_billing, transfer=t, outcome="failed", note="provider shows nothing")
     t.refresh_from_db()
     assert t.state == "failed"

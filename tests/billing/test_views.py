@@ -251,7 +251,7 @@ def test_console_home_shows_the_parent_balance_and_days_of_cover(client, money, 
             started_at=now - timedelta(days=days),
             finished_at=now - timedelta(days=days) + timedelta(minutes=1),
             heartbeat_at=now,
-            total_balance=Decimal(total),
+            tenants_balance=Decimal(total),
         )
     login(client, "reseller_admin")
     page = client.get("/console/")

@@ -10,6 +10,7 @@ import pytest
 
 from tests.conftest import screenshot
 from tests.factories import PASSWORD, UserFactory
+from tests.twofactor import complete_two_factor
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -26,6 +27,7 @@ def log_in(page, live_server, username: str) -> None:
     page.fill("#id_username", username)
     page.fill("#id_password", PASSWORD)
     page.click("button[type=submit]")
+    complete_two_factor(page, live_server, username)  # staff sign in with a code too
     page.wait_for_selector(".mainnav")
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from tests.conftest import screenshot
 from tests.factories import PASSWORD, CustomerFactory, TenantFactory, TransferFactory, UserFactory, balance_history
+from tests.twofactor import complete_two_factor
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -22,6 +23,7 @@ def log_in(page, live_server, username: str, password: str) -> None:
     page.fill("#id_username", username)
     page.fill("#id_password", password)
     page.click("button[type=submit]")
+    complete_two_factor(page, live_server, username)  # staff (the docs reader) sign in with a code too
     page.wait_for_selector(".mainnav")
 
 
@@ -30,8 +32,14 @@ def tenants(transactional_db):
     acme = TenantFactory(company_name="Acme Telecom", balance="42.50", low_balance_threshold=Decimal("10"))
     balance_history(acme, ["12.00", "30.00", "25.00", "42.50"])
     now = datetime.now(UTC)
-    for days, amount, reason in ((8, "30.00", "March top-up"), (2, "12.50", "Extra minutes")):
-        TransferFactory(tenant=acme, amount=amount, reason=reason, completed_at=now - timedelta(days=days))
+    for days, amount, words in ((8, "30.00", "March top-up"), (2, "12.50", "Extra minutes")):
+        TransferFactory(
+            tenant=acme,
+            amount=amount,
+            reason=f"internal note {days}",
+            customer_description=words,
+            completed_at=now - timedelta(days=days),
+        )
     globex = TenantFactory(company_name="Globex Calls", balance="7.00")
     return (
         acme,
@@ -55,7 +63,9 @@ def test_owner_viewer_and_outsider(page, live_server, tenants, mailoutbox) -> No
 
     page.click(".mainnav >> text=Statement")
     page.wait_for_selector("[data-testid=statement]")
-    assert "Extra minutes" in page.inner_text("[data-testid=statement]")
+    statement = page.inner_text("[data-testid=statement]")
+    assert "Extra minutes" in statement
+    assert "internal note" not in statement
     screenshot(page, "customer-owner-statement")
     with page.expect_download() as download_info:
         page.click("[data-testid=export]")

@@ -4,6 +4,7 @@ import pytest
 
 from tests.conftest import screenshot
 from tests.factories import PASSWORD, UserFactory
+from tests.twofactor import complete_two_factor
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -17,10 +18,13 @@ EXPECTED_NAV = {
 
 
 def log_in(page, live_server, username: str, password: str) -> None:
+    """The login form, then, when the portal asks for it, the second factor: a code computed from
+    the user's authenticator secret (enrolling first with the secret the page shows)."""
     page.goto(f"{live_server.url}/accounts/login/")
     page.fill("#id_username", username)
     page.fill("#id_password", password)
     page.click("button[type=submit]")
+    complete_two_factor(page, live_server, username)
 
 
 @pytest.mark.parametrize("role", list(EXPECTED_NAV))

@@ -8,6 +8,7 @@ import pytest
 
 from tests.conftest import screenshot
 from tests.factories import PASSWORD, TenantFactory, UserFactory
+from tests.twofactor import complete_two_factor
 
 pytestmark = [pytest.mark.browser, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
@@ -19,6 +20,7 @@ def log_in(page, live_server, username: str) -> None:
     page.fill("#id_username", username)
     page.fill("#id_password", PASSWORD)
     page.click("button[type=submit]")
+    complete_two_factor(page, live_server, username)  # staff sign in with a code too
     page.wait_for_selector(".mainnav")
 
 
@@ -106,6 +108,7 @@ def test_a_reseller_admin_runs_the_whole_lifecycle(page, live_server, celery_wor
     # Import: scan the provider for accounts the portal does not know, then adopt two in bulk.
     from sandbox.seed import seed_children
 
+    sandbox.admin("PUT", "options", {"children_require_filter": False})  # the scan lists every child
     seed_children(str(sandbox.db_path), 3, seed=5)
     page.click("text=← Tenants")
     page.click("text=Import from provider")

@@ -62,14 +62,15 @@ def test_the_home_page_redirects_customers_to_their_company(client, customer_own
     assert response.status_code == 302 and response["Location"] == "/me/"
 
 
-def test_a_frozen_tenant_shows_why_and_whom_to_contact(client, customer_owner, customer_tenant) -> None:
+def test_a_frozen_tenant_shows_whom_to_contact_but_not_staffs_reason(client, customer_owner, customer_tenant) -> None:
     type(customer_tenant).objects.filter(pk=customer_tenant.pk).update(
         status="frozen", status_reason="Invoice 42 is overdue"
     )
     client.force_login(customer_owner)
     for url in ("/me/", "/me/statement/", "/me/profile/"):
         text = client.get(url).content.decode()
-        assert "Your account is frozen" in text and "Invoice 42 is overdue" in text and "support" in text, url
+        assert "Your account is frozen" in text and "support" in text, url
+        assert "Invoice 42 is overdue" not in text, url  # staff's words stay in the console
 
 
 def test_a_closed_tenants_users_cannot_log_in_and_their_sessions_end(client, customer_owner, customer_tenant) -> None:
@@ -91,8 +92,15 @@ def test_the_statement_has_a_running_balance_a_date_filter_and_a_safe_csv(
     # transfers and says so.
     from datetime import UTC, datetime, timedelta
 
-    def transfer(amount, direction, day, reason):
-        TransferFactory(tenant=customer_tenant, amount=amount, direction=direction, reason=reason, completed_at=day)
+    def transfer(amount, direction, day, words):
+        TransferFactory(
+            tenant=customer_tenant,
+            amount=amount,
+            direction=direction,
+            reason="staff only",
+            customer_description=words,
+            completed_at=day,
+        )
 
     now = datetime.now(UTC).replace(microsecond=0)
     transfer("50.00", "to_tenant", now - timedelta(days=10), '=HYPERLINK("http://evil")')
@@ -112,7 +120,8 @@ def test_the_statement_has_a_running_balance_a_date_filter_and_a_safe_csv(
     rows = list(csv.reader(io.StringIO(csv_response.content.decode())))
     assert rows[0] == ["date", "type", "description", "reference", "amount", "currency", "balance"]
     assert [(r[4], r[6]) for r in rows[1:]] == [("50.00", "50.00"), ("-20.00", "30.00"), ("5.00", "35.00")]
-    assert [r[2] for r in rows[1:] if "HYPERLINK" in r[2]] == ['Top-up (parent → tenant): =HYPERLINK("http://evil")']
+    assert [r[2] for r in rows[1:] if "HYPERLINK" in r[2]] == ['\'=HYPERLINK("http://evil")']
+    assert "staff only" not in csv_response.content.decode() and "staff only" not in page
     assert not [cell for r in rows for cell in r if cell[:1] in ("=", "+", "@")]
     bad = client.get("/me/statement/?from=yesterday").content.decode()
     assert "filter was ignored" in bad

@@ -28,7 +28,12 @@ def funded_tenant(reseller_admin, reseller_billing, vox_connection, celery_eager
     tenant.refresh_from_db()
     assert tenant.status == "active", tenant.status
     transfer = transfer_create(
-        actor=reseller_billing, tenant=tenant, amount=Decimal("40.00"), direction="to_tenant", reason="Welcome credit"
+        actor=reseller_billing,
+        tenant=tenant,
+        amount=Decimal("40.00"),
+        direction="to_tenant",
+        reason="Signed up, ticket 17",
+        customer_description="Welcome credit",
     )
     transfer.refresh_from_db()
     assert transfer.state == "succeeded", (transfer.state, transfer.last_error)

@@ -48,6 +48,7 @@ def remove_children(env: SandboxEnv, ids: list[int]) -> None:
 
 
 def test_iter_children_yields_every_child_once_with_full_info(env: SandboxEnv, vox: VoximplantClient) -> None:
+    env.set_options(children_require_filter=False)  # this test reads the listing of every child
     seed_children(env, 57)
     before = requests_seen(env)
     pages = list(vox.iter_children_pages(page_size=10))
@@ -61,12 +62,14 @@ def test_iter_children_yields_every_child_once_with_full_info(env: SandboxEnv, v
 
 
 def test_iter_children_ids_pages_the_brief_listing_when_asked(env: SandboxEnv, vox: VoximplantClient) -> None:
+    env.set_options(children_require_filter=False)  # this test reads the listing of every child
     seed_children(env, 23)
     assert vox.iter_children_ids(id_page_size=5) == vox.iter_children_ids()
     assert len(vox.iter_children_ids(id_page_size=5)) == 23
 
 
 def test_iter_children_stays_correct_when_children_are_added_mid_walk(env: SandboxEnv, vox: VoximplantClient) -> None:
+    env.set_options(children_require_filter=False)  # this test reads the listing of every child
     seed_children(env, 40)
     before = set(vox.iter_children_ids())
     seen: Counter[int] = Counter()
@@ -88,6 +91,7 @@ def test_iter_children_stays_correct_when_children_are_added_mid_walk(env: Sandb
 
 
 def test_iter_children_skips_nothing_when_walked_children_are_removed(env: SandboxEnv, vox: VoximplantClient) -> None:
+    env.set_options(children_require_filter=False)  # this test reads the listing of every child
     seed_children(env, 40)
     everyone = vox.iter_children_ids()
     seen: Counter[int] = Counter()
@@ -106,6 +110,7 @@ def test_iter_children_skips_nothing_when_walked_children_are_removed(env: Sandb
 
 
 def test_balance_pages_carry_the_same_facts_as_the_full_walk(env: SandboxEnv, vox: VoximplantClient) -> None:
+    env.set_options(children_require_filter=False)  # this test reads the listing of every child
     seed_children(env, 23)
     full = {c.account_id: c for c in vox.iter_children()}
     pages = list(vox.iter_balance_pages(page_size=10))
@@ -131,6 +136,7 @@ def test_a_naive_offset_walk_by_name_does_break_under_the_same_additions(
     env: SandboxEnv, vox: VoximplantClient
 ) -> None:
     """Control for the test above: the hazard is real in this sandbox."""
+    env.set_options(children_require_filter=False)  # this test reads the listing of every child
     seed_children(env, 40)
     seen: Counter[int] = Counter()
     offset = 0
@@ -149,6 +155,7 @@ def test_a_naive_offset_walk_by_name_does_break_under_the_same_additions(
 
 
 def test_iter_children_filters_active(env: SandboxEnv, vox: VoximplantClient) -> None:
+    env.set_options(children_require_filter=False)  # this test reads the listing of every child
     a = vox.add_account(account_name="child-on", account_email="on@t.example", account_password=PASSWORD, active=True)
     vox.add_account(account_name="child-off", account_email="off@t.example", account_password=PASSWORD)
     assert [c.account_id for c in vox.iter_children(active=True)] == [a.account_id]

@@ -27,13 +27,13 @@ def _since() -> str:
 
 def test_transfer_to_one_child_writes_paired_rows(env: Env) -> None:
     child = env.add_child()
-    body = env.transfer(child["account_id"], "12.3456", payment_reference="rp-1")
-    assert body == {"result": 1, "balance": 9987.6544}
-    assert str(env.balance(child["account_id"])) == "12.3456"
+    body = env.transfer(child["account_id"], "12.34", payment_reference="rp-1")
+    assert body == {"result": 1, "balance": 9987.66}
+    assert str(env.balance(child["account_id"])) == "12.3400"
     rows = env.store.transactions_by_reference("rp-1")
     assert [(r["account_id"], r["transaction_type"], str(r["amount"])) for r in rows] == [
-        (env.account_id, "money_transfer_to_child", "-12.3456"),
-        (child["account_id"], "money_acceptance_from_parent", "12.3456"),
+        (env.account_id, "money_transfer_to_child", "-12.3400"),
+        (child["account_id"], "money_acceptance_from_parent", "12.3400"),
     ]
     assert env.store.money_totals()["conserved"]
 
@@ -52,10 +52,10 @@ def test_multi_target_and_all(env: Env) -> None:
     body = env.transfer(f"{a['account_id']};{b['account_id']}", "5.67")
     assert body["balance"] == pytest.approx(10000 - 11.34)
     assert str(env.balance(a["account_id"])) == "5.6700" and str(env.balance(b["account_id"])) == "5.6700"
+    assert env.transfer("all", "1")["error"]["code"] == 194  # not documented for this method: refused by default
+    env.set_options(transfer_allow_all=True)
     env.transfer("all", "1")
     assert str(env.balance(a["account_id"])) == "6.6700"
-    env.set_options(transfer_allow_all=False)
-    assert env.transfer("all", "1")["error"]["code"] == 194
 
 
 def test_negative_amount_moves_child_to_parent(env: Env) -> None:
@@ -318,7 +318,9 @@ def test_history_filters_and_pairs(env: Env) -> None:
 def test_history_dates_and_timezones(env: Env) -> None:
     child = env.add_child()
     env.transfer(child["account_id"], "1", payment_reference="tz")
+    env.set_options(history_dates_required=True)
     assert env.error_code("GetTransactionHistory") == 485
+    env.set_options(history_dates_required=False)
     assert env.error_code("GetTransactionHistory", {"from_date": "2020-01-01", "to_date": "2020-01-02"}) == 111
     assert (
         env.error_code("GetTransactionHistory", {"from_date": "2020-01-02 00:00:00", "to_date": "2020-01-01 00:00:00"})

@@ -31,7 +31,13 @@ def test_it_creates_a_voximplant_child_and_keeps_its_api_key_encrypted(vox_conne
     op = last_op(tenant)
     assert op.state == TenantOperation.State.SUCCEEDED and op.secrets_encrypted == ""  # password dropped
     assert op.job.state == "succeeded" and op.job.percent == 100
-    assert actions(tenant) == ["tenants.tenant.created", "tenants.tenant.provisioned"]
+    # The threshold then goes to the provider as its own tracked operation.
+    assert actions(tenant) == [
+        "tenants.tenant.created",
+        "tenants.tenant.provisioned",
+        "tenants.threshold.push_requested",
+        "tenants.threshold.pushed",
+    ]
 
 
 @pytest.mark.parametrize(

@@ -266,6 +266,7 @@ def test_scan_lists_provider_accounts_no_tenant_stands_for(
 ):
     from sandbox.seed import seed_children
 
+    sandbox.admin("PUT", "options", {"children_require_filter": False})  # the scan lists every child
     seed_children(str(sandbox.db_path), 5, seed=3)
     with django_capture_on_commit_callbacks(execute=True):
         job = unknown_accounts_scan(actor=reseller_admin, connection=active_vox.connection)

@@ -20,9 +20,13 @@ from billing.services import sync_start
 from portal.audit import audit_log
 from portal.devstack import sandbox_url
 from portal.roles import assign_role
+from portal.twofactor import demo_authenticator
+from providers.base import ListingNeedsFilter
 from sandbox.init import init_sandbox
 from sandbox.seed import seed_children
 from sandbox.server import start_in_thread
+from sandbox.store import Store
+from tenants.capability_probe import connection_probe_later
 from tenants.connections import client_for
 from tenants.models import Membership, ProviderConnection, Tenant
 from tenants.services import tenant_import
@@ -98,6 +102,9 @@ class Command(BaseCommand):
         )
         for conn in (vox, voiceit):
             self._follow_sandbox(conn, base_url)
+            if conn.capabilities_checked_at is None:
+                # Which methods the sandbox answers: the worker asks once the stack is up.
+                connection_probe_later(conn)
         return vox, voiceit
 
     def _follow_sandbox(self, conn: ProviderConnection, base_url: str) -> None:
@@ -146,7 +153,7 @@ class Command(BaseCommand):
                 taken = set(Tenant.objects.filter(connection=vox).values_list("provider_account_id", flat=True))
                 client = client_for(vox)
                 try:
-                    first_page: list[Any] = next(iter(client.iter_account_pages(page_size=50)), [])
+                    first_page = _first_children(client, db_path)
                 finally:
                     client.close()
                 candidates = [a.account_id for a in first_page if a.account_id not in taken]
@@ -167,6 +174,28 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(f"\nPortal: {settings.SITE_URL}/"))
         self.stdout.write(f"Logins (password {DEMO_PASSWORD!r} for all):")
         for username, role in STAFF:
-            self.stdout.write(f"  {username:<8} {role}")
+            # Staff sign in with a code too: add the secret (or the URI) to an authenticator app.
+            secret, uri = demo_authenticator(User.objects.get(username=username))
+            self.stdout.write(f"  {username:<8} {role}  authenticator secret {secret}  {uri}")
         for username, role, company in CUSTOMERS:
             self.stdout.write(f"  {username:<8} {role} of {company}")
+
+
+def _first_children(client: Any, db_path: Path) -> list[Any]:
+    """The first 50 child accounts: the unfiltered listing where the provider allows it; where
+    it lists children only by id, name or email, read by the ids the sandbox holds."""
+    try:
+        return list(next(iter(client.iter_account_pages(page_size=50)), []))
+    except ListingNeedsFilter:
+        store = Store(str(db_path))
+        try:
+            with store.connection() as conn:
+                ids = [
+                    int(row[0])
+                    for row in conn.execute(
+                        "SELECT account_id FROM accounts WHERE parent_id IS NOT NULL ORDER BY account_id LIMIT 50"
+                    )
+                ]
+        finally:
+            store.close()
+        return list(client.get_accounts(ids)) if ids else []
