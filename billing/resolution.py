@@ -168,16 +168,19 @@ def transfer_reconcile(*, transfer_id: int, now: datetime | None = None) -> Tran
         )
         return Transfer.objects.get(pk=transfer_id)
     if transfer.refused_after_unknown:
-        # The last attempt was refused outright and two lookups show nothing: no money moved.
-        finish_failure(
+        # The last attempt was refused outright, but an earlier one went unanswered, and a
+        # provider's history can lag by longer than any window the portal waits: empty
+        # lookups cannot prove that attempt did nothing. A person decides (the manual
+        # "failed" needs the same evidence, plus their judgement), never the worker.
+        to_review(
             transfer,
-            attempt,
             from_states=[State.UNKNOWN],
-            error=transfer.last_error,
-            actor=None,
-            action="billing.transfer.failed",
-            where=Q(empty_lookups=empties),
+            attempt=attempt,
             now=now,
+            reason=(
+                "the provider refused the last attempt after an earlier one went unanswered, and its "
+                "history shows nothing yet; check the child's history before marking it failed"
+            ),
         )
         return Transfer.objects.get(pk=transfer_id)
     if attempt >= conf.max_attempts():

@@ -93,3 +93,32 @@ def test_a_lag_no_automatic_path_outwaits_ends_in_review(money, reseller_billing
     assert money.ops(t.payment_reference) == 1  # never a second transfer
     assert Transfer.objects.filter(state="failed").count() == 0
     check_invariants(money)
+
+
+def test_a_refused_resend_after_a_lost_reply_is_never_failed_while_history_lags(
+    money, reseller_billing, settings
+) -> None:
+    """The first attempt moved the money but its reply was lost; the history hides it; the
+    resend is refused before the provider's duplicate check (an injected 127). Empty lookups
+    then prove nothing, so the worker hands it to a person instead of marking it failed."""
+    settings.BILLING_SETTLE_SECONDS = SETTLE
+    money.sandbox.admin("PUT", "options", {"history_lag_seconds": LAG})
+    t = _applied_reply_lost(money, reseller_billing)
+    clock = t.last_sent_at
+    for _ in range(2):
+        clock += timedelta(seconds=SETTLE + 1)
+        t = services.transfer_reconcile(transfer_id=t.pk, now=clock)
+    assert t.state == "resend"
+    money.sandbox.set_faults([{"method": TRANSFER, "kind": "error_code", "code": 127, "count": 1}])
+    t = services.transfer_execute(transfer_id=t.pk, now=clock)
+    money.sandbox.clear_faults()
+    assert t.state == "unknown" and t.refused_after_unknown
+    for _ in range(3):
+        clock += timedelta(seconds=SETTLE + 1)
+        t = services.transfer_reconcile(transfer_id=t.pk, now=clock)
+        if t.state != "unknown":
+            break
+    assert t.state == "needs_review"
+    assert money.ops(t.payment_reference) == 1  # the money moved once, and the portal never said "failed"
+    assert Transfer.objects.filter(state="failed").count() == 0
+    check_invariants(money)
