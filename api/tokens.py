@@ -19,6 +19,7 @@ from django.http import Http404, HttpRequest
 from django.utils import timezone
 
 from customers.selectors import membership_tenant
+from portal import inputs
 from portal.audit import audit_log
 from portal.errors import PortalError
 from portal.models import ApiToken
@@ -57,9 +58,7 @@ def api_token_create(
 
     Staff tokens: ``role`` must be grantable by the actor. Customer tokens: ``tenant`` must be the
     actor's own tenant and the actor its owner; the token is always read-only (customer_viewer)."""
-    name = (name or "").strip()
-    if not name or len(name) > 100:
-        raise PortalError("Give the token a name of at most 100 characters.", field="name")
+    name = inputs.text(name, field="name", label="token name", max_length=100, required=True)
     if expires_in_days is not None and not 1 <= expires_in_days <= 3650:
         raise PortalError("Expiry must be between 1 and 3650 days.", field="expires_in_days")
     actor_role = role_of(actor)

@@ -117,3 +117,14 @@ def test_customers_cannot_open_the_staff_token_pages(client) -> None:
     owner = CustomerFactory(username="owner-c", tenant=TenantFactory())
     client.force_login(owner)
     assert client.get("/console/api-tokens/").status_code == 403
+
+
+@pytest.mark.parametrize("name", ["a\x00b", "tab\tname", "\u202eevil", "", "   ", "x" * 101])
+def test_a_token_name_follows_the_text_rule(reseller_admin, name) -> None:
+    """A NUL is refused before the database sees it (PostgreSQL cannot store one in text)."""
+    from portal.errors import PortalError
+
+    with pytest.raises(PortalError) as caught:
+        api_token_create(actor=reseller_admin, name=name, role="reseller_billing")
+    assert caught.value.field == "name"
+    assert not ApiToken.objects.exists()
