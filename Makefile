@@ -45,7 +45,7 @@ lint-docs: install
 	$(BIN)/python scripts/check_references.py
 
 .PHONY: lint-deps
-lint-deps: install  # the pins against PyPI's known vulnerabilities; exit 77 = could not audit (see the script)
+lint-deps: install  # the pins against known vulnerabilities (PyPI, else the offline database); exit 77 = could not audit (see the script)
 	$(BIN)/python scripts/check_deps.py --self-check
 	$(BIN)/python scripts/check_deps.py
 

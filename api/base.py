@@ -52,7 +52,14 @@ class StrictInput(serializers.Serializer):
         return super().to_internal_value(data)
 
 
-@extend_schema_field({"type": "string", "pattern": r"^[0-9]{1,12}(\.[0-9]{1,2})?$", "example": "10.50"})
+# Above zero, at most 9999999999.99, at most two decimals, no leading zeros (portal/inputs.py).
+@extend_schema_field(
+    {
+        "type": "string",
+        "pattern": r"^([1-9][0-9]{0,9}(\.[0-9]{1,2})?|0\.([1-9][0-9]?|0[1-9]))$",
+        "example": "10.50",
+    }
+)
 class MoneyField(serializers.Field):
     """A positive amount with at most two decimals, as a JSON *string* ("10.50") or integer,
     by the one amount rule (portal/inputs.py); the service then checks the currency's places.

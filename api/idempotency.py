@@ -16,10 +16,11 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
+from contextlib import nullcontext
 from datetime import timedelta
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter
 from rest_framework import exceptions
@@ -67,7 +68,9 @@ def _stored(response: Response) -> Any:
 def _claim(owner: Any, key: str, fingerprint: str) -> IdempotencyRecord | Response:
     now = timezone.now()
     try:
-        with transaction.atomic():
+        # Outside a transaction the INSERT commits on its own (one round trip, no BEGIN and
+        # COMMIT); inside one, a savepoint keeps a duplicate key from breaking it.
+        with transaction.atomic() if connection.in_atomic_block else nullcontext():
             return IdempotencyRecord.objects.create(
                 owner=owner, key=key, request_hash=fingerprint, locked_until=now + LEASE
             )

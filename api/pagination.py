@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiParameter
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.utils.urls import remove_query_param, replace_query_param
+
+from portal.errors import PortalError
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
@@ -40,16 +43,31 @@ def encode_cursor(value: int) -> str:
     return base64.urlsafe_b64encode(str(value).encode()).decode().rstrip("=")
 
 
+# The shape every cursor the API issues has (the schema documents it). A cursor of this shape
+# that the API never issued names no page: 404. Anything else is malformed input: 400.
+CURSOR_RE = re.compile(r"[A-Za-z0-9_-]{1,40}")
+
+
+def refuse_cursor(raw: str) -> NoReturn:
+    if CURSOR_RE.fullmatch(raw):
+        raise PortalError(
+            "No such page: this cursor was not issued by the API; start from the first page.",
+            field="cursor",
+            code="not_found",
+            status=404,
+        )
+    raise serializers.ValidationError({"cursor": ["This cursor is not valid."]})
+
+
 def decode_cursor(raw: str) -> int:
-    invalid = serializers.ValidationError({"cursor": ["This cursor is not valid."]})
     if len(raw) > 40:
-        raise invalid
+        refuse_cursor(raw)
     try:
         text = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode("ascii")
     except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise invalid from None
+        refuse_cursor(raw)
     if not text.isdigit() or len(text) > 19:
-        raise invalid
+        refuse_cursor(raw)
     return int(text)
 
 
@@ -95,5 +113,6 @@ __all__ = [
     "page_body",
     "page_serializer",
     "parse_limit",
+    "refuse_cursor",
     "remove_query_param",
 ]

@@ -11,14 +11,19 @@ schema, or a fuzzer reading it, knows them."""
 
 from __future__ import annotations
 
+from decimal import ROUND_FLOOR, Decimal
 from typing import Any
 
+from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from rest_framework import exceptions
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
 from api.pagination import MAX_LIMIT
+from api.tenants import CONNECTION_RE
+from billing.conf import transfer_limit
 from portal.errors import ERROR_MESSAGES
+from portal.inputs import INVISIBLE, MULTILINE_ALLOWED
 from portal.roles import has_perm
 
 ERROR_SCHEMA_NAME = "Error"
@@ -74,7 +79,74 @@ PARAMETER_SCHEMAS: dict[str, dict[str, Any]] = {
     "balance_min": {"type": "string", "pattern": r"^-?[0-9]{1,12}(\.[0-9]{1,4})?$"},
     "balance_max": {"type": "string", "pattern": r"^-?[0-9]{1,12}(\.[0-9]{1,4})?$"},
     "tenant": {"type": "string", "format": "uuid"},
-    "connection": {"type": "string", "maxLength": 36},
+    # A connection's uuid or its numeric id, as the tenant list reads it.
+    "connection": {"type": "string", "maxLength": 36, "pattern": f"^({CONNECTION_RE.pattern})$"},
+}
+# Header parameters, as api/idempotency.py checks them: 1-255 printable ASCII characters (no
+# space at either end, which HTTP would strip).
+HEADER_SCHEMAS: dict[str, dict[str, Any]] = {
+    "Idempotency-Key": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": r"^[!-~]([ -~]*[!-~])?$"},
+}
+
+
+def _char_class(characters: frozenset[str] | str) -> str:
+    return "".join(f"\\u{ord(ch):04x}" for ch in sorted(characters))
+
+
+# The characters portal/inputs.py refuses in text: every C0/C1 control and the direction marks,
+# embeddings, overrides and isolates; multi-line text keeps its line breaks and tab.
+_CONTROLS = "\\u0000-\\u001f\\u007f-\\u009f"
+_REFUSED_SINGLE = _CONTROLS + _char_class(INVISIBLE)
+_REFUSED_MULTI = "\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f-\\u009f" + _char_class(INVISIBLE)
+assert MULTILINE_ALLOWED == frozenset("\r\n\t")  # the three the multi-line class lets through
+
+
+def text_pattern(*, multiline: bool, blank: bool) -> str:
+    """Text without the refused characters; not blank (after trimming) unless ``blank``."""
+    refused = _REFUSED_MULTI if multiline else _REFUSED_SINGLE
+    if blank:
+        return f"^[^{refused}]*$"
+    return f"^[^{refused}]*[^{refused}\\s][^{refused}]*$"
+
+
+class SafeTextExtension(OpenApiSerializerFieldExtension):
+    """api.base.SafeText in request bodies: the pattern of the characters it accepts."""
+
+    target_class = "api.base.SafeText"
+
+    def map_serializer_field(self, auto_schema: Any, direction: Any) -> dict[str, Any]:
+        schema = dict(auto_schema._map_serializer_field(self.target, direction, bypass_extensions=True))
+        if direction == "request":
+            field = self.target
+            schema["pattern"] = text_pattern(
+                multiline=field.multiline, blank=field.allow_blank or not field.trim_whitespace
+            )
+        return schema
+
+
+# Rules of request-body fields that their serializers do not state but the services enforce
+# (portal/inputs.py, tenants/services/validation.py), by schema component and field.
+ACCOUNT_NAME = {"type": "string", "minLength": 5, "maxLength": 20, "pattern": r"^[a-z][a-z0-9-]{4,19}$"}
+PASSWORD = {
+    "type": "string",
+    "writeOnly": True,
+    "minLength": 12,
+    "maxLength": 64,
+    # Voximplant's rule, the strictest: an uppercase and a lowercase letter, a digit and a
+    # character that is none of those.
+    "pattern": r"^(?=[\s\S]*[A-Z])(?=[\s\S]*[a-z])(?=[\s\S]*[0-9])(?=[\s\S]*[^A-Za-z0-9])[^\u0000]{12,64}$",
+}
+EMAIL = {"type": "string", "format": "email", "maxLength": 254}
+EMAIL_OR_EMPTY = {"oneOf": [EMAIL, {"type": "string", "maxLength": 0}]}
+BODY_RULES: dict[str, dict[str, dict[str, Any]]] = {
+    "TenantCreateIn": {"account_name": ACCOUNT_NAME, "password": PASSWORD},
+    "TenantCloneIn": {"account_name": ACCOUNT_NAME, "password": PASSWORD},
+    "PatchedTenantEditIn": {
+        "account_name": ACCOUNT_NAME,
+        "password": PASSWORD,
+        "account_email": EMAIL,
+        "contact_email": EMAIL_OR_EMPTY,
+    },
 }
 
 
@@ -89,6 +161,7 @@ def document_errors_and_bounds(result: dict[str, Any], generator: Any, request: 
     schemas[ERROR_SCHEMA_NAME] = ERROR_SCHEMA
     reference = {"$ref": f"#/components/schemas/{ERROR_SCHEMA_NAME}"}
     strict_bodies(result)
+    body_rules(schemas)
     for operations in result.get("paths", {}).values():
         for method, operation in operations.items():
             if method not in ("get", "post", "put", "patch", "delete"):
@@ -101,10 +174,49 @@ def document_errors_and_bounds(result: dict[str, Any], generator: Any, request: 
                     {"description": ERROR_DESCRIPTIONS[status], "content": {"application/json": {"schema": reference}}},
                 )
             for parameter in operation.get("parameters", []):
-                bounds = PARAMETER_SCHEMAS.get(parameter.get("name", "")) if parameter.get("in") == "query" else None
+                table = {"query": PARAMETER_SCHEMAS, "header": HEADER_SCHEMAS}.get(parameter.get("in", ""), {})
+                bounds = table.get(parameter.get("name", ""))
                 if bounds:
                     parameter["schema"] = {**parameter.get("schema", {}), **bounds}
     return result
+
+
+FRACTION = r"(\.[0-9]{1,2})?"
+
+
+def amount_at_most(limit: Decimal) -> str | None:
+    """A pattern of the positive amounts (at most two decimals, no leading zeros) up to
+    ``limit``; None for a limit below 1, which no such pattern is kept for."""
+    limit = limit.quantize(Decimal("0.01"), rounding=ROUND_FLOOR)
+    if limit < 1:
+        return None
+    whole, fraction = f"{limit:f}".split(".")
+    branches = [r"0\.([1-9][0-9]?|0[1-9])"]
+    if len(whole) >= 2:
+        branches.append(f"[1-9][0-9]{{0,{len(whole) - 2}}}{FRACTION}")
+    for i, digit in enumerate(whole):
+        low, high = (1 if i == 0 else 0), int(digit) - 1
+        if high >= low:
+            rest = len(whole) - i - 1
+            branches.append(f"{whole[:i]}[{low}-{high}]" + (f"[0-9]{{{rest}}}" if rest else "") + FRACTION)
+    tenths, cents = int(fraction[0]), int(fraction[1])
+    tails = [f"[0-{tenths}]", f"{tenths}[0-{cents}]"] + ([f"[0-{tenths - 1}][0-9]"] if tenths else [])
+    branches.append(f"{whole}(\\.({'|'.join(tails)}))?")
+    return "^(" + "|".join(branches) + ")$"
+
+
+def body_rules(schemas: dict[str, Any]) -> None:
+    transfer = schemas.get("TransferCreateIn", {}).get("properties", {}).get("amount")
+    limited = amount_at_most(transfer_limit())
+    if transfer is not None and limited:  # the transfer limit of billing/conf.py, as it is set now
+        transfer["pattern"] = limited
+        transfer["description"] = f"Above zero and at most {transfer_limit()} (the transfer limit)."
+    for name, fields in BODY_RULES.items():
+        properties = schemas.get(name, {}).get("properties", {})
+        for field, rule in fields.items():
+            if field in properties:
+                keep = {k: v for k, v in properties[field].items() if k in ("description", "default")}
+                properties[field] = {**rule, **keep}
 
 
 def strict_bodies(result: dict[str, Any]) -> None:

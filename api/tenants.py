@@ -4,7 +4,9 @@ unfreeze, close, import; balance and balance history. Every write is a tenants s
 from __future__ import annotations
 
 import hashlib
+import re
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
@@ -19,11 +21,11 @@ import tenants.services as services
 from api.base import SafeText, StrictInput, ThresholdField
 from api.idempotency import idempotency_parameter, run_idempotent
 from api.misc import JobOut
-from api.pagination import PAGE_PARAMETERS, page_body, page_serializer, parse_limit
+from api.pagination import PAGE_PARAMETERS, page_body, page_serializer, parse_limit, refuse_cursor
 from api.permissions import Perm
 from customers.selectors import balance_points
 from portal import inputs
-from portal.errors import PortalError
+from portal.errors import Conflict, PortalError
 from portal.jobs import job_status
 from portal.roles import has_perm
 from tenants.models import ProviderConnection, Tenant
@@ -54,11 +56,28 @@ def strict_list_filters(request: Request) -> None:
         raise serializers.ValidationError(errors)
 
 
+# The connection filter: a connection's uuid (with or without hyphens) or its numeric id.
+CONNECTION_RE = re.compile(
+    r"[0-9]{1,18}|[0-9a-fA-F]{32}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}", re.ASCII
+)
+BALANCE_RE = re.compile(r"-?[0-9]{1,12}(\.[0-9]{1,4})?")  # the balance filters, as the schema has them
+
+
+def empty_balance_range(filters: dict[str, Any]) -> bool:
+    """Both balance bounds well formed and the lowest above the highest."""
+    low, high = filters.get("balance_min"), filters.get("balance_max")
+    if not (isinstance(low, str) and isinstance(high, str)):
+        return False
+    if not (BALANCE_RE.fullmatch(low) and BALANCE_RE.fullmatch(high)):
+        return False
+    return Decimal(low) > Decimal(high)
+
+
 def connection_by_uuid(value: Any) -> Any:
 
     connection = ProviderConnection.objects.filter(uuid=value, is_active=True).first()
-    if connection is None:
-        raise serializers.ValidationError({"connection": ["No such active provider connection."]})
+    if connection is None:  # a well-formed id (the serializer checked) of nothing there: 404
+        raise PortalError("No such active provider connection.", field="connection", code="not_found", status=404)
     return connection
 
 
@@ -162,7 +181,18 @@ class TenantListCreateApi(APIView):
         limit = parse_limit(request)
         strict_list_filters(request)
         filters = {name: request.query_params.get(name) for name in FILTER_NAMES if request.query_params.get(name)}
-        page = tenant_list(filters=filters, cursor=request.query_params.get("cursor") or None, limit=limit)
+        cursor = request.query_params.get("cursor") or None
+        if empty_balance_range(filters):
+            return Response(page_body(request, [], None))  # lowest above highest: no tenant is in it
+        try:
+            page = tenant_list(filters=filters, cursor=cursor, limit=limit)
+        except PortalError as exc:
+            if exc.field == "cursor" and cursor is not None:
+                refuse_cursor(cursor)
+            if exc.field == "connection" and CONNECTION_RE.fullmatch(filters.get("connection") or ""):
+                # The documented shape (a uuid or an id), but no such connection.
+                raise PortalError(exc.message, field="connection", code="not_found", status=404) from None
+            raise
         rows = TenantListOut(page.rows, many=True, context={"connections": connection_names()}).data
         return Response(page_body(request, rows, page.next_cursor))
 
@@ -264,7 +294,14 @@ class TenantDetailApi(APIView):
         tenant = staff_tenant(tenant_uuid)
         data = TenantEditIn(data=request.data)
         data.is_valid(raise_exception=True)
-        op = services.tenant_edit(actor=request.user, tenant=tenant, request=request._request, **data.validated_data)
+        try:
+            op = services.tenant_edit(
+                actor=request.user, tenant=tenant, request=request._request, **data.validated_data
+            )
+        except PortalError as exc:
+            if exc.code == "not_editable":  # this provider cannot change that field of an account
+                raise Conflict(exc.message, field=exc.field, code=exc.code) from None
+            raise
         fresh = Tenant.objects.select_related("connection").get(pk=tenant.pk)
         return Response(TenantEditOut(fresh, context={"job": op.job if op is not None else None}).data)
 

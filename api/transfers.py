@@ -6,8 +6,10 @@ never names a tenant or a provider account: those come from the tenant the URL n
 from __future__ import annotations
 
 import hashlib
+import uuid
 from typing import Any
 
+from django.http import Http404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
@@ -16,15 +18,22 @@ from rest_framework.views import APIView
 
 from api.base import MoneyField, SafeText, StrictInput
 from api.idempotency import idempotency_parameter, run_idempotent
-from api.pagination import PAGE_PARAMETERS, page_body, page_serializer, parse_limit
+from api.pagination import PAGE_PARAMETERS, page_body, page_serializer, parse_limit, refuse_cursor
 from api.permissions import Perm
 from api.tenants import staff_tenant
+from billing.conf import approval_threshold
 from billing.models import Transfer
 from billing.selectors import transfer_get, transfer_list
 from billing.services import transfer_approve, transfer_create
+from portal.errors import Conflict, PortalError
 from portal.inputs import is_ascii_digits
 from portal.twofactor import recent_auth_response
 
+# Refusals of billing's transfer_create that are about the tenant's state, not the input:
+# closing/closed/frozen, or no provider account yet. The API answers them 409.
+TENANT_STATE_CODES = frozenset({"tenant_state", "no_account"})
+# Refusals of transfer_approve about the transfer's state: 409 too.
+TRANSFER_STATE_CODES = frozenset({"no_approval_needed", "transfer_state"})
 STATES = ["pending", "sending", "succeeded", "failed", "unknown", "resend", "needs_review"]
 
 
@@ -50,9 +59,10 @@ class TransferOut(serializers.Serializer):
     completed_at = serializers.DateTimeField(allow_null=True)
 
 
-def transfer_body(transfer: Any) -> dict[str, Any]:
-
-    fresh = Transfer.objects.select_related("tenant").get(pk=transfer.pk)
+def transfer_body(transfer: Any, *, reload: bool = True) -> dict[str, Any]:
+    """The transfer as the API shows it. ``reload=False``: the instance is what the service
+    just wrote (or replayed) and carries its tenant, so it is not read back."""
+    fresh = Transfer.objects.select_related("tenant").get(pk=transfer.pk) if reload else transfer
     return dict(TransferOut(fresh).data)
 
 
@@ -88,15 +98,19 @@ class TransferListApi(APIView):
         tenant_uuid = request.query_params.get("tenant")
         if tenant_uuid:
             try:
+                uuid.UUID(tenant_uuid)
+            except ValueError:
+                raise serializers.ValidationError({"tenant": ["Give a tenant uuid."]}) from None
+            try:
                 tenant = staff_tenant(tenant_uuid)
-            except Exception:  # noqa: BLE001 - Http404 or a malformed uuid: both a bad filter here
-                raise serializers.ValidationError({"tenant": ["No such tenant."]}) from None
+            except Http404:  # a well-formed id of no tenant: the filter names nothing that exists
+                raise PortalError("No such tenant.", field="tenant", code="not_found", status=404) from None
         state = request.query_params.get("state")
         if state is not None and state not in STATES:  # "" too: the schema lists the states
             raise serializers.ValidationError({"state": [f"One of {', '.join(STATES)}."]})
         raw_cursor = request.query_params.get("cursor") or None
         if raw_cursor is not None and not is_ascii_digits(raw_cursor):
-            raise serializers.ValidationError({"cursor": ["This cursor is not valid."]})
+            refuse_cursor(raw_cursor)
         page = transfer_list(tenant=tenant, state=state, cursor=raw_cursor, limit=limit)
         rows, cursor = _page_parts(page)
         return Response(page_body(request, TransferOut(rows, many=True).data, cursor))
@@ -119,6 +133,9 @@ class TenantTransferCreateApi(APIView):
     )
     def post(self, request: Request, tenant_uuid: str) -> Response:
         tenant = staff_tenant(tenant_uuid)
+        refused = _reauth_refusal(request)
+        if refused is not None:
+            return refused
 
         def create(key: str | None, fingerprint: str | None) -> Response:
 
@@ -126,21 +143,40 @@ class TenantTransferCreateApi(APIView):
             data.is_valid(raise_exception=True)
             values = data.validated_data
             client_key = "api:" + hashlib.sha256(f"{request.user.pk}:{key}".encode()).hexdigest()
-            transfer = transfer_create(
-                actor=request.user,
-                tenant=tenant,
-                amount=values["amount"],
-                direction=values["direction"],
-                reason=values["reason"],
-                customer_description=values["customer_description"],
-                idempotency_key=client_key,
-                request_hash=fingerprint,
-                request=request._request,
-                origin="api",
-            )
-            return Response(transfer_body(transfer), status=status.HTTP_201_CREATED)
+            try:
+                transfer = transfer_create(
+                    actor=request.user,
+                    tenant=tenant,
+                    amount=values["amount"],
+                    direction=values["direction"],
+                    reason=values["reason"],
+                    customer_description=values["customer_description"],
+                    idempotency_key=client_key,
+                    request_hash=fingerprint,
+                    request=request._request,
+                    origin="api",
+                )
+            except PortalError as exc:
+                if exc.code in TENANT_STATE_CODES:  # valid input, but not in the tenant's state now
+                    raise Conflict(exc.message, field=exc.field, code=exc.code) from None
+                raise
+            # The created row (or the replayed one, read with its tenant) is the body as it stands.
+            return Response(transfer_body(transfer, reload=False), status=status.HTTP_201_CREATED)
 
         return run_idempotent(request, self, create, required=True)
+
+
+def _reauth_refusal(request: Request) -> Response | None:
+    """A browser session (not a token) moving more than the approval threshold: password and
+    code again first (portal/twofactor.py), as on the console's form and for approving. Checked
+    before the Idempotency-Key is claimed, so nothing is recorded and the same key works after
+    re-authenticating. Input that does not validate is left to the normal path (its 400)."""
+    if request.auth is not None:
+        return None
+    data = TransferCreateIn(data=request.data)
+    if not data.is_valid() or data.validated_data["amount"] <= approval_threshold():
+        return None
+    return recent_auth_response(request._request)  # type: ignore[return-value]
 
 
 class TransferDetailApi(APIView):
@@ -166,5 +202,10 @@ class TransferApproveApi(APIView):
             refused = recent_auth_response(request._request)
             if refused is not None:
                 return refused  # type: ignore[return-value]
-        result = transfer_approve(actor=request.user, transfer=transfer, request=request._request)
+        try:
+            result = transfer_approve(actor=request.user, transfer=transfer, request=request._request)
+        except PortalError as exc:
+            if exc.code in TRANSFER_STATE_CODES:  # the transfer is not awaiting approval (any more)
+                raise Conflict(exc.message, code=exc.code) from None
+            raise
         return Response(transfer_body(result or transfer))

@@ -20,16 +20,15 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
-from billing import provider as prov
 from billing.models import LowBalanceAlert
 from billing.transitions import Actor
 from portal import inputs
 from portal.audit import audit_log
 from portal.errors import Conflict, NotAllowed
 from portal.roles import Role, has_perm, role_of
-from providers.capabilities import Capability
 from providers.errors import InvalidArgument, ProviderError
 from tenants.models import Membership, Tenant
+from tenants.selectors import owner_emails
 from tenants.services import tenant_push_threshold
 
 logger = logging.getLogger("billing.alerts")
@@ -86,28 +85,6 @@ def tenant_set_low_balance_threshold(
     tenant.low_balance_threshold = value
 
 
-def threshold_push(*, tenant_id: int) -> bool:
-    """Send the tenant's current threshold to the provider. Reads the value at run time, so
-    pushes that arrive out of order still leave the latest value in place. Idempotent."""
-    tenant = Tenant.objects.select_related("connection").get(pk=tenant_id)
-    if tenant.provider_account_id is None or not prov.supports(tenant.connection, Capability.UPDATE_PROFILE):
-        return False
-    value = tenant.low_balance_threshold if tenant.low_balance_threshold is not None else Decimal(0)
-    prov.set_low_balance_threshold(tenant.connection, int(tenant.provider_account_id), value)
-    return True
-
-
-def _owner_emails(tenant_id: int) -> list[str]:
-    from django.contrib.auth import get_user_model
-
-    users = (
-        get_user_model()
-        .objects.filter(membership__tenant_id=tenant_id, groups__name=Role.CUSTOMER_OWNER, is_active=True)
-        .exclude(email="")
-    )
-    return sorted({u.email for u in users})
-
-
 def _alert_email(alert: LowBalanceAlert, *, to_staff: bool, recipients: list[str]) -> EmailMultiAlternatives:
     """The low-balance email, text and HTML, from templates/emails/low_balance_{owner,staff}."""
     tenant = alert.tenant
@@ -118,7 +95,7 @@ def _alert_email(alert: LowBalanceAlert, *, to_staff: bool, recipients: list[str
         "threshold": f"{alert.threshold.normalize():f}",
         "currency": alert.currency,
         "link": site + (reverse("tenants:detail", args=[tenant.uuid]) if to_staff else reverse("customer:home")),
-        "owners": len(_owner_emails(tenant.pk)),
+        "owners": len(owner_emails(tenant.pk)),
     }
     name = "low_balance_staff" if to_staff else "low_balance_owner"
     message = EmailMultiAlternatives(
@@ -139,7 +116,7 @@ def low_balance_alerts_send(*, limit: int = 500) -> int:
     for alert in pending.select_related("tenant").order_by("id")[:limit]:
         tenant = alert.tenant
         for column, recipients in (
-            ("owners_sent_at", _owner_emails(tenant.pk)),
+            ("owners_sent_at", owner_emails(tenant.pk)),
             ("staff_sent_at", list(settings.STAFF_ALERT_EMAILS)),
         ):
             if getattr(alert, column) is not None:

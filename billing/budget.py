@@ -157,6 +157,23 @@ def budget_reserve(budget: ResellerBudget, amount: Decimal) -> None:
         raise BudgetShort
 
 
+def budget_reserve_fresh(connection_id: int, currency: str, amount: Decimal) -> bool:
+    """The common case of a top-up in one statement: take ``amount`` from the budget row of
+    this connection and currency when that row is fresh (read from the provider within
+    ``BILLING_BUDGET_MAX_AGE_SECONDS``) and holds it. False otherwise (missing, stale or
+    short), and nothing is written: the caller takes the slow path (current_budget, and
+    budget_reserve, with the refreshes it needs). Call inside the transaction that records
+    the transfer."""
+    return ledger.counter_add_where(
+        ResellerBudget,
+        {"connection_id": connection_id, "currency": currency},
+        "available",
+        -amount,
+        minimum=Decimal(0),
+        condition=Q(refreshed_at__gte=timezone.now() - conf.budget_max_age()),
+    )
+
+
 def budget_add(transfer: Transfer, amount: Decimal) -> None:
     """Money back in the reseller's budget (a release, or a pull that arrived). A missing
     row is fine: the journal has it and the next budget_refresh sets the row from both."""

@@ -85,6 +85,27 @@ def sync_page_size() -> int:
     return max(1, min(_int("BILLING_SYNC_PAGE_SIZE", 1000), 1000))
 
 
+def sync_concurrency() -> int:
+    """Chunks of ids read from the provider at once by one sync worker (docs/sync.md)."""
+    return max(1, min(_int("BILLING_SYNC_CONCURRENCY", 4), 64))
+
+
+def provider_rate_per_second() -> int:
+    """Provider reads per second for one connection, all workers together (0: no limit)."""
+    return _int("BILLING_PROVIDER_RATE_PER_SECOND", 20)
+
+
+def sync_shard_chunks() -> int:
+    """Chunks per shard: a run is split into id ranges of about this many chunks, each a
+    Celery task any worker can take."""
+    return max(1, _int("BILLING_SYNC_SHARD_CHUNKS", 25))
+
+
+def sync_max_resumes() -> int:
+    """How often the sweeper resumes a run whose workers died before it gives the run up."""
+    return _int("BILLING_SYNC_MAX_RESUMES", 5)
+
+
 def parent_alert_days() -> int:
     return _int("BILLING_PARENT_ALERT_DAYS", 7)
 
@@ -128,6 +149,10 @@ def validate_all() -> list[str]:
         max_attempts,
         unknown_review_after,
         sync_stale_after,
+        sync_concurrency,
+        provider_rate_per_second,
+        sync_shard_chunks,
+        sync_max_resumes,
         parent_alert_days,
         spend_window_days,
         runway_min_window,

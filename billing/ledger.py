@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import F, FloatField, Model, QuerySet, Sum
+from django.db.models import F, FloatField, Model, Q, QuerySet, Sum
 from django.db.models.functions import Round
 
 from billing.models import JournalEntry, JournalLine
@@ -43,8 +43,10 @@ def post(
         line_count=sum(1 for leg in legs if leg.amount != 0),
     )
     # Lines first, entry last (the entry's insert is what the SQLite trigger checks), in one
-    # transaction: the lines' foreign key to the entry is checked at commit.
-    with transaction.atomic():
+    # transaction: the lines' foreign key to the entry is checked at commit. Inside the
+    # caller's transaction no savepoint is taken (two round trips saved): a failure here
+    # rolls the whole change back, which is what the caller wants anyway.
+    with transaction.atomic(savepoint=False):
         JournalLine.objects.bulk_create(
             [
                 JournalLine(
@@ -114,8 +116,29 @@ def counter_add(
     transaction, which holds the database's write lock from BEGIN IMMEDIATE, so nothing
     can interleave; SQL arithmetic there would be REAL and drift.
     """
+    return counter_add_where(model, {"pk": pk}, field, delta, minimum=minimum, maximum=maximum)
+
+
+def counter_add_where(
+    model: type[Model],
+    where: dict[str, Any],
+    field: str,
+    delta: Decimal,
+    *,
+    minimum: Decimal | None = None,
+    maximum: Decimal | None = None,
+    condition: Q | None = None,
+) -> bool:
+    """``counter_add`` on the one row that ``where`` names (a unique lookup), without
+    reading its primary key first; ``condition`` must hold too (e.g. the row is fresh).
+
+    False when no such row exists, ``condition`` fails, or the bound would be crossed: the
+    caller then takes its slow path, which tells these apart. PostgreSQL: one conditional
+    UPDATE. SQLite: one read and one write inside the caller's write-locked transaction."""
+    rows = model._default_manager.filter(**where)
+    if condition is not None:
+        rows = rows.filter(condition)
     if connection.vendor != "sqlite":
-        rows = model._default_manager.filter(pk=pk)
         if minimum is not None:
             rows = rows.filter(**{f"{field}__gte": minimum - delta})
         if maximum is not None:
@@ -123,9 +146,10 @@ def counter_add(
         return rows.update(**{field: F(field) + delta}) == 1
     if not connection.in_atomic_block:
         raise RuntimeError("counter_add needs a transaction on SQLite")
-    current = model._default_manager.filter(pk=pk).values_list(field, flat=True).first()
-    if current is None:
+    found = rows.values_list("pk", field).first()
+    if found is None:
         return False
+    pk, current = found
     new = current + delta
     if (minimum is not None and new < minimum) or (maximum is not None and new > maximum):
         return False

@@ -1,7 +1,7 @@
 """Every billing write, keyword-only. The implementations live in the modules named below;
 this is the one import other apps use (billing.services.transfer_create, ...)."""
 
-from billing.alerts import low_balance_alerts_send, tenant_set_low_balance_threshold, threshold_push
+from billing.alerts import low_balance_alerts_send, tenant_set_low_balance_threshold
 from billing.bulk import bulk_transfer_plan, bulk_transfer_run, bulk_transfer_start
 from billing.reconcile import drift_resolve, reconcile_execute, reconcile_start
 from billing.sync import sync_execute, sync_start, tenant_refresh
@@ -32,7 +32,6 @@ __all__ = [
     "sync_start",
     "tenant_refresh",
     "tenant_set_low_balance_threshold",
-    "threshold_push",
     "transfer_approve",
     "transfer_create",
     "transfer_execute",

@@ -7,7 +7,9 @@ chunk is one GetChildrenAccounts call with ``child_account_id=a;b;c``
 chunk is written in one short transaction: only the tenants whose provider data changed
 (one bulk statement), a balance snapshot only for a changed balance, the asked ids the
 provider did not return (missing_at_provider), low-balance crossings, threshold and status
-drift, and the run's counters. Memory holds a chunk or two whatever the number of tenants.
+drift, and the run's counters. Several chunks are read at once (BILLING_SYNC_CONCURRENCY,
+billing.sync_fetch) under a rate limit shared by every worker (billing.ratelimit); memory
+holds that many chunks and one more whatever the number of tenants.
 
 Then, where the provider lists every child, a cheap id-only walk discovers the accounts no
 tenant stands for (UnknownProviderAccount, for import). A provider that lists children only
@@ -15,17 +17,16 @@ by id, name or email refuses that walk; the run notes it and succeeds.
 
 A run is a SyncRun row; a partial unique index allows one running run per connection, so
 two beats (or a beat and a staff member) cannot walk the same connection at once. A run
-killed halfway leaves every finished chunk committed and consistent; its heartbeat goes
-stale, and the next start marks it abandoned and reads again from the beginning.
+is split into id-range shards that any worker can take (billing.shards); a run killed
+halfway leaves every finished chunk committed and consistent, and the sweeper resumes it
+from the shards it had not finished.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -36,12 +37,12 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from billing import conf
+from billing import conf, sync_write
 from billing import provider as prov
-from billing.models import BalanceSnapshot, DriftItem, LowBalanceAlert, SyncRun
+from billing.models import DriftItem, LowBalanceAlert, SyncRun
 from portal.audit import audit_log
 from portal.errors import Conflict, NotAllowed, PortalError
-from portal.jobs import job_advance, job_create, job_finish, job_start
+from portal.jobs import job_advance, job_create, job_finish
 from portal.roles import Actor, has_perm
 from providers.base import AccountSnapshot, ListingNeedsFilter
 from providers.capabilities import Capability
@@ -205,43 +206,13 @@ class PageResult:
 
 
 def sync_execute(*, sync_run_id: int) -> SyncRun | None:
-    """Read the connection's tenants by id list, then discover the rest (module docstring)."""
-    claimed = claim_run(sync_run_id)
-    if claimed is None:
-        return None
-    run, token = claimed
-    conn_obj = run.connection
-    started = time.monotonic()
-    if run.job_id:
-        job_start(job_id=run.job_id, message="Reading accounts from the provider…")
-    try:
-        try:
-            from billing.transfers import budget_refresh
+    """Read the connection's tenants by id list, then discover the rest (module docstring).
+    The run is split into id-range shards that several workers may take, each read several
+    chunks at a time (billing.shards, billing.sync_fetch); None when another executor has
+    the run."""
+    from billing.shards import execute_run
 
-            budget_refresh(connection=conn_obj)
-        except Exception:  # noqa: BLE001 - the parent balance is a bonus; the walk is the job
-            logger.warning("sync %s: could not refresh the parent balance", run.uuid, exc_info=True)
-        size = prov.ids_per_read(conn_obj, conf.sync_page_size())
-        total = Tenant.objects.filter(connection=conn_obj, provider_account_id__isnull=False).count()
-        SyncRun.objects.filter(pk=run.pk).update(total_count=total)
-        if run.job_id:
-            job_start(job_id=run.job_id, total=total, message="Reading the tenants' accounts…")
-        known = _read_known(conn_obj, run.pk, token, run.job_id, size)
-        found = _discover(conn_obj, run.pk, token, size)
-        # Summed here, not in SQL: SQLite's decimal arithmetic is REAL and would drift.
-        SyncRun.objects.filter(pk=run.pk, executor=token).update(total_balance=known.balance_total + found.balance)
-        run.refresh_from_db()
-        notes = [found.note] if found.note else []
-        if known.drift:
-            notes.append(f"{known.drift} new drift item{'s' if known.drift != 1 else ''} recorded")
-        finish_run(run, token, ok=True, message="; ".join(notes))
-    except RunLost:
-        logger.warning("sync %s lost its lease to a newer run; stopping", run.uuid)
-    except Exception as exc:  # noqa: BLE001 - recorded on the run, shown in the console
-        logger.exception("sync %s failed", run.uuid)
-        finish_run(run, token, ok=False, message=f"{type(exc).__name__}: {exc}")
-    logger.info("sync %s done in %.1fs", run.uuid, time.monotonic() - started)
-    return SyncRun.objects.get(pk=run.pk)
+    return execute_run(sync_run_id)
 
 
 def tenant_ids_after(connection_id: int, after: int | None, size: int) -> list[int]:
@@ -253,35 +224,6 @@ def tenant_ids_after(connection_id: int, after: int | None, size: int) -> list[i
         rows = rows.filter(provider_account_id__gt=after)
     ids = rows.order_by("provider_account_id").values_list("provider_account_id", flat=True)[:size]
     return [int(i) for i in ids if i is not None]
-
-
-def _read_known(conn_obj: ProviderConnection, run_id: int, token: str, job_id: int | None, size: int) -> PageResult:
-    """Every tenant of the connection, a chunk of ids at a time, ascending. The provider read
-    of a chunk (billing.provider.read_children: ids in, snapshots out, no database) runs one
-    chunk ahead in a helper thread while the previous chunk is written here, in this thread's
-    database connection; nothing else links two chunks, so they could as well be read side by
-    side or by several workers."""
-    totals = PageResult()
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="billing-sync-read") as pool:
-        ids = tenant_ids_after(conn_obj.pk, None, size)
-        pending: Future[tuple[AccountSnapshot, ...]] | None = (
-            pool.submit(prov.read_children, conn_obj, ids) if ids else None
-        )
-        while pending is not None:
-            asked = ids
-            ids = tenant_ids_after(conn_obj.pk, asked[-1], size)
-            following = pool.submit(prov.read_children, conn_obj, ids) if ids else None
-            try:
-                accounts = pending.result()
-            except BaseException:
-                if following is not None:
-                    following.cancel()
-                raise
-            page = apply_chunk(conn_obj, asked, accounts, run_id=run_id, token=token, job_id=job_id)
-            totals.balance_total += page.balance_total
-            totals.drift += page.drift
-            pending = following
-    return totals
 
 
 def tenant_refresh(*, tenant_id: int) -> None:
@@ -351,15 +293,18 @@ def apply_chunk(
 ) -> PageResult:
     """Write one chunk: the provider's view of the tenants whose ids were ``asked`` (ascending).
 
-    One range read of those tenants on the unique (connection, provider_account_id) index,
-    the comparison in Python, then one short transaction that writes only what differs: the
-    changed tenants (one bulk statement), a snapshot per changed balance, the tenants the
-    provider did not return (missing_at_provider), low-balance crossings, new drift, the
-    run's counters and the Job's progress."""
+    One short transaction that writes only what differs: the changed tenants, a snapshot per
+    changed balance, the tenants the provider did not return (missing_at_provider),
+    low-balance crossings, new drift, the run's counters and the Job's progress. On
+    PostgreSQL a COPY and one set statement compare and write (_apply_chunk_set,
+    billing/sync_write.py); elsewhere one range read of those tenants on the unique
+    (connection, provider_account_id) index, the comparison in Python, then executemany."""
     now = timezone.now()
     result = PageResult()
     if not asked:
         return result
+    if sync_write.set_based():
+        return _apply_chunk_set(conn_obj, asked, accounts, run_id=run_id, token=token, job_id=job_id, now=now)
     wanted = set(asked)
     known = {
         row[1]: row
@@ -404,6 +349,67 @@ def apply_chunk(
         if writes.alerts:
             LowBalanceAlert.objects.bulk_create(writes.alerts)
             transaction.on_commit(_dispatch_alerts)
+        if job_id:
+            job_advance(job_id=job_id, by=len(asked))
+    return result
+
+
+def _apply_chunk_set(
+    conn_obj: ProviderConnection,
+    asked: Sequence[int],
+    accounts: Sequence[AccountSnapshot],
+    *,
+    run_id: int | None,
+    token: str | None,
+    job_id: int | None,
+    now: datetime,
+) -> PageResult:
+    """apply_chunk on PostgreSQL: the chunk's rows COPYed into a temporary table and one set
+    statement (billing.sync_write.write_chunk_set) that compares and writes in the database;
+    Python sees only the rows with a low-balance crossing or a drift candidate."""
+    wanted = set(asked)
+    by_id: dict[int, AccountSnapshot] = {}
+    for account in accounts:
+        aid = int(account.account_id)
+        if aid in wanted and aid not in by_id:  # the first answer for an id counts, as in _compare
+            by_id[aid] = account
+    rows = [
+        (
+            aid,
+            None if a.balance is None else a.balance.quantize(Q4),
+            (a.currency or "").upper(),
+            a.active,
+            a.frozen,
+            None if a.credit_limit is None else a.credit_limit.quantize(Q4),
+            None if a.min_balance_to_notify is None else a.min_balance_to_notify.quantize(Q4),
+        )
+        for aid, a in by_id.items()
+    ]
+    result = PageResult()
+    with transaction.atomic():
+        done = sync_write.write_chunk_set(conn_obj.pk, asked, rows, now, (conn_obj.currency or "").upper())
+        result.seen, result.changed, result.missing = done.seen, done.changed, done.missing
+        result.balance_total = done.balance_total
+        found: list[_Drift] = []
+        alerts: list[LowBalanceAlert] = []
+        for tenant_id, aid, balance, threshold, currency, status, crossed, notify in done.attention:
+            if crossed:
+                alerts.append(
+                    LowBalanceAlert(
+                        tenant_id=tenant_id, balance=balance, threshold=threshold, currency=currency, created_at=now
+                    )
+                )
+            found.extend(_drift_findings(tenant_id, status, threshold, notify, by_id[aid], currency))
+        fresh_drift = _new_drift(conn_obj, found, run_id)
+        result.drift = len(fresh_drift)
+        if fresh_drift:
+            DriftItem.objects.bulk_create(fresh_drift, ignore_conflicts=True)
+            Tenant.objects.filter(pk__in={d.tenant_id for d in fresh_drift}).update(has_drift=True, updated_at=now)
+        if alerts:
+            LowBalanceAlert.objects.bulk_create(alerts)
+            transaction.on_commit(_dispatch_alerts)
+        if run_id is not None:
+            _advance_run(run_id, token, result, now, hi=max(asked), page=True)
         if job_id:
             job_advance(job_id=job_id, by=len(asked))
     return result
@@ -699,97 +705,8 @@ def _dispatch_alerts() -> None:
         logger.warning("could not publish the low-balance alert task", exc_info=True)
 
 
-# -- bulk writes (one statement per chunk, whatever the chunk size) ----------------------------
+# -- bulk writes: billing/sync_write.py (the names below are kept for callers) --------------
 
-
-def _bulk_update_tenants(rows: list[tuple[Any, ...]], now: datetime) -> None:
-    table = Tenant._meta.db_table
-    ops = connection.ops
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            # One statement with array parameters: psycopg re-parses statements with
-            # thousands of placeholders slowly, unnest keeps it at nine.
-            cols = list(zip(*rows, strict=True))
-            cursor.execute(
-                f"""UPDATE {table} AS t SET balance = v.balance, currency = v.currency, provider_active = v.active,
-                    provider_frozen = v.frozen, credit_limit = v.credit, is_low_balance = v.low,
-                    missing_at_provider = v.missing, provider_threshold = v.notify,
-                    balance_synced_at = %s, updated_at = %s
-                    FROM unnest(%s::bigint[], %s::numeric[], %s::text[], %s::boolean[], %s::boolean[],
-                                %s::numeric[], %s::boolean[], %s::boolean[], %s::numeric[])
-                         AS v(id, balance, currency, active, frozen, credit, low, missing, notify)
-                    WHERE t.id = v.id""",  # noqa: S608 - table names from models, values bound
-                [now, now, *[list(c) for c in cols]],
-            )
-        else:
-            stamp = ops.adapt_datetimefield_value(now)
-            cursor.executemany(
-                f"UPDATE {table} SET balance = %s, currency = %s, provider_active = %s, provider_frozen = %s, "  # noqa: S608 - table names from models, values bound
-                "credit_limit = %s, is_low_balance = %s, missing_at_provider = %s, provider_threshold = %s, "
-                "balance_synced_at = %s, updated_at = %s WHERE id = %s",
-                [
-                    (
-                        ops.adapt_decimalfield_value(b, 18, 4),
-                        cur,
-                        act,
-                        frz,
-                        ops.adapt_decimalfield_value(cr, 18, 4),
-                        low,
-                        miss,
-                        ops.adapt_decimalfield_value(notify, 18, 4),
-                        stamp,
-                        stamp,
-                        tid,
-                    )
-                    for tid, b, cur, act, frz, cr, low, miss, notify in rows
-                ],
-            )
-
-
-def _insert_snapshots(rows: list[tuple[Any, ...]], now: datetime) -> None:
-    table = BalanceSnapshot._meta.db_table
-    ops = connection.ops
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            ids, balances, currencies = (list(c) for c in zip(*rows, strict=True))
-            cursor.execute(
-                f"INSERT INTO {table} (tenant_id, balance, currency, taken_at) "  # noqa: S608 - table names from models, values bound
-                "SELECT v.id, v.balance, v.currency, %s FROM unnest(%s::bigint[], %s::numeric[], %s::text[]) "
-                "AS v(id, balance, currency)",
-                [now, ids, balances, currencies],
-            )
-        else:
-            stamp = ops.adapt_datetimefield_value(now)
-            cursor.executemany(
-                f"INSERT INTO {table} (tenant_id, balance, currency, taken_at) VALUES (%s, %s, %s, %s)",  # noqa: S608 - table names from models, values bound
-                [(tid, ops.adapt_decimalfield_value(b, 18, 4), cur, stamp) for tid, b, cur in rows],
-            )
-
-
-def _upsert_unknown(rows: list[tuple[Any, ...]], now: datetime) -> None:
-    table = UnknownProviderAccount._meta.db_table
-    ops = connection.ops
-    stamp = ops.adapt_datetimefield_value(now) if connection.vendor != "postgresql" else now
-    with connection.cursor() as cursor:
-        cursor.executemany(
-            f"""INSERT INTO {table} (connection_id, provider_account_id, account_name, account_email, balance,
-                currency, active, frozen, first_seen_at, last_seen_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-                ON CONFLICT (connection_id, provider_account_id) DO UPDATE SET account_name = excluded.account_name,
-                account_email = excluded.account_email, balance = excluded.balance, currency = excluded.currency,
-                active = excluded.active, frozen = excluded.frozen, last_seen_at = excluded.last_seen_at""",  # noqa: S608
-            [
-                (
-                    c,
-                    aid,
-                    (name or "")[:100],
-                    (email or "")[:254],
-                    ops.adapt_decimalfield_value(bal, 18, 4) if connection.vendor != "postgresql" else bal,
-                    cur[:3],
-                    act,
-                    frz,
-                    stamp,
-                    stamp,
-                )
-                for c, aid, name, email, bal, cur, act, frz in rows
-            ],
-        )
+_bulk_update_tenants = sync_write.bulk_update_tenants
+_insert_snapshots = sync_write.insert_snapshots
+_upsert_unknown = sync_write.upsert_unknown

@@ -13,7 +13,7 @@ from celery import shared_task
 
 from portal.errors import PortalError
 from providers.capabilities import Capability
-from providers.errors import InvalidArgument, ProviderError
+from providers.errors import ProviderError
 from tenants.models import ProviderConnection
 
 logger = logging.getLogger("billing.tasks")
@@ -48,6 +48,22 @@ def sync_run_task(sync_run_id: int) -> None:
     from billing.sync import sync_execute
 
     sync_execute(sync_run_id=sync_run_id)
+
+
+# A shard of a balance run (billing/shards.py): any worker takes the next pending id range.
+@shared_task(name="billing.sync_shard", ignore_result=True, soft_time_limit=3 * 3600, time_limit=3 * 3600 + 60)
+def sync_shard_task(sync_run_id: int, token: str) -> None:
+    from billing.shards import shard_execute
+
+    shard_execute(sync_run_id, token)
+
+
+@shared_task(name="billing.sync_sweep", ignore_result=True)
+def sync_sweep_task() -> None:
+    """Beat: resume balance runs whose workers died, from the shards they had not finished."""
+    from billing.shards import sync_sweep
+
+    sync_sweep()
 
 
 @shared_task(name="billing.reconcile_run", ignore_result=True, soft_time_limit=3 * 3600, time_limit=3 * 3600 + 60)
@@ -88,19 +104,6 @@ def low_balance_alerts_task() -> None:
     from billing.alerts import low_balance_alerts_send
 
     low_balance_alerts_send()
-
-
-@shared_task(name="billing.threshold_push", bind=True, ignore_result=True, max_retries=6)
-def threshold_push_task(self, tenant_id: int) -> None:  # type: ignore[no-untyped-def]
-    from billing.alerts import threshold_push
-
-    try:
-        threshold_push(tenant_id=tenant_id)
-    except InvalidArgument:
-        logger.warning("provider refused the threshold of tenant %s", tenant_id, exc_info=True)
-    except ProviderError as exc:
-        # Setting a value is idempotent, so even an unknown outcome can be retried.
-        raise self.retry(exc=exc, countdown=min(300, 5 * 2**self.request.retries)) from exc
 
 
 @shared_task(name="billing.tenant_refresh", ignore_result=True)

@@ -14,8 +14,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid as uuid_mod
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
+from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.db.models import Q
@@ -24,7 +25,7 @@ from django.utils import timezone
 
 from billing import conf, ledger
 from billing import provider as prov
-from billing.budget import BudgetShort, budget_refresh, budget_reserve, current_budget
+from billing.budget import BudgetShort, budget_refresh, budget_reserve, budget_reserve_fresh, current_budget
 from billing.models import ResellerBudget, StaffDailyUsage, Transfer
 from billing.money import check_amount, clean_text
 from billing.resolution import transfer_reconcile, transfer_resolve, transfer_sweep
@@ -90,6 +91,12 @@ def _stored_key(actor: Actor, key: str) -> str:
     # collide on, or replay, each other's keys.
     owner = f"u{actor.pk}" if actor is not None and actor.is_authenticated else "system"
     return f"{owner}:{key}"
+
+
+def _checked_key(actor: Actor, key: object) -> str:
+    if not isinstance(key, str) or not 1 <= len(key) <= 200 or not key.isprintable():
+        raise PortalError("Idempotency keys are 1 to 200 printable characters.", field="idempotency_key")
+    return _stored_key(actor, key)
 
 
 def tenant_currency(tenant: Tenant) -> str:
@@ -190,13 +197,7 @@ def _create(
     )
     stored_key = None
     if idempotency_key is not None:
-        if (
-            not isinstance(idempotency_key, str)
-            or not 1 <= len(idempotency_key) <= 200
-            or not idempotency_key.isprintable()
-        ):
-            raise PortalError("Idempotency keys are 1 to 200 printable characters.", field="idempotency_key")
-        stored_key = _stored_key(actor, idempotency_key)
+        stored_key = _checked_key(actor, idempotency_key)
         existing = Transfer.objects.filter(client_key=stored_key).first()
         if existing is not None:
             return _replay(existing, fingerprint)
@@ -219,13 +220,17 @@ def _create(
                 code="over_transfer_limit",
             )
         requires_approval = amount > conf.approval_threshold()
-    budget = current_budget(connection_obj, currency) if direction == Direction.TO_TENANT else None
+    # A top-up first tries the one-statement reservation on a fresh budget row (round 0);
+    # when the row is missing, stale or short, the budget is read (and refreshed when
+    # stale) and reserved by its row (round 1), and refreshed once more if short (round 2).
+    budget: ResellerBudget | None = None
+    top_up = direction == Direction.TO_TENANT
     short = PortalError(
         "The parent account does not have enough money for this transfer (counting transfers still in flight).",
         field="amount",
         code="insufficient_funds",
     )
-    for round_ in (1, 2):
+    for round_ in (0, 1, 2) if top_up else (1,):
         try:
             return _insert(
                 actor=actor,
@@ -244,9 +249,12 @@ def _create(
                 limits=limits,
                 requires_approval=requires_approval,
                 budget=budget,
+                top_up=top_up,
             )
         except BudgetShort:
-            assert budget is not None
+            if budget is None:
+                budget = current_budget(connection_obj, currency)
+                continue
             # The budget may be behind the provider (the parent was topped up): read it once more.
             fresh = budget.refreshed_at is not None and timezone.now() - budget.refreshed_at <= timedelta(seconds=5)
             if round_ == 2 or fresh:
@@ -292,23 +300,20 @@ def _insert(
     limits: bool,
     requires_approval: bool,
     budget: ResellerBudget | None,
+    top_up: bool = False,
     customer_description: str = "",
 ) -> Transfer:
+    """One transaction: the budget reservation (top-ups), the staff member's daily usage,
+    the row, the journal's reserve entry, the audit event; the task after the commit."""
     now = timezone.now()
     staff = actor if actor is not None and actor.is_authenticated else None
     with transaction.atomic():
         if budget is not None:
             budget_reserve(budget, amount)
+        elif top_up and not budget_reserve_fresh(tenant.connection_id, currency, amount):
+            raise BudgetShort  # nothing written yet: the caller reads the budget and tries again
         if limits and staff is not None:
-            usage, _ = StaffDailyUsage.objects.get_or_create(user=staff, day=now.date(), currency=currency)
-            if not ledger.counter_add(
-                StaffDailyUsage, usage.pk, "amount", amount, maximum=conf.daily_limit_per_staff()
-            ):
-                raise PortalError(
-                    f"This would take you over your daily limit of {conf.daily_limit_per_staff()} {currency}.",
-                    field="amount",
-                    code="over_daily_limit",
-                )
+            _take_daily_usage(staff, now.date(), currency, amount)
         assert tenant.provider_account_id is not None  # _validate_tenant checked it
         ident = uuid_mod.uuid4()
         transfer = Transfer.objects.create(
@@ -353,6 +358,22 @@ def _insert(
         if dispatch and not requires_approval:
             publish_on_commit(lambda: dispatch_execute(transfer.pk), what=f"sending {transfer.payment_reference}")
     return transfer
+
+
+def _take_daily_usage(staff: Any, day: date, currency: str, amount: Decimal) -> None:
+    """Count ``amount`` against the staff member's daily limit: one statement when today's
+    row exists; the row is created on the first transfer of the day."""
+    maximum = conf.daily_limit_per_staff()
+    where = {"user": staff, "day": day, "currency": currency}
+    if ledger.counter_add_where(StaffDailyUsage, where, "amount", amount, maximum=maximum):
+        return
+    usage, _ = StaffDailyUsage.objects.get_or_create(**where)
+    if not ledger.counter_add(StaffDailyUsage, usage.pk, "amount", amount, maximum=maximum):
+        raise PortalError(
+            f"This would take you over your daily limit of {maximum} {currency}.",
+            field="amount",
+            code="over_daily_limit",
+        )
 
 
 def transfer_withdraw_balance(*, actor: Actor, tenant: Tenant, reason: str) -> Transfer | None:
@@ -464,7 +485,9 @@ def transfer_reject(*, actor: Actor, transfer: Transfer, reason: str, request: H
 def transfer_execute(*, transfer_id: int, now: datetime | None = None) -> Transfer:
     """Claim a pending/resend transfer, call the provider once, record what happened.
 
-    Safe to run any number of times, concurrently: only the claim's winner calls."""
+    Safe to run any number of times, concurrently: only the claim's winner calls. The row
+    is read once; the claim and the outcome each are one transaction, and the winner's
+    instance is kept up to date in memory (``apply``), so it is not read back."""
     now = now or timezone.now()
     transfer = Transfer.objects.select_related("connection").get(pk=transfer_id)
     if transfer.state == State.UNKNOWN or (
@@ -497,6 +520,7 @@ def transfer_execute(*, transfer_id: int, now: datetime | None = None) -> Transf
             action="billing.transfer.sending",
             data={"transfer": str(transfer.uuid), "attempt": attempt, "resend": transfer.state == State.RESEND},
         ),
+        apply=True,
     )
     if not claimed:
         return Transfer.objects.get(pk=transfer_id)  # another worker owns it
@@ -518,25 +542,34 @@ def transfer_execute(*, transfer_id: int, now: datetime | None = None) -> Transf
         error = exc
     done = timezone.now()
     what = f"recording {transfer.payment_reference}"
+    recorded: bool
     if sent is not None:
         balance = sent.balance
-        with_db_retry(
+        recorded = with_db_retry(
             lambda: finish_success(
-                transfer, attempt, from_states=[State.SENDING], now=done, balance_after=balance, provider_txn_id=""
+                transfer,
+                attempt,
+                from_states=[State.SENDING],
+                now=done,
+                balance_after=balance,
+                provider_txn_id="",
+                apply=True,
             ),
             what=what,
         )
     elif isinstance(error, NotSent | RateLimited):
         not_sent = error
-        with_db_retry(lambda: to_retry(transfer, attempt, error=not_sent, now=done), what=what)
+        recorded = with_db_retry(lambda: to_retry(transfer, attempt, error=not_sent, now=done, apply=True), what=what)
     elif isinstance(error, ProviderError) and prov.is_definite_refusal(error):
         refusal = error
         if transfer.ambiguous_attempts:
             # An earlier attempt went unanswered; this refusal says nothing about it. Let the
             # lookup decide (found: succeeded; absent: failed).
-            with_db_retry(lambda: to_unknown(transfer, attempt, error=refusal, now=done, refused=True), what=what)
+            recorded = with_db_retry(
+                lambda: to_unknown(transfer, attempt, error=refusal, now=done, refused=True, apply=True), what=what
+            )
         else:
-            with_db_retry(
+            recorded = with_db_retry(
                 lambda: finish_failure(
                     transfer,
                     attempt,
@@ -545,9 +578,11 @@ def transfer_execute(*, transfer_id: int, now: datetime | None = None) -> Transf
                     actor=None,
                     action="billing.transfer.failed",
                     now=timezone.now(),
+                    apply=True,
                 ),
                 what=what,
             )
     else:
-        with_db_retry(lambda: to_unknown(transfer, attempt, error=error, now=done), what=what)
-    return Transfer.objects.get(pk=transfer_id)
+        recorded = with_db_retry(lambda: to_unknown(transfer, attempt, error=error, now=done, apply=True), what=what)
+    # The fence lost (the lease expired and the row moved on): what the row holds now.
+    return transfer if recorded else Transfer.objects.get(pk=transfer_id)

@@ -90,12 +90,17 @@ def transition(
     audit: Audit | None = None,
     then: Callable[[], None] | None = None,
     publish: Callable[[], None] | None = None,
+    apply: bool = False,
 ) -> bool:
     """Move ``transfer`` to ``to`` if its row is still in one of ``from_states`` at ``attempt``
     (None: any attempt) and matches ``where``; set ``fields`` too. In the same transaction,
     when the row was won: ``then()`` (the ledger move), then the audit event; ``publish()``
     runs after the commit and its failure is logged, never raised. Returns whether the row
-    was won; False means another worker or person moved it first and nothing was written."""
+    was won; False means another worker or person moved it first and nothing was written.
+
+    ``apply``: once the row was won and committed, ``transfer`` (the caller's instance) is
+    brought up to date in memory, so the caller need not read the row back; a field set by
+    an SQL expression is left to load from the database when it is next read."""
     sources = tuple(from_states)
     if not sources:
         raise IllegalTransition("a transition needs at least one state to move from")
@@ -128,7 +133,20 @@ def transition(
             )
         if publish is not None:
             publish_on_commit(publish, what=f"{audit.action if audit else to} {transfer.payment_reference}")
+    if apply:
+        _apply(transfer, {"state": to, "updated_at": now, **(fields or {})})
     return True
+
+
+def _apply(transfer: Transfer, values: dict[str, Any]) -> None:
+    """What the won UPDATE wrote, on the instance: plain values are set, expressions
+    (F(), Coalesce) are dropped so that Django loads them from the row when next read."""
+    for name, value in values.items():
+        if hasattr(value, "resolve_expression"):
+            field_obj = Transfer._meta.get_field(name)
+            transfer.__dict__.pop(getattr(field_obj, "attname", name), None)
+        else:
+            setattr(transfer, name, value)
 
 
 # -- tasks published after a change -------------------------------------------------------------
@@ -205,15 +223,14 @@ def ledger_close(transfer: Transfer, kind: str) -> None:
 def _release_daily_usage(transfer: Transfer) -> None:
     if transfer.created_by_id is None or transfer.origin == Transfer.Origin.SYSTEM:
         return
-    usage = (
-        StaffDailyUsage.objects.filter(
-            user_id=transfer.created_by_id, day=transfer.created_at.date(), currency=transfer.currency
-        )
-        .values_list("pk", flat=True)
-        .first()
+    # No row (nothing taken that day) or already at zero: nothing to give back.
+    ledger.counter_add_where(
+        StaffDailyUsage,
+        {"user_id": transfer.created_by_id, "day": transfer.created_at.date(), "currency": transfer.currency},
+        "amount",
+        -transfer.amount,
+        minimum=Decimal(0),
     )
-    if usage is not None:
-        ledger.counter_add(StaffDailyUsage, usage, "amount", -transfer.amount, minimum=Decimal(0))
 
 
 # -- small helpers of the steps ----------------------------------------------------------------
@@ -278,6 +295,7 @@ def finish_success(
     note: str = "",
     request: HttpRequest | None = None,
     evidence: dict[str, Any] | None = None,
+    apply: bool = False,
 ) -> bool:
     fields: dict[str, Any] = {
         "completed_at": now,
@@ -319,6 +337,7 @@ def finish_success(
             },
         ),
         publish=publish,
+        apply=apply,
     )
 
 
@@ -333,6 +352,7 @@ def finish_failure(
     now: datetime,
     request: HttpRequest | None = None,
     where: Q | None = None,
+    apply: bool = False,
 ) -> bool:
     return transition(
         transfer,
@@ -354,10 +374,13 @@ def finish_failure(
                 "error": error_text(error),
             },
         ),
+        apply=apply,
     )
 
 
-def to_unknown(transfer: Transfer, attempt: int, *, error: object, now: datetime, refused: bool = False) -> bool:
+def to_unknown(
+    transfer: Transfer, attempt: int, *, error: object, now: datetime, refused: bool = False, apply: bool = False
+) -> bool:
     """The call may or may not have moved the money: a lookup decides, after the settle window."""
     settle = conf.settle()
     return transition(
@@ -380,10 +403,11 @@ def to_unknown(transfer: Transfer, attempt: int, *, error: object, now: datetime
             data={"transfer": str(transfer.uuid), "attempt": attempt, "error": error_text(error), "refused": refused},
         ),
         publish=lambda: dispatch_reconcile(transfer.pk, countdown=settle.total_seconds() or None),
+        apply=apply,
     )
 
 
-def to_retry(transfer: Transfer, attempt: int, *, error: Exception, now: datetime) -> bool:
+def to_retry(transfer: Transfer, attempt: int, *, error: Exception, now: datetime, apply: bool = False) -> bool:
     """The provider said the call was not carried out: try again later, up to the cap."""
     if attempt >= conf.max_attempts():
         return to_review(
@@ -392,6 +416,7 @@ def to_retry(transfer: Transfer, attempt: int, *, error: Exception, now: datetim
             attempt=attempt,
             now=now,
             reason=f"not sent after {attempt} attempts: {error_text(error)}",
+            apply=apply,
         )
     delay = backoff(attempt)
     retry_after = getattr(error, "retry_after", None)
@@ -418,6 +443,7 @@ def to_retry(transfer: Transfer, attempt: int, *, error: Exception, now: datetim
             },
         ),
         publish=lambda: dispatch_execute(transfer.pk, countdown=delay),
+        apply=apply,
     )
 
 
@@ -429,6 +455,7 @@ def to_review(
     reason: str,
     now: datetime,
     evidence: dict[str, Any] | None = None,
+    apply: bool = False,
 ) -> bool:
     """Hand the transfer to a person: the portal cannot decide what happened on its own."""
     fields: dict[str, Any] = {"lease_until": None, "review_reason": reason[:1000]}
@@ -445,6 +472,7 @@ def to_review(
             action="billing.transfer.needs_review",
             data={"transfer": str(transfer.uuid), "attempt": attempt, "reason": reason, "evidence": evidence or {}},
         ),
+        apply=apply,
     )
 
 

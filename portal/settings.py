@@ -6,6 +6,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from celery.schedules import crontab
+from csp import constants as csp_constants
 from django.core.exceptions import ImproperlyConfigured
 
 from portal.env import Env
@@ -53,6 +54,9 @@ MIDDLEWARE = [
     # First, so it times and counts every answer, including those of the middleware below.
     "portal.metrics.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Content-Security-Policy and Permissions-Policy on every answer (static files included).
+    "csp.middleware.CSPMiddleware",
+    "portal.csp.PermissionsPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -141,6 +145,10 @@ BILLING_TRANSFER_MAX_ATTEMPTS = env.int("BILLING_TRANSFER_MAX_ATTEMPTS", 8, mini
 BILLING_UNKNOWN_REVIEW_AFTER_SECONDS = env.int("BILLING_UNKNOWN_REVIEW_AFTER_SECONDS", 86400, minimum=60)
 BILLING_SYNC_STALE_SECONDS = env.int("BILLING_SYNC_STALE_SECONDS", 600, minimum=1)
 BILLING_SYNC_PAGE_SIZE = env.int("BILLING_SYNC_PAGE_SIZE", 1000, minimum=1)
+BILLING_SYNC_CONCURRENCY = env.int("BILLING_SYNC_CONCURRENCY", 4, minimum=1)
+BILLING_PROVIDER_RATE_PER_SECOND = env.int("BILLING_PROVIDER_RATE_PER_SECOND", 20, minimum=0)
+BILLING_SYNC_SHARD_CHUNKS = env.int("BILLING_SYNC_SHARD_CHUNKS", 25, minimum=1)
+BILLING_SYNC_MAX_RESUMES = env.int("BILLING_SYNC_MAX_RESUMES", 5, minimum=0)
 BILLING_RECONCILE_HOUR_UTC = env.int("BILLING_RECONCILE_HOUR_UTC", (SYNC_HOUR_UTC + 1) % 24, minimum=0)
 BILLING_RECONCILE_DAYS = env.int("BILLING_RECONCILE_DAYS", 2, minimum=1)
 BILLING_PARENT_ALERT_DAYS = env.int("BILLING_PARENT_ALERT_DAYS", 7, minimum=0)
@@ -156,6 +164,8 @@ CELERY_BEAT_SCHEDULER = "portal.schedule:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE = {
     "billing-sync-nightly": {"task": "billing.sync_nightly", "schedule": crontab(minute=0, hour=SYNC_HOUR_UTC)},
     "billing-transfer-sweep": {"task": "billing.transfer_sweep", "schedule": 60.0},
+    # Resumes a sync whose workers died, from the shards it had not finished.
+    "billing-sync-sweep": {"task": "billing.sync_sweep", "schedule": 60.0},
     "billing-reconcile-nightly": {
         "task": "billing.reconcile_nightly",
         "schedule": crontab(minute=30, hour=BILLING_RECONCILE_HOUR_UTC),
@@ -251,6 +261,25 @@ SECURE_HSTS_PRELOAD = not DEBUG
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+# No inline script or style anywhere: scripts and styles are files under static/ (docs/security.md).
+# data: images: the Swagger UI stylesheet of /api/docs/ draws its icons with them.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [csp_constants.SELF],
+        "script-src": [csp_constants.SELF],
+        "style-src": [csp_constants.SELF],
+        "img-src": [csp_constants.SELF, "data:"],
+        "font-src": [csp_constants.SELF],
+        "connect-src": [csp_constants.SELF],
+        "frame-ancestors": [csp_constants.NONE],
+        "base-uri": [csp_constants.SELF],
+        "form-action": [csp_constants.SELF],
+        "object-src": [csp_constants.NONE],
+        "report-uri": "/csp-report/",
+    },
+}
+# Permissions-Policy: portal/csp.py switches off the browser features no page uses; a
+# PERMISSIONS_POLICY dict here ({"camera": (), "fullscreen": ("self",)}) would replace that list.
 
 EMAIL_BACKEND = env.str(
     "EMAIL_BACKEND",

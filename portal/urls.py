@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from portal import twofactor, views
+from portal import csp, twofactor, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -10,6 +10,7 @@ urlpatterns = [
     path("healthz/live", views.healthz_live, name="healthz_live"),
     path("healthz/ready", views.healthz_ready, name="healthz_ready"),
     path("metrics", views.metrics, name="metrics"),
+    path("csp-report/", csp.csp_report, name="csp_report"),  # the browser's policy-violation reports
     path("console/", include("console.urls")),
     path("console/audit/", views.audit_list, name="audit"),
     path("console/jobs/<uuid:job_uuid>/", views.job_detail, name="job"),

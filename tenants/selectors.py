@@ -28,7 +28,7 @@ from django.http import Http404
 
 from portal import inputs
 from portal.errors import PortalError
-from portal.roles import Actor
+from portal.roles import Actor, Role
 from tenants.models import Membership, ProviderConnection, Tenant, TenantOperation, UnknownProviderAccount
 
 SORTS = {
@@ -436,3 +436,11 @@ def console_summary() -> dict[str, Any]:
         "tenant_ops_running": running,
         "console_panels": ["tenants/_console_panel.html"],
     }
+
+
+def owner_emails(tenant_id: int) -> list[str]:
+    """The addresses of the tenant's active owners, sorted: who gets the tenant's own emails."""
+    users = User.objects.filter(
+        membership__tenant_id=tenant_id, groups__name=Role.CUSTOMER_OWNER, is_active=True
+    ).exclude(email="")
+    return sorted({u.email for u in users})

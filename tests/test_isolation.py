@@ -53,6 +53,7 @@ PUBLIC = {
     "password_reset_complete",
     "api:not_found",
     "hooks:voximplant",  # the provider's callbacks: no login, every callback checked by its hash
+    "csp_report",  # the browser's Content-Security-Policy violation reports: logged, nothing else
 }
 # Regular-expression routes outside the admin, which the walk cannot fill automatically;
 # a new one fails test_every_regex_route_is_known until it is handled here.

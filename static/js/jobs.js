@@ -32,6 +32,9 @@
       .catch(function () { setTimeout(function () { poll(el); }, 2000); });
   }
   document.querySelectorAll("[data-job-url]").forEach(function (el) {
+    // The bar's first width comes from the page (data-percent): the policy allows no style attribute.
+    var bar = el.querySelector("[data-job-bar]");
+    if (bar) bar.style.width = (parseInt(bar.getAttribute("data-percent"), 10) || 0) + "%";
     if (el.dataset.jobFinished !== "true") poll(el);
   });
 })();

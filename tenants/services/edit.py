@@ -23,7 +23,6 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
 from django.core.mail import EmailMultiAlternatives
 from django.db import IntegrityError, transaction
@@ -50,6 +49,7 @@ from providers.errors import (
 )
 from tenants.connections import capability_matrix, client_for
 from tenants.models import Membership, Tenant, TenantOperation, UnknownProviderAccount
+from tenants.selectors import owner_emails
 from tenants.services.operations import (
     AFTER_SUCCESS,
     _describe,
@@ -354,11 +354,11 @@ def _check_email_free(tenant: Tenant, email: str) -> None:
     unimported provider account), excluding this tenant itself."""
     live = Tenant.objects.exclude(status=Tenant.Status.FAILED).exclude(pk=tenant.pk)
     if live.annotate(_email=Lower("account_email")).filter(_email=email.lower()).exists():
-        raise PortalError(
+        raise Conflict(
             "A tenant already uses this email address (emails are compared case-insensitively).", field="account_email"
         )
     if UnknownProviderAccount.objects.filter(connection=tenant.connection, account_email__iexact=email).exists():
-        raise PortalError(
+        raise Conflict(
             "The provider already has an account with this email that the portal does not know yet.",
             field="account_email",
         )
@@ -474,7 +474,7 @@ def tenant_rotate(*, actor: Actor, tenant: Tenant, delivery: str, request: HttpR
         refusal = rotate_refusal(locked)
         if refusal:
             raise Conflict(refusal, code="not_allowed_now")
-        if delivery == "email" and not _owner_emails(locked.pk):
+        if delivery == "email" and not owner_emails(locked.pk):
             raise PortalError(
                 "This tenant has no owner with an email address; show the credentials instead.", field="delivery"
             )
@@ -555,15 +555,6 @@ def rotation_reveal(*, actor: Actor, tenant: Tenant, operation: Op) -> dict[str,
     }
 
 
-def _owner_emails(tenant_id: int) -> list[str]:
-    users = (
-        get_user_model()
-        .objects.filter(membership__tenant_id=tenant_id, groups__name=Role.CUSTOMER_OWNER, is_active=True)
-        .exclude(email="")
-    )
-    return sorted({u.email for u in users})
-
-
 def _email_credentials(tenant_id: int) -> None:
     tenant = Tenant.objects.get(pk=tenant_id)
     secrets = decrypt_json(tenant.secrets_encrypted)
@@ -576,7 +567,7 @@ def _email_credentials(tenant_id: int) -> None:
     message = EmailMultiAlternatives(
         subject=f"New API credentials for {tenant.company_name}",
         body=render_to_string("tenants/rotated_credentials_email.txt", context),
-        to=_owner_emails(tenant_id),
+        to=owner_emails(tenant_id),
     )
     try:
         message.send()

@@ -17,7 +17,7 @@ from django.db.models import Q
 from django.db.models.functions import Lower
 
 from portal import inputs
-from portal.errors import PortalError
+from portal.errors import Conflict, PortalError
 from providers.capabilities import Capability
 from tenants.connections import capability_matrix
 from tenants.models import ProviderConnection, Tenant, TenantOperation, UnknownProviderAccount
@@ -110,14 +110,14 @@ class AccountInput:
 def _check_unique(connection: ProviderConnection, account_name: str, account_email: str) -> None:
     live = Tenant.objects.exclude(status=Tenant.Status.FAILED)
     if live.filter(connection=connection, account_name=account_name).exists():
-        raise PortalError("A tenant already uses this account name; choose another.", field="account_name")
+        raise Conflict("A tenant already uses this account name; choose another.", field="account_name")
     if live.annotate(_email=Lower("account_email")).filter(_email=account_email.lower()).exists():
-        raise PortalError(
+        raise Conflict(
             "A tenant already uses this email address (emails are compared case-insensitively).", field="account_email"
         )
     unknown = UnknownProviderAccount.objects.filter(connection=connection)
     if unknown.filter(Q(account_name=account_name) | Q(account_email__iexact=account_email)).exists():
-        raise PortalError(
+        raise Conflict(
             "The provider already has an account with this name or email that the portal does not "
             "know yet: import it instead.",
             field="account_name",

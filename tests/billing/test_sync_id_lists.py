@@ -109,6 +109,7 @@ def test_tenants_are_read_by_id_lists_under_both_readings(money, require_filter:
 def test_children_removed_and_tenants_added_during_the_run(money, settings, require_filter: bool) -> None:
     provider_reads(money, require_filter, "substring")
     settings.BILLING_SYNC_PAGE_SIZE = 3
+    settings.BILLING_SYNC_CONCURRENCY = 1  # the removed child must be far ahead of the reads
     ids = seed(money, 12)
     for aid in ids[:9]:
         money.tenant(account_id=aid, currency="")

@@ -107,7 +107,8 @@ def test_a_staff_started_sync_shows_live_progress(page, live_server, vox_connect
     )
     worker.start()
     page.wait_for_selector("[data-job-state-value=running]", timeout=15000)
-    page.wait_for_function("document.querySelector('[data-job-bar]').style.width !== '0%'", timeout=15000)
+    # A selector, not wait_for_function: the page's CSP forbids the eval that polling a function needs.
+    page.wait_for_selector("[data-job-bar][style]:not([style*='width: 0%'])", timeout=15000)
     screenshot(page, "billing-sync-running")
     worker.join(60)
     page.wait_for_selector(
