@@ -17,6 +17,7 @@ from api.tokens import (
     api_tokens_visible_to,
     staff_roles_grantable_by,
 )
+from portal import inputs
 from portal.errors import PortalError
 from portal.roles import require
 from portal.twofactor import recent_auth_response
@@ -34,7 +35,7 @@ def token_list(request: HttpRequest) -> HttpResponse:
         form = {key: request.POST.get(key, "")[:200] for key in form}
         raw_days = form["expires_in_days"].strip()
         try:
-            if raw_days and not (raw_days.isascii() and raw_days.isdigit() and len(raw_days) <= 4):
+            if raw_days and not inputs.is_ascii_digits(raw_days, max_length=4):
                 raise PortalError("Enter a number of days, or leave it empty for no expiry.", field="expires_in_days")
             _token, created = api_token_create(
                 actor=request.user,

@@ -12,7 +12,6 @@ import logging
 from decimal import Decimal
 
 from django.conf import settings
-from django.contrib.auth.models import User
 from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
 from django.http import HttpRequest
@@ -25,11 +24,10 @@ from billing.transitions import Actor
 from portal import inputs
 from portal.audit import audit_log
 from portal.errors import Conflict, NotAllowed
-from portal.roles import Role, has_perm, role_of
 from providers.errors import InvalidArgument, ProviderError
-from tenants.models import Membership, Tenant
+from tenants.models import Tenant
 from tenants.selectors import owner_emails
-from tenants.services import tenant_push_threshold
+from tenants.services import may_set_threshold, tenant_push_threshold
 
 logger = logging.getLogger("billing.alerts")
 
@@ -39,17 +37,6 @@ def parse_threshold(value: object) -> Decimal | None:
     return inputs.threshold(value, field="threshold")
 
 
-def _may_set_threshold(actor: Actor, tenant: Tenant) -> bool:
-    """Staff who move money or manage tenants, and the tenant's own customer owner."""
-    if has_perm(actor, "billing.move_money") or has_perm(actor, "tenants.manage"):
-        return True
-    return (
-        isinstance(actor, User)
-        and role_of(actor) == Role.CUSTOMER_OWNER
-        and Membership.objects.filter(user_id=actor.pk, tenant_id=tenant.pk).exists()
-    )
-
-
 def tenant_set_low_balance_threshold(
     *, actor: Actor, tenant: Tenant, threshold: Decimal | str | None, request: HttpRequest | None = None
 ) -> None:
@@ -57,7 +44,7 @@ def tenant_set_low_balance_threshold(
     tenant's owner alike: set it and push it to the provider's min_balance_to_notify through a
     tracked operation (tenants.services.tenant_push_threshold). None or "" clears it (0 at the
     provider). While another operation runs on the tenant, the push follows when it succeeds."""
-    if not _may_set_threshold(actor, tenant):
+    if not may_set_threshold(actor, tenant):
         raise NotAllowed("You may not change the low-balance threshold.", code="forbidden")
     value = parse_threshold(threshold)
     with transaction.atomic():

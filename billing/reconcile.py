@@ -373,17 +373,10 @@ def _apply_threshold(
         value = Decimal(str(item.evidence.get("provider_threshold")))
         tenant_set_low_balance_threshold(actor=actor, tenant=tenant, threshold=value, request=request)
         return {"low_balance_threshold": str(value)}
-    push = getattr(tenant_services, "tenant_push_threshold", None)
-    if push is None:
-        raise PortalError(
-            "This portal cannot push a threshold to the provider yet; take the provider's value or acknowledge.",
-            field="resolution",
-            code="unsupported",
-        )
     if tenant.low_balance_threshold is None:
         raise PortalError("The tenant has no threshold of its own to push.", field="resolution")
-    op = push(actor=actor, tenant=tenant, threshold=tenant.low_balance_threshold)
-    return {"operation": str(getattr(op, "uuid", "")), "threshold": str(tenant.low_balance_threshold)}
+    op = tenant_services.tenant_push_threshold(actor=actor, tenant=tenant, threshold=tenant.low_balance_threshold)
+    return {"operation": str(op.uuid), "threshold": str(tenant.low_balance_threshold)}
 
 
 def _apply_status(*, actor: Actor, tenant: Tenant, item: DriftItem, resolution: str) -> dict[str, Any]:
@@ -414,15 +407,8 @@ def _apply_status(*, actor: Actor, tenant: Tenant, item: DriftItem, resolution: 
             "Take the provider's status or acknowledge.",
             field="resolution",
         )
-    activate = getattr(tenant_services, "tenant_activate", None)
-    if activate is None:
-        raise PortalError(
-            "This portal cannot enable an account at the provider yet; take the provider's status or acknowledge.",
-            field="resolution",
-            code="unsupported",
-        )
-    op = activate(actor=actor, tenant=tenant)
-    return {"operation": str(getattr(op, "uuid", ""))}
+    op = tenant_services.tenant_activate(actor=actor, tenant=tenant)
+    return {"operation": str(op.uuid)}
 
 
 def _ledger_delta(item: DriftItem) -> Decimal:

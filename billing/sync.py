@@ -338,11 +338,11 @@ def apply_chunk(
         if run_id is not None:
             _advance_run(run_id, token, result, now, hi=max(asked), page=True)
         if writes.updates:
-            _bulk_update_tenants(writes.updates, now)
+            sync_write.bulk_update_tenants(writes.updates, now)
         if newly_missing:
             Tenant.objects.filter(pk__in=newly_missing).update(missing_at_provider=True, updated_at=now)
         if writes.snapshots:
-            _insert_snapshots(writes.snapshots, now)
+            sync_write.insert_snapshots(writes.snapshots, now)
         if fresh_drift:
             DriftItem.objects.bulk_create(fresh_drift, ignore_conflicts=True)
             Tenant.objects.filter(pk__in={d.tenant_id for d in fresh_drift}).update(has_drift=True, updated_at=now)
@@ -669,7 +669,7 @@ def _discover_page(
         if run_id is not None:
             _advance_run(run_id, token, result, now, hi=None, page=False)
         if upserts:
-            _upsert_unknown(upserts, now)
+            sync_write.upsert_unknown(upserts, now)
         if vanished:
             UnknownProviderAccount.objects.filter(pk__in=vanished).delete()
     return balance_total
@@ -703,10 +703,3 @@ def _dispatch_alerts() -> None:
         low_balance_alerts_task.delay()
     except Exception:  # noqa: BLE001 - the alerts stay queued in the table for the next run
         logger.warning("could not publish the low-balance alert task", exc_info=True)
-
-
-# -- bulk writes: billing/sync_write.py (the names below are kept for callers) --------------
-
-_bulk_update_tenants = sync_write.bulk_update_tenants
-_insert_snapshots = sync_write.insert_snapshots
-_upsert_unknown = sync_write.upsert_unknown

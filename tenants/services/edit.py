@@ -52,8 +52,8 @@ from tenants.models import Membership, Tenant, TenantOperation, UnknownProviderA
 from tenants.selectors import owner_emails
 from tenants.services.operations import (
     AFTER_SUCCESS,
+    _call,
     _describe,
-    _form_field,
     _not_answered,
     _settle,
     _start_operation,
@@ -123,7 +123,7 @@ def rotate_refusal(tenant: Tenant) -> str | None:
     return None
 
 
-def _may_push_threshold(actor: Actor, tenant: Tenant) -> bool:
+def may_set_threshold(actor: Actor, tenant: Tenant) -> bool:
     """The same people as billing's threshold service: staff who manage tenants or move money,
     and the tenant's own customer owner."""
     if has_perm(actor, "tenants.manage") or has_perm(actor, "billing.move_money"):
@@ -161,7 +161,7 @@ def tenant_push_threshold(
     the provider accepted. Where the provider has no threshold the operation is recorded as
     done in the portal only, with the reason. The value is billing's to set
     (billing.alerts.tenant_set_low_balance_threshold), which calls this."""
-    if not _may_push_threshold(actor, tenant):
+    if not may_set_threshold(actor, tenant):
         raise NotAllowed("You may not change the low-balance threshold.", code="forbidden")
     value = inputs.threshold(threshold, field="low_balance_threshold")
     with transaction.atomic():
@@ -580,36 +580,6 @@ def _email_credentials(tenant_id: int) -> None:
 
 
 # --- shared runner pieces -----------------------------------------------------------------
-
-
-def _call(op: Op, what: str, call: Callable[[Any], None], *, failed_audit: str = "") -> bool:
-    """One idempotent provider call for ``op``; True when it succeeded, else the outcome is settled."""
-    try:
-        with client_for(op.tenant.connection) as client:
-            call(client)
-    except (OutcomeUnknown, NotSent, RateLimited) as exc:
-        _not_answered(op, exc, lookup_possible=True, what=what)
-        return False
-    except (AuthenticationError, ConfigurationError, NotFound) as exc:
-        _settle(
-            op,
-            state=Op.State.NEEDS_ATTENTION,
-            failures=op.failures + 1,
-            message=f"{what}: {exc}. Check the connection and the account, then retry or abandon.",
-            audit=("tenants.operation.needs_attention", {"error": str(exc)}),
-        )
-        return False
-    except ProviderError as exc:
-        message = f"{what} failed: {_describe(exc)}"
-        _settle(
-            op,
-            state=Op.State.FAILED,
-            message=message,
-            error_field=_form_field(getattr(exc, "field", None)),
-            audit=(failed_audit or f"tenants.operation.{op.kind}_failed", {"error": message}),
-        )
-        return False
-    return True
 
 
 RUNNERS: dict[str, Callable[[Op], None]] = {

@@ -10,6 +10,7 @@ import hashlib
 import json
 import logging
 import re
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -27,8 +28,19 @@ from portal.events import publish_on_commit
 from portal.jobs import job_create, job_finish, job_set_state, job_start
 from portal.models import Job
 from portal.roles import Actor, check_permission
-from providers.errors import Duplicate, InvalidArgument, NotSent, RateLimited
+from providers.errors import (
+    AuthenticationError,
+    ConfigurationError,
+    Duplicate,
+    InvalidArgument,
+    NotFound,
+    NotSent,
+    OutcomeUnknown,
+    ProviderError,
+    RateLimited,
+)
 from tenants import tasks
+from tenants.connections import client_for
 from tenants.models import Tenant, TenantOperation
 from tenants.services.balance import transfer_state
 
@@ -438,3 +450,33 @@ def operations_sweep(*, now: datetime | None = None) -> int:
 
 
 # --- bulk ------------------------------------------------------------------------------------
+
+
+def _call(op: Op, what: str, call: Callable[[Any], None], *, failed_audit: str = "") -> bool:
+    """One idempotent provider call for ``op``; True when it succeeded, else the outcome is settled."""
+    try:
+        with client_for(op.tenant.connection) as client:
+            call(client)
+    except (OutcomeUnknown, NotSent, RateLimited) as exc:
+        _not_answered(op, exc, lookup_possible=True, what=what)
+        return False
+    except (AuthenticationError, ConfigurationError, NotFound) as exc:
+        _settle(
+            op,
+            state=Op.State.NEEDS_ATTENTION,
+            failures=op.failures + 1,
+            message=f"{what}: {exc}. Check the connection and the account, then retry or abandon.",
+            audit=("tenants.operation.needs_attention", {"error": str(exc)}),
+        )
+        return False
+    except ProviderError as exc:
+        message = f"{what} failed: {_describe(exc)}"
+        _settle(
+            op,
+            state=Op.State.FAILED,
+            message=message,
+            error_field=_form_field(getattr(exc, "field", None)),
+            audit=(failed_audit or f"tenants.operation.{op.kind}_failed", {"error": message}),
+        )
+        return False
+    return True

@@ -26,7 +26,7 @@ from tenants.connections import client_for
 from tenants.models import Tenant, TenantOperation
 from tenants.services.close import _run_close
 from tenants.services.edit import RUNNERS
-from tenants.services.operations import _claim, _describe, _form_field, _not_answered, _settle, _Stale
+from tenants.services.operations import _call, _claim, _describe, _form_field, _not_answered, _settle, _Stale
 from tenants.services.validation import generate_password
 
 Op = TenantOperation
@@ -215,32 +215,12 @@ def _run_toggle(op: Op) -> None:
     tenant = op.tenant
     freeze = op.kind == Op.Kind.FREEZE
     what = "Freezing" if freeze else "Unfreezing"
-    try:
-        with client_for(tenant.connection) as client:
-            # Setting "active" is idempotent, so an unanswered attempt is simply sent again.
-            if freeze:
-                client.freeze_account(tenant.provider_account)
-            else:
-                client.unfreeze_account(tenant.provider_account)
-    except (OutcomeUnknown, NotSent, RateLimited) as exc:
-        _not_answered(op, exc, lookup_possible=True, what=what)
-        return
-    except (AuthenticationError, ConfigurationError, NotFound) as exc:
-        _settle(
-            op,
-            state=Op.State.NEEDS_ATTENTION,
-            failures=op.failures + 1,
-            message=f"{what}: {exc}. Check the connection and the account, then retry or abandon.",
-            audit=("tenants.operation.needs_attention", {"error": str(exc)}),
-        )
-        return
-    except ProviderError as exc:
-        _settle(
-            op,
-            state=Op.State.FAILED,
-            message=f"{what} failed: {_describe(exc)}",
-            audit=(f"tenants.tenant.{op.kind}_failed", {"error": str(exc)}),
-        )
+
+    # Setting "active" is idempotent, so an unanswered attempt is simply sent again.
+    def toggle(client: Any) -> None:
+        (client.freeze_account if freeze else client.unfreeze_account)(tenant.provider_account)
+
+    if not _call(op, what, toggle, failed_audit=f"tenants.tenant.{op.kind}_failed"):
         return
     if freeze:
         updates = {"status": Tenant.Status.FROZEN, "status_reason": op.reason, "provider_active": False}

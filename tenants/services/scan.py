@@ -10,6 +10,7 @@ from django.db import transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
+from portal import inputs
 from portal.audit import audit_log
 from portal.errors import PortalError
 from portal.events import publish_on_commit
@@ -173,7 +174,7 @@ def unknown_account_lookup(
             field="lookup",
             code="unsupported",
         )
-    if by == "id" and not (text.isascii() and text.isdigit() and 0 < len(text) <= 18 and int(text) > 0):
+    if by == "id" and not (inputs.is_ascii_digits(text) and int(text) > 0):
         raise PortalError("Enter the provider's numeric account id.", field="lookup")
     try:
         with client_for(conn) as client:
