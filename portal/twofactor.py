@@ -307,7 +307,8 @@ class TwoFactorMiddleware:
             return None
         if path.startswith("/api/") and request.headers.get("Authorization", "").lower().startswith("bearer "):
             return None  # token authentication: DRF checks the token, sessions play no part
-        if not needs_two_factor(user) or is_verified(request):
+        # A verified session (the device is already on the request) costs no query here.
+        if is_verified(request) or not needs_two_factor(user):
             if path.startswith(_REAUTH_ADMIN_PREFIXES):
                 return recent_auth_response(request)
             return None
