@@ -34,6 +34,11 @@ class Transfer(models.Model):
     class Direction(models.TextChoices):
         TO_TENANT = "to_tenant", "Top-up (parent → tenant)"
         TO_PARENT = "to_parent", "Pull back (tenant → parent)"
+        # Inside one tenant's account: the company balance and one PBX user's own balance.
+        TO_USER = "to_user", "To a PBX user (account → user)"
+        FROM_USER = "from_user", "From a PBX user (user → account)"
+
+    USER_DIRECTIONS = frozenset({Direction.TO_USER, Direction.FROM_USER})
 
     class Origin(models.TextChoices):
         STAFF = "staff", "Staff"
@@ -51,6 +56,12 @@ class Transfer(models.Model):
     connection = models.ForeignKey("tenants.ProviderConnection", on_delete=models.PROTECT, related_name="+")
     # Snapshotted at creation: the transfer goes to this account even if the tenant changes.
     child_account_id = models.BigIntegerField()
+    # A transfer between the account and one of its PBX users (directions to_user, from_user):
+    # the user, and its provider id snapshotted at creation.
+    pbx_user = models.ForeignKey(
+        "tenants.PbxUser", null=True, blank=True, on_delete=models.PROTECT, related_name="transfers"
+    )
+    provider_user_id = models.BigIntegerField(null=True, blank=True)
     direction = models.CharField(max_length=10, choices=Direction.choices)
     amount = models.DecimalField(max_digits=12, decimal_places=2)
     currency = models.CharField(max_length=3)
@@ -110,7 +121,15 @@ class Transfer(models.Model):
                 name="transfer_state_valid",
             ),
             models.CheckConstraint(
-                condition=Q(direction__in=["to_tenant", "to_parent"]), name="transfer_direction_valid"
+                condition=Q(direction__in=["to_tenant", "to_parent", "to_user", "from_user"]),
+                name="transfer_direction_valid",
+            ),
+            models.CheckConstraint(
+                condition=(
+                    Q(direction__in=["to_user", "from_user"], pbx_user__isnull=False, provider_user_id__isnull=False)
+                    | Q(direction__in=["to_tenant", "to_parent"], pbx_user__isnull=True)
+                ),
+                name="transfer_user_matches_direction",
             ),
         ]
         indexes = [

@@ -44,6 +44,7 @@ INSTALLED_APPS = [
     "portal",
     "tenants",
     "billing",
+    "reselling",
     "customers",
     "api",
     "console",

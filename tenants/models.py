@@ -92,6 +92,23 @@ class Tenant(models.Model):
     require_two_factor = models.BooleanField(default=False)
     missing_at_provider = models.BooleanField(default=False)
 
+    class Verification(models.TextChoices):
+        UNKNOWN = "", "Not read yet"
+        REQUIRED = "REQUIRED", "Documents required"
+        IN_PROGRESS = "IN_PROGRESS", "Documents under review"
+        VERIFIED = "VERIFIED", "Verified"
+
+    # Document verification (GetAccountDocuments), as last read: the status, the date after
+    # which an unverified account is held, when it was read, and for which hold date the staff
+    # and the owner were warned (one warning per hold date).
+    verification_status = models.CharField(max_length=20, choices=Verification.choices, blank=True, default="")
+    unverified_hold_until = models.DateTimeField(null=True, blank=True)
+    verification_checked_at = models.DateTimeField(null=True, blank=True)
+    verification_warned_for = models.DateTimeField(null=True, blank=True)
+    # The account's plans and packages (GetAccountPlans), as last read, and when.
+    account_plans = models.JSONField(default=list, blank=True)
+    account_plans_checked_at = models.DateTimeField(null=True, blank=True)
+
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     closed_at = models.DateTimeField(null=True, blank=True)
@@ -225,6 +242,7 @@ class TenantOperation(models.Model):
         ACTIVATE = "activate", "Enable at the provider"
         SET_THRESHOLD = "set_threshold", "Set the low-balance threshold"
         ROTATE = "rotate", "Rotate credentials"
+        CHANGE_PLAN = "change_plan", "Change the account plan"
 
     class State(models.TextChoices):
         PENDING = "pending", "Pending"
@@ -304,3 +322,46 @@ class TenantOperation(models.Model):
     @property
     def is_open(self) -> bool:
         return self.state in self.OPEN_STATES
+
+
+class PbxUser(models.Model):
+    """An application user inside a tenant's provider account (Voximplant AddUser), as last read.
+
+    ``parent_accounting`` true: the user spends the account's money; false: the user has its
+    own balance, funded from the account (billing's transfers with direction to_user).
+    A user deleted at the provider keeps its row (``deleted_at``) for its transfer history.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="pbx_users")
+    provider_user_id = models.BigIntegerField()
+    user_name = models.CharField(max_length=50)
+    display_name = models.CharField(max_length=255, blank=True)
+    application_id = models.BigIntegerField(null=True, blank=True)
+    application_name = models.CharField(max_length=200, blank=True)
+    parent_accounting = models.BooleanField(default=True)
+    active = models.BooleanField(default=True)
+    balance = models.DecimalField(max_digits=18, decimal_places=4, null=True, blank=True)
+    currency = models.CharField(max_length=3, blank=True)
+    synced_at = models.DateTimeField(null=True, blank=True)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["user_name", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "provider_user_id"], name="pbx_user_unique_provider_id"),
+            models.UniqueConstraint(
+                fields=["tenant", "application_id", "user_name"],
+                name="pbx_user_unique_name",
+                condition=models.Q(deleted_at__isnull=True),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_name} ({self.provider_user_id})"
+
+    @property
+    def has_own_balance(self) -> bool:
+        return not self.parent_accounting
