@@ -10,5 +10,6 @@ COPY requirements.txt .
 RUN pip install --no-cache-dir -r requirements.txt
 COPY . .
 # Into STATIC_ROOT (/app/staticfiles), inside the image: no volume is mounted over it.
-RUN DEBUG=0 SECRET_KEY=build-only-not-used-at-runtime-012345678901234567890123 FIELD_ENCRYPTION_KEYS=YnVpbGQtb25seS1rZXktbm90LXVzZWQtMDEyMzQ1Njc= python manage.py collectstatic --noinput
+# The pinned front-end packages first (assets.lock; files already in the context are only verified).
+RUN python scripts/fetch_assets.py && DEBUG=0 SECRET_KEY=build-only-not-used-at-runtime-012345678901234567890123 FIELD_ENCRYPTION_KEYS=YnVpbGQtb25seS1rZXktbm90LXVzZWQtMDEyMzQ1Njc= python manage.py collectstatic --noinput
 USER portal

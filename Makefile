@@ -14,7 +14,10 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt | $(BIN)/python
 	$(BIN)/python -m pip install -q -r requirements-dev.txt
 	touch $@
 
+# Then the front-end packages pinned in assets.lock (npm tarballs, integrity-checked): with the
+# files in place it only verifies them, offline included.
 install: $(VENV)/.installed
+	$(BIN)/python scripts/fetch_assets.py
 
 browser: install
 	bash scripts/ensure_chromium.sh
@@ -48,6 +51,10 @@ lint-docs: install
 lint-deps: install  # the pins against known vulnerabilities (PyPI, else the offline database); exit 77 = could not audit (see the script)
 	$(BIN)/python scripts/check_deps.py --self-check
 	$(BIN)/python scripts/check_deps.py
+
+.PHONY: messages
+messages: install  # locale/*/django.po -> django.mo in pure Python (commit both; docs/CONVENTIONS.md, "Languages")
+	$(BIN)/python scripts/compile_messages.py
 
 .PHONY: smoke
 smoke: install  # the production stack's commands from docker-compose.yml and the Dockerfile, without Docker

@@ -7,6 +7,7 @@ from typing import Any
 
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+from rest_framework.request import Request
 
 from portal import inputs
 from portal.errors import PortalError
@@ -102,7 +103,14 @@ class SafeText(serializers.CharField):
 
 
 @extend_schema_field(
-    {"type": "string", "nullable": True, "pattern": r"^[0-9]{1,8}(\.[0-9]{1,2})?$", "example": "12.50"}
+    {
+        "type": "string",
+        "nullable": True,
+        # portal/inputs.py's rule: plain digits without leading zeros, at most two decimals
+        # (zeros after them aside), spaces around trimmed; blank clears it.
+        "pattern": r"^\s*((0|[1-9][0-9]{0,7})(\.[0-9]{1,2}0{0,10})?)?\s*$",
+        "example": "12.50",
+    }
 )
 class ThresholdField(serializers.Field):
     """The low-balance threshold, by the one rule of portal/inputs.py; null or "" clears it."""
@@ -123,3 +131,10 @@ class ThresholdField(serializers.Field):
 
 def decimal_str(value: Any) -> str | None:
     return None if value is None else str(value)
+
+
+def validated_input(serializer_class: type[serializers.Serializer], request: Request) -> dict[str, Any]:
+    """The request body checked by ``serializer_class``; a 400 with each field's error otherwise."""
+    serializer = serializer_class(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import re
 from collections.abc import Sequence
 from typing import Any, NoReturn
@@ -94,8 +95,10 @@ def keyset_page(queryset: QuerySet[Any], request: Request) -> tuple[list[Any], s
     return rows, (encode_cursor(rows[-1].pk) if more and rows else None)
 
 
+@functools.cache
 def page_serializer(item: type[serializers.Serializer], name: str) -> type[serializers.Serializer]:
-    """The envelope as a serializer class, for the schema."""
+    """The envelope as a serializer class, for the schema: one class per name, however many
+    operations answer it (two classes of one name would be two schema components)."""
     return type(
         name,
         (serializers.Serializer,),

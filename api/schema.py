@@ -20,11 +20,13 @@ from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
 from api.pagination import MAX_LIMIT
+from api.reselling_plans import PLAN_CREATE_RULES
 from api.tenants import CONNECTION_RE
 from billing.conf import transfer_limit
 from portal.errors import ERROR_MESSAGES
 from portal.inputs import INVISIBLE, MULTILINE_ALLOWED
 from portal.roles import has_perm
+from providers.voximplant.users import USER_NAME_RE
 
 ERROR_SCHEMA_NAME = "Error"
 ERROR_SCHEMA: dict[str, Any] = {
@@ -137,6 +139,8 @@ PASSWORD = {
     "pattern": r"^(?=[\s\S]*[A-Z])(?=[\s\S]*[a-z])(?=[\s\S]*[0-9])(?=[\s\S]*[^A-Za-z0-9])[^\u0000]{12,64}$",
 }
 EMAIL = {"type": "string", "format": "email", "maxLength": 254}
+# A PBX user's name, the provider's rule (tenants.services.users.validate_user_name).
+PBX_USER_NAME = {"type": "string", "minLength": 3, "maxLength": 50, "pattern": f"^{USER_NAME_RE.pattern}$"}
 EMAIL_OR_EMPTY = {"oneOf": [EMAIL, {"type": "string", "maxLength": 0}]}
 BODY_RULES: dict[str, dict[str, dict[str, Any]]] = {
     "TenantCreateIn": {"account_name": ACCOUNT_NAME, "password": PASSWORD},
@@ -147,7 +151,13 @@ BODY_RULES: dict[str, dict[str, dict[str, Any]]] = {
         "account_email": EMAIL,
         "contact_email": EMAIL_OR_EMPTY,
     },
+    "PbxUserCreateIn": {"user_name": PBX_USER_NAME, "password": PASSWORD},
+    "PatchedPbxUserUpdateIn": {"user_name": PBX_USER_NAME},
 }
+
+
+# Rules across fields of one request body, by schema component.
+COMPONENT_RULES: dict[str, dict[str, Any]] = {"PlanCreateIn": PLAN_CREATE_RULES}
 
 
 def customer_endpoints(endpoints: list[tuple[Any, ...]], **kwargs: Any) -> list[tuple[Any, ...]]:
@@ -169,15 +179,18 @@ def document_errors_and_bounds(result: dict[str, Any], generator: Any, request: 
             responses = operation.setdefault("responses", {})
             statuses = ALWAYS + (WRITES if method != "get" else ())
             for status in statuses:
-                responses.setdefault(
-                    status,
-                    {"description": ERROR_DESCRIPTIONS[status], "content": {"application/json": {"schema": reference}}},
-                )
+                responses.setdefault(status, {"description": ERROR_DESCRIPTIONS[status]})
+            for status, response in responses.items():
+                # An error status an operation declares itself (a GET's 409) has the one shape too.
+                if status in ERROR_DESCRIPTIONS and "content" not in response:
+                    response["content"] = {"application/json": {"schema": reference}}
             for parameter in operation.get("parameters", []):
                 table = {"query": PARAMETER_SCHEMAS, "header": HEADER_SCHEMAS}.get(parameter.get("in", ""), {})
                 bounds = table.get(parameter.get("name", ""))
                 if bounds:
-                    parameter["schema"] = {**parameter.get("schema", {}), **bounds}
+                    # A pattern the operation states itself is its own rule and wins.
+                    own = parameter.get("schema", {})
+                    parameter["schema"] = {**own, **bounds, **({"pattern": own["pattern"]} if "pattern" in own else {})}
     return result
 
 
@@ -206,11 +219,15 @@ def amount_at_most(limit: Decimal) -> str | None:
 
 
 def body_rules(schemas: dict[str, Any]) -> None:
-    transfer = schemas.get("TransferCreateIn", {}).get("properties", {}).get("amount")
     limited = amount_at_most(transfer_limit())
-    if transfer is not None and limited:  # the transfer limit of billing/conf.py, as it is set now
-        transfer["pattern"] = limited
-        transfer["description"] = f"Above zero and at most {transfer_limit()} (the transfer limit)."
+    for component in ("TransferCreateIn", "UserTransferIn"):
+        transfer = schemas.get(component, {}).get("properties", {}).get("amount")
+        if transfer is not None and limited:  # the transfer limit of billing/conf.py, as it is set now
+            transfer["pattern"] = limited
+            transfer["description"] = f"Above zero and at most {transfer_limit()} (the transfer limit)."
+    for name, rule in COMPONENT_RULES.items():
+        if name in schemas:
+            schemas[name].update(rule)
     for name, fields in BODY_RULES.items():
         properties = schemas.get(name, {}).get("properties", {})
         for field, rule in fields.items():

@@ -23,7 +23,7 @@ from portal import inputs
 from portal.audit import audit_log
 from portal.errors import PortalError
 from portal.models import ApiToken
-from portal.roles import CUSTOMER_ROLES, STAFF_ROLES, Role, role_of
+from portal.roles import CUSTOMER_ROLES, STAFF_ROLES, Role, remember_role, role_group_subquery, role_of
 from tenants.selectors import tenant_for_user
 
 TOKEN_PREFIX = "rp"
@@ -163,9 +163,17 @@ def api_token_authenticate(raw: str) -> ApiToken | None:
     parts = raw.split("_", 2)
     if len(parts) != 3 or parts[0] != TOKEN_PREFIX or not parts[1] or not parts[2] or len(raw) > 200:
         return None
-    token = ApiToken.objects.select_related("user").filter(prefix=parts[1]).first()
+    # One query: the token, its owner and the owner's role group (kept on the user for the
+    # request, so neither the usability check nor any permission check reads it again).
+    token = (
+        ApiToken.objects.select_related("user")
+        .annotate(owner_role_group=role_group_subquery("user_id"))
+        .filter(prefix=parts[1])
+        .first()
+    )
     if token is None or not hmac.compare_digest(token.secret_hash, _hash(parts[2])):
         return None
+    remember_role(token.user, [token.owner_role_group])  # type: ignore[attr-defined]
     now = timezone.now()
     if not token_is_usable(token, now=now):
         return None

@@ -17,7 +17,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from api.base import MoneyField, SafeText, StrictInput
-from api.idempotency import idempotency_parameter, run_idempotent
+from api.idempotency import idempotency_parameter, inline_claim, is_first_claim, run_idempotent
 from api.pagination import PAGE_PARAMETERS, page_body, page_serializer, parse_limit, refuse_cursor
 from api.permissions import Perm
 from api.tenants import staff_tenant
@@ -143,6 +143,16 @@ class TenantTransferCreateApi(APIView):
             data.is_valid(raise_exception=True)
             values = data.validated_data
             client_key = "api:" + hashlib.sha256(f"{request.user.pk}:{key}".encode()).hexdigest()
+            # The key is stored with the 201 in the transfer's own transaction (one commit):
+            # the body is the row just written. Not read first: a transfer that holds the key
+            # already is found by its unique key (key_is_new) and replayed.
+            claim = inline_claim(request)
+            stored: list[Any] = []
+
+            def store(transfer: Transfer) -> None:
+                assert claim is not None  # noqa: S101 - only passed when there is a claim
+                stored.append(claim.store(status.HTTP_201_CREATED, transfer_body(transfer, reload=False)))
+
             try:
                 transfer = transfer_create(
                     actor=request.user,
@@ -155,15 +165,18 @@ class TenantTransferCreateApi(APIView):
                     request_hash=fingerprint,
                     request=request._request,
                     origin="api",
+                    key_is_new=claim is not None or is_first_claim(request),
+                    in_transaction=store if claim is not None else None,
                 )
             except PortalError as exc:
                 if exc.code in TENANT_STATE_CODES:  # valid input, but not in the tenant's state now
                     raise Conflict(exc.message, field=exc.field, code=exc.code) from None
                 raise
             # The created row (or the replayed one, read with its tenant) is the body as it stands.
-            return Response(transfer_body(transfer, reload=False), status=status.HTTP_201_CREATED)
+            body = stored[0] if stored else transfer_body(transfer, reload=False)
+            return Response(body, status=status.HTTP_201_CREATED)
 
-        return run_idempotent(request, self, create, required=True)
+        return run_idempotent(request, self, create, required=True, inline=True)
 
 
 def _reauth_refusal(request: Request) -> Response | None:
@@ -185,7 +198,8 @@ class TransferDetailApi(APIView):
     @extend_schema(operation_id="transfers_retrieve", responses=TransferOut)
     def get(self, request: Request, transfer_uuid: str) -> Response:
 
-        return Response(transfer_body(transfer_get(uuid=transfer_uuid)))
+        # transfer_get reads the row with its tenant: the body needs no second read.
+        return Response(transfer_body(transfer_get(uuid=transfer_uuid), reload=False))
 
 
 class TransferApproveApi(APIView):

@@ -9,7 +9,10 @@ from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.permissions import IsAuthenticated
 
-from api import audit, customer, misc, sync, tenants, transfers
+from api import audit, customer, misc, reselling_invoices, sync, tenants, transfers
+from api import pbx_users as pbx_users_api
+from api import plans as account_plans_api
+from api import reselling_plans as plans_api
 from api.schema import StaffOnly
 from portal.errors import error_response
 
@@ -67,6 +70,112 @@ v1 = [
     path("customer/balance", customer.CustomerBalanceApi.as_view(), name="customer_balance"),
     path("customer/balance/history", customer.CustomerBalanceHistoryApi.as_view(), name="customer_balance_history"),
     path("customer/statement", customer.CustomerStatementApi.as_view(), name="customer_statement"),
+    path("invoices", reselling_invoices.InvoiceListApi.as_view(), name="invoices"),
+    path("invoices/<uuid:invoice_uuid>", reselling_invoices.InvoiceDetailApi.as_view(), name="invoice"),
+    path("invoices/<uuid:invoice_uuid>/pdf", reselling_invoices.InvoicePdfApi.as_view(), name="invoice_pdf"),
+    path(
+        "invoices/<uuid:invoice_uuid>/credit-notes",
+        reselling_invoices.CreditNoteCreateApi.as_view(),
+        name="invoice_credit_notes",
+    ),
+    path(
+        "invoices/<uuid:invoice_uuid>/payments",
+        reselling_invoices.InvoicePaymentsApi.as_view(),
+        name="invoice_payments",
+    ),
+    path("customer/invoices", reselling_invoices.CustomerInvoiceListApi.as_view(), name="customer_invoices"),
+    path(
+        "customer/invoices/<uuid:invoice_uuid>",
+        reselling_invoices.CustomerInvoiceDetailApi.as_view(),
+        name="customer_invoice",
+    ),
+    path(
+        "customer/invoices/<uuid:invoice_uuid>/pdf",
+        reselling_invoices.CustomerInvoicePdfApi.as_view(),
+        name="customer_invoice_pdf",
+    ),
+    path("plans", plans_api.PlanListCreateApi.as_view(), name="plans"),
+    path("plans/<int:plan_id>", plans_api.PlanDetailApi.as_view(), name="plan"),
+    path("plans/<int:plan_id>/archive", plans_api.PlanArchiveApi.as_view(), name="plan_archive"),
+    path(
+        "tenants/<uuid:tenant_uuid>/plan-assignments",
+        plans_api.TenantAssignmentsApi.as_view(),
+        name="tenant_plan_assignments",
+    ),
+    path("charges", plans_api.ChargeListApi.as_view(), name="charges"),
+    path("margin", plans_api.MarginApi.as_view(), name="margin"),
+    path("margin/csv", plans_api.MarginCsvApi.as_view(), name="margin_csv"),
+    # The provider's plans and document verification of a tenant (docs/plans.md).
+    path(
+        "tenants/<uuid:tenant_uuid>/account-plans",
+        account_plans_api.TenantAccountPlansApi.as_view(),
+        name="tenant_account_plans",
+    ),
+    path(
+        "tenants/<uuid:tenant_uuid>/account-plans/available",
+        account_plans_api.TenantAvailablePlansApi.as_view(),
+        name="tenant_account_plans_available",
+    ),
+    path(
+        "tenants/<uuid:tenant_uuid>/account-plans/refresh",
+        account_plans_api.TenantAccountPlansRefreshApi.as_view(),
+        name="tenant_account_plans_refresh",
+    ),
+    path(
+        "tenants/<uuid:tenant_uuid>/account-plans/change",
+        account_plans_api.TenantPlanChangeApi.as_view(),
+        name="tenant_account_plan_change",
+    ),
+    path(
+        "tenants/<uuid:tenant_uuid>/verification",
+        account_plans_api.TenantVerificationApi.as_view(),
+        name="tenant_verification",
+    ),
+    path("customer/account-plans", account_plans_api.CustomerAccountPlansApi.as_view(), name="customer_account_plans"),
+    path("customer/verification", account_plans_api.CustomerVerificationApi.as_view(), name="customer_verification"),
+    # PBX users inside a tenant and money moved to and from them (docs/pbx_users.md).
+    path("tenants/<uuid:tenant_uuid>/users", pbx_users_api.TenantPbxUsersApi.as_view(), name="tenant_pbx_users"),
+    path(
+        "tenants/<uuid:tenant_uuid>/users/refresh",
+        pbx_users_api.TenantPbxUsersRefreshApi.as_view(),
+        name="tenant_pbx_users_refresh",
+    ),
+    path(
+        "tenants/<uuid:tenant_uuid>/users/<int:pbx_user_id>",
+        pbx_users_api.TenantPbxUserApi.as_view(),
+        name="tenant_pbx_user",
+    ),
+    path(
+        "tenants/<uuid:tenant_uuid>/users/<int:pbx_user_id>/transfers",
+        pbx_users_api.TenantPbxUserTransfersApi.as_view(),
+        name="tenant_pbx_user_transfers",
+    ),
+    path(
+        "tenants/<uuid:tenant_uuid>/user-transfers",
+        pbx_users_api.TenantUserTransfersApi.as_view(),
+        name="tenant_user_transfers",
+    ),
+    path(
+        "tenants/<uuid:tenant_uuid>/user-transfers/<uuid:transfer_uuid>",
+        pbx_users_api.TenantUserTransferApi.as_view(),
+        name="tenant_user_transfer",
+    ),
+    path("customer/users", pbx_users_api.CustomerPbxUsersApi.as_view(), name="customer_pbx_users"),
+    path(
+        "customer/users/refresh", pbx_users_api.CustomerPbxUsersRefreshApi.as_view(), name="customer_pbx_users_refresh"
+    ),
+    path("customer/users/<int:pbx_user_id>", pbx_users_api.CustomerPbxUserApi.as_view(), name="customer_pbx_user"),
+    path(
+        "customer/users/<int:pbx_user_id>/transfers",
+        pbx_users_api.CustomerPbxUserTransfersApi.as_view(),
+        name="customer_pbx_user_transfers",
+    ),
+    path("customer/user-transfers", pbx_users_api.CustomerUserTransfersApi.as_view(), name="customer_user_transfers"),
+    path(
+        "customer/user-transfers/<uuid:transfer_uuid>",
+        pbx_users_api.CustomerUserTransferApi.as_view(),
+        name="customer_user_transfer",
+    ),
 ]
 
 app_name = "api"

@@ -1,7 +1,8 @@
 """Benchmark of the nightly balance sync at scale, over real HTTP.
 
     .venv/bin/python bench/sync.py --children N [--changed 0.01] [--db sqlite|postgres]
-        [--concurrency C] [--latency-ms L] [--rss-baseline MB] [--listing required|allowed]
+        [--concurrency C] [--latency-ms L] [--rss-baseline MB | --baseline-children 10000]
+        [--listing required|allowed] [--workers W]
 
 1. Seeds the sandbox with N children (sandbox.seed) and serves it from its own process
    (`python -m sandbox serve`), so the sandbox never shares the portal's CPU or GIL. With
@@ -34,7 +35,8 @@ pages) runs too.
 
 Targets, as ratios measured in the same run: first sync ≤ 1.5× (fetch floor + write floor);
 repeat ≤ 1.2× the fetch floor; peak RSS < 150 MB and within 1.2× of the N = 10,000 figure
-(pass --rss-baseline with that figure). Prints whether each is met; the last line is JSON.
+(pass --rss-baseline with that figure, or --baseline-children 10000 to measure it first in the same
+invocation, under the same settings). Prints whether each is met; the last line is JSON.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -55,7 +58,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-PG_URL = "postgres://postgres@127.0.0.1:5432/bench_sync"
+# The bench database (dropped and created by each run); BENCH_PG_DATABASE names another.
+PG_DB = os.environ.get("BENCH_PG_DATABASE", "bench_sync")
+PG_URL = f"postgres://postgres@127.0.0.1:5432/{PG_DB}"
 PAGE = 1000
 
 
@@ -113,25 +118,40 @@ def run_task(run_id: int) -> None:
     from billing.models import SyncRun
     from billing.tasks import sync_run_task
 
+    profile_to = os.environ.get("BENCH_PROFILE")  # a path: the run's cProfile stats go there
     started = time.perf_counter()
-    sync_run_task.run(run_id)
+    if profile_to:
+        import cProfile
+
+        with cProfile.Profile() as profiler:
+            sync_run_task.run(run_id)
+        profiler.dump_stats(f"{profile_to}.{run_id}")
+    else:
+        sync_run_task.run(run_id)
     seconds = time.perf_counter() - started
     run = SyncRun.objects.get(pk=run_id)
-    print(
-        json.dumps(
-            {
-                "seconds": round(seconds, 2),
-                "peak_rss_mb": round(_peak_rss_mb(), 1),
-                "state": run.state,
-                "pages": run.pages,
-                "seen": run.seen,
-                "changed": run.changed,
-                "new": run.new,
-                "missing": run.missing,
-                "error": run.error_message,
-            }
-        )
-    )
+    print(json.dumps({"seconds": round(seconds, 2), "peak_rss_mb": round(_peak_rss_mb(), 1), **_run_facts(run)}))
+
+
+def _run_facts(run: Any) -> dict[str, Any]:
+    """A finished run's counters, its readers' record (reads, peaks, the time spent waiting
+    for the shared rate limit) and how many shards each worker process took."""
+    from billing.shards import shard_state
+
+    state = shard_state(run.job_id) if run.job_id else {}
+    owners = Counter(str(s.get("owner", "")).split(":")[2] for s in state.get("shards", []) if s.get("owner"))
+    return {
+        "state": run.state,
+        "pages": run.pages,
+        "seen": run.seen,
+        "changed": run.changed,
+        "new": run.new,
+        "missing": run.missing,
+        "error": run.error_message,
+        "reader": state.get("reader") or {},
+        "shards": len(state.get("shards", [])),
+        "shards_by_worker": sorted(owners.values(), reverse=True),
+    }
 
 
 # -- parent mode -----------------------------------------------------------------------------
@@ -142,8 +162,8 @@ def _prepare_database(env: dict[str, str], db: str) -> None:
         import psycopg
 
         with psycopg.connect("postgres://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
-            conn.execute("DROP DATABASE IF EXISTS bench_sync")
-            conn.execute("CREATE DATABASE bench_sync")
+            conn.execute(f'DROP DATABASE IF EXISTS "{PG_DB}"')
+            conn.execute(f'CREATE DATABASE "{PG_DB}"')
     subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
 
 
@@ -256,6 +276,20 @@ def _fetch_floor(base_url: str, creds_path: Path, wanted: list[int], concurrency
     return seconds, rows
 
 
+def _vacuum_analyze() -> None:
+    """VACUUM ANALYZE the tables the sync writes, as autovacuum would between two nights."""
+    import psycopg
+
+    from billing.models import BalanceSnapshot
+    from tenants.models import Tenant
+
+    started = time.perf_counter()
+    with psycopg.connect(PG_URL, autocommit=True) as pg:
+        for table in (Tenant._meta.db_table, BalanceSnapshot._meta.db_table):
+            pg.execute(f"VACUUM ANALYZE {table}")
+    print(f"  vacuum analyze after the first sync: {time.perf_counter() - started:.1f}s", flush=True)
+
+
 def _write_floor(rows: list[Any], connection_obj: Any, db: str) -> float:
     """The fastest raw write of the same rows (tenants and their first snapshots) in one
     transaction, rolled back: the first sync must still find every row new."""
@@ -340,33 +374,36 @@ def _sync(env: dict[str, str], connection_obj: Any) -> dict[str, Any]:
         [sys.executable, str(Path(__file__).resolve()), "--run-task", str(run.pk)],
         cwd=ROOT,
         env=env,
-        check=True,
+        check=False,
         capture_output=True,
         text=True,
     )
+    (Path(env["PORTAL_VAR_DIR"]) / f"sync-{run.pk}.log").write_text(out.stderr)
+    if out.returncode:
+        raise SystemExit(f"the sync process failed:\n{out.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     if result["state"] != "succeeded":
         raise SystemExit(f"the sync failed: {result}\n{out.stderr[-3000:]}")
     return result
 
 
-def _start_workers(env: dict[str, str], workdir: Path, count: int) -> list[subprocess.Popen[bytes]]:
+def _start_workers(env: dict[str, str], workdir: Path, count: int, tag: str = "") -> list[subprocess.Popen[bytes]]:
     """``count`` real `celery worker` processes (solo pool) on the bench's broker and database."""
     procs = []
     for i in range(count):
-        log = open(workdir / f"worker{i}.log", "w")  # noqa: SIM115 - handed to the child process
+        log = open(workdir / f"worker{tag}{i}.log", "w")  # noqa: SIM115 - handed to the child process
         procs.append(
             subprocess.Popen(
                 [sys.executable, "-m", "celery", "-A", "portal", "worker", "--pool", "solo", "--loglevel", "INFO",
-                 "--without-gossip", "--without-mingle", "--without-heartbeat", "-Q", "celery", "-n", f"bench{i}@%h"],
+                 "--without-gossip", "--without-mingle", "--without-heartbeat", "-Q", "celery", "-n", f"bench{tag}{i}@%h"],
                 cwd=ROOT, env={**env, "LOG_LEVEL": "INFO"}, stdout=log, stderr=subprocess.STDOUT,
             )
         )  # fmt: skip
     deadline = time.monotonic() + 120
     for i in range(count):
-        while " ready." not in (workdir / f"worker{i}.log").read_text(errors="replace"):
+        while " ready." not in (workdir / f"worker{tag}{i}.log").read_text(errors="replace"):
             if time.monotonic() > deadline or procs[i].poll() is not None:
-                raise SystemExit(f"worker {i} did not start: {(workdir / f'worker{i}.log').read_text()[-2000:]}")
+                raise SystemExit(f"worker {i} did not start: {(workdir / f'worker{tag}{i}.log').read_text()[-2000:]}")
             time.sleep(0.2)
     return procs
 
@@ -391,14 +428,85 @@ def _sync_on_workers(connection_obj: Any, procs: list[subprocess.Popen[bytes]]) 
     return {
         "seconds": round((run.finished_at - run.started_at).total_seconds(), 2),
         "peak_rss_mb": round(max(peaks), 1),
-        "state": run.state,
+        **_run_facts(run),
+    }
+
+
+def _reads(base_url: str) -> int:
+    """GetChildrenAccounts calls the sandbox answered so far (its latency rule's count)."""
+    import httpx
+
+    token = (Path(os.environ["PORTAL_VAR_DIR"]) / "sandbox-creds" / "sandbox_admin_token").read_text().strip()
+    response = httpx.get(f"{base_url}/_sandbox/faults", headers={"X-Sandbox-Token": token}, timeout=10)
+    response.raise_for_status()
+    rules = response.json()["rules"]
+    return sum(int(r["fired"]) for r in rules if r["method"] == "GetChildrenAccounts")
+
+
+def _killed_sync(
+    env: dict[str, str], workdir: Path, connection_obj: Any, workers: int, kill_at: float, base_url: str
+) -> tuple[dict[str, Any], list[subprocess.Popen[bytes]]]:
+    """The first sync on ``workers`` Celery workers, every worker killed (SIGKILL) once
+    ``kill_at`` of the chunks are written; the sweeper resumes the run (its heartbeat gone
+    stale) on as many fresh workers. What it read, and whether every tenant was synced
+    exactly once (one balance snapshot each)."""
+    from django.db.models import Count
+
+    from billing.models import BalanceSnapshot, SyncRun
+    from billing.services import sync_start
+    from billing.shards import shard_state, sync_sweep
+    from tenants.models import Tenant
+
+    pool = _start_workers(env, workdir, workers)
+    total = Tenant.objects.filter(connection=connection_obj).count()
+    chunks = -(-total // PAGE)
+    reads_before = _reads(base_url)
+    run = sync_start(actor=None, connection=connection_obj)
+    started = time.monotonic()
+    while SyncRun.objects.get(pk=run.pk).pages < kill_at * chunks:
+        if not SyncRun.objects.filter(pk=run.pk, state=SyncRun.State.RUNNING).exists():
+            raise SystemExit("the run ended before the kill")
+        time.sleep(0.05)
+    for proc in pool:
+        proc.kill()
+        proc.wait(30)
+    killed_after = time.monotonic() - started
+    run.refresh_from_db()
+    pages_at_kill = run.pages
+    while run.pk not in sync_sweep():  # the heartbeat goes stale after BILLING_SYNC_STALE_SECONDS
+        time.sleep(0.5)
+    pool = _start_workers(env, workdir, workers, tag="resumed")
+    resumed_at = time.monotonic()
+    while SyncRun.objects.filter(pk=run.pk, state=SyncRun.State.RUNNING).exists():
+        time.sleep(0.1)
+    run.refresh_from_db()
+    if run.state != SyncRun.State.SUCCEEDED:
+        raise SystemExit(f"the resumed sync failed: {run.error_message}")
+    per_tenant = Counter(
+        BalanceSnapshot.objects.values("tenant_id").annotate(n=Count("id")).values_list("n", flat=True)
+    )
+    synced = Tenant.objects.filter(connection=connection_obj, balance_synced_at__isnull=False).count()
+    with_balance = Tenant.objects.filter(connection=connection_obj, balance__isnull=False).count()
+    once = per_tenant.get(1, 0)
+    return {
+        "at": kill_at,
+        "pages_at_kill": pages_at_kill,
+        "seconds_before_kill": round(killed_after, 2),
+        "seconds_after_resume": round(time.monotonic() - resumed_at, 2),
+        "reads": _reads(base_url) - reads_before,
+        "resumes": int(shard_state(run.job_id).get("resumes", 0)) if run.job_id else 0,
         "pages": run.pages,
         "seen": run.seen,
         "changed": run.changed,
-        "new": run.new,
-        "missing": run.missing,
-        "error": run.error_message,
-    }
+        "tenants": total,
+        "tenants_synced": synced,
+        "tenants_with_balance": with_balance,
+        "tenants_with_one_snapshot": once,
+        "tenants_with_several_snapshots": sum(c for n, c in per_tenant.items() if n > 1),
+        "snapshots": BalanceSnapshot.objects.count(),
+        "every_tenant_synced_once": run.seen == total and synced == total and once == with_balance
+        and BalanceSnapshot.objects.count() == with_balance,
+    }, pool  # fmt: skip
 
 
 def main() -> None:
@@ -407,6 +515,12 @@ def main() -> None:
     parser.add_argument("--changed", type=float, default=0.01, help="share of children charged before the repeat")
     parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--rss-baseline", type=float, default=None, help="peak RSS (MB) measured at N = 10,000")
+    parser.add_argument(
+        "--baseline-children",
+        type=int,
+        default=None,
+        help="first run the same bench at this N (10000) and take its peak RSS as --rss-baseline",
+    )
     parser.add_argument(
         "--concurrency", type=int, default=4, help="chunks read at once (the sync's BILLING_SYNC_CONCURRENCY)"
     )
@@ -422,6 +536,12 @@ def main() -> None:
     parser.add_argument(
         "--workers", type=int, default=None, help="run the syncs on W real Celery worker processes (shards)"
     )
+    parser.add_argument(
+        "--kill-at",
+        type=float,
+        default=None,
+        help="kill the workers when this share of the first sync's chunks is written; the sweeper resumes it",
+    )
     parser.add_argument("--run-task", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.run_task is not None:
@@ -431,7 +551,13 @@ def main() -> None:
     n = args.children
     if args.concurrency < 1 or args.latency_ms < 0:
         parser.error("--concurrency must be at least 1 and --latency-ms at least 0")
-    workdir = ROOT / "var" / "bench" / f"sync-{n}-{args.db}-{args.listing}"
+    baseline: dict[str, Any] | None = None
+    if args.baseline_children is not None:
+        if args.rss_baseline is not None or not 0 < args.baseline_children < n:
+            parser.error("--baseline-children needs a count below --children, and no --rss-baseline")
+        baseline = _baseline(args)
+        args.rss_baseline = baseline["peak_rss_mb"]
+    workdir = Path(os.environ.get("PORTAL_VAR_DIR") or ROOT / "var") / "bench" / f"sync-{n}-{args.db}-{args.listing}"
     if workdir.exists():
         import shutil
 
@@ -443,6 +569,11 @@ def main() -> None:
     workers = args.workers or 1
     if workers < 1:
         parser.error("--workers must be at least 1")
+    if args.kill_at is not None:
+        if not 0 < args.kill_at < 1:
+            parser.error("--kill-at must be between 0 and 1")
+        # Only the bench runs the sweeper here: a killed run's heartbeat is stale after 2 s.
+        env["BILLING_SYNC_STALE_SECONDS"] = "2"
     # The floors read without a rate limit; so does the sync here, unless the caller sets one.
     env.setdefault("BILLING_PROVIDER_RATE_PER_SECOND", "0")
     os.environ.update(env)
@@ -481,7 +612,7 @@ def main() -> None:
                     "--faults",
                     json.dumps([{"method": "GetChildrenAccounts", "kind": "latency", "latency_ms": args.latency_ms}]),
                 ]
-                if args.latency_ms
+                if args.latency_ms or args.kill_at is not None
                 else []
             ),
         ],
@@ -525,19 +656,35 @@ def main() -> None:
             f"= {honest}s",
             flush=True,
         )
-        if args.workers:
+        killed: dict[str, Any] | None = None
+        if args.kill_at is not None:
+            killed, pool = _killed_sync(env, workdir, conn_obj, workers, args.kill_at, base_url)
+            first = {"seconds": killed["seconds_before_kill"] + killed["seconds_after_resume"], "peak_rss_mb": 0.0}
+            first.update({k: killed[k] for k in ("pages", "seen", "changed")})
+            print(f"  killed first sync: {json.dumps(killed)}", flush=True)
+        elif args.workers:
             pool = _start_workers(env, workdir, args.workers)
-        first = _sync_on_workers(conn_obj, pool) if pool else _sync(env, conn_obj)
+        if killed is None:
+            first = _sync_on_workers(conn_obj, pool) if pool else _sync(env, conn_obj)
         print(
             f"  first sync: {first['seconds']}s ({first['seconds'] / honest:.2f}x fetch + write floor), "
             f"{first['changed']} changed, peak RSS {first['peak_rss_mb']} MB",
             flush=True,
         )
 
+        if args.db == "postgres":
+            # The bench's server runs without autovacuum; a deployment's would vacuum and
+            # analyze the tenants after a first sync rewrote every row, before the next night.
+            _vacuum_analyze()
         from sandbox.spend import spend
 
         charged = spend(str(sandbox_db), children=max(1, int(n * args.changed)), max_amount="0.5", seed=2)
+        reads_before = _reads(base_url) if killed is not None else 0
         repeat = _sync_on_workers(conn_obj, pool) if pool else _sync(env, conn_obj)
+        if killed is not None:
+            # An uninterrupted run of the same tenants reads each chunk once: the repeat.
+            killed["reads_uninterrupted"] = _reads(base_url) - reads_before
+            killed["work_ratio"] = round(killed["reads"] / max(1, killed["reads_uninterrupted"]), 3)
         print(
             f"  repeat sync ({charged['charged']} charged): {repeat['seconds']}s "
             f"({repeat['seconds'] / floor['fetch_s']:.2f}x fetch floor), {repeat['changed']} changed, "
@@ -550,7 +697,42 @@ def main() -> None:
             proc.wait(30)
         server.terminate()
         server.wait(10)
-    print(json.dumps(_report(args, n, workers, floor, first, repeat, charged)))
+    report = _report(args, n, workers, floor, first, repeat, charged)
+    if baseline is not None:
+        report["baseline"] = baseline
+    if killed is not None:
+        report["kill"] = killed
+        report["targets"]["kill_work_le_1_1x_uninterrupted"] = killed["work_ratio"] <= 1.1
+        report["targets"]["kill_every_tenant_synced_once"] = killed["every_tenant_synced_once"]
+    print(json.dumps(report))
+
+
+def _baseline(args: argparse.Namespace) -> dict[str, Any]:
+    """The same bench at ``--baseline-children`` tenants (same database, concurrency,
+    latency, listing and workers; no kill), run first in a process of its own: its peak RSS
+    is the figure the large run's RSS is compared with."""
+    command = [sys.executable, str(Path(__file__).resolve()), "--children", str(args.baseline_children)]
+    command += ["--changed", str(args.changed), "--db", args.db, "--concurrency", str(args.concurrency)]
+    command += ["--latency-ms", str(args.latency_ms), "--listing", args.listing]
+    if args.workers:
+        command += ["--workers", str(args.workers)]
+    print(f"baseline: the same bench at {args.baseline_children} children first", flush=True)
+    out = subprocess.run(command, cwd=ROOT, check=False, capture_output=True, text=True)
+    if out.returncode:
+        raise SystemExit(f"the baseline bench failed:\n{out.stdout[-2000:]}{out.stderr[-3000:]}")
+    report: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    print(f"  baseline peak RSS at {args.baseline_children}: {report['peak_rss_mb']} MB", flush=True)
+    return {
+        "children": report["children"],
+        "peak_rss_mb": report["peak_rss_mb"],
+        "first_s": report["first"]["seconds"],
+        "repeat_s": report["repeat"]["seconds"],
+    }
+
+
+def _read_ms(reader: dict[str, Any]) -> float | None:
+    reads = int(reader.get("reads") or 0)
+    return round(1000 * float(reader["read_s"]) / reads, 1) if reads and "read_s" in reader else None
 
 
 def _report(
@@ -602,9 +784,20 @@ def _report(
             "new": repeat["new"],
             "note": repeat["error"],
         },
+        # A read's mean wall time (call and parsing): the bare floor's against the sync's; a
+        # writer that starved its readers of the GIL would make the sync's much longer.
+        "read_ms_floor": round(1000 * floor["fetch_s"] * args.concurrency / max(1, -(-n // PAGE)), 1),
+        "read_ms_repeat": _read_ms(repeat.get("reader") or {}),
+        "read_ms_first": _read_ms(first.get("reader") or {}),
+        "reader_first": first.get("reader"),
+        "reader_repeat": repeat.get("reader"),
+        "shards": repeat.get("shards"),
+        "shards_by_worker_first": first.get("shards_by_worker"),
+        "shards_by_worker_repeat": repeat.get("shards_by_worker"),
         "peak_rss_mb": peak,
         "peak_rss_mb_first": first["peak_rss_mb"],
         "peak_rss_mb_repeat": repeat["peak_rss_mb"],
+        "rss_baseline_mb": args.rss_baseline,
         "rss_vs_baseline": rss_ratio,
         "targets": targets,
     }

@@ -10,7 +10,7 @@ whole middleware stack, session and permission checks included). Prints median a
 page and their ratio to the trivial page; the last line is JSON. Target: p95 within 3x.
 
 The seeded database is kept and reused while it holds exactly N tenants (--reseed forces).
-SQLite: var/bench/tenants.sqlite3. PostgreSQL: postgres://postgres@127.0.0.1:5432/bench_tenants.
+SQLite: var/bench/tenants.sqlite3 ($PORTAL_VAR_DIR/bench/ when set). PostgreSQL: postgres://postgres@127.0.0.1:5432/bench_tenants (--pg-db to name another).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import statistics
 import sys
 import time
 import uuid
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -31,7 +32,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-PG_URL = "postgres://postgres@127.0.0.1:5432/bench_tenants"
+PG_SERVER = "postgres://postgres@127.0.0.1:5432"
+PG_DB = "bench_tenants"
 DEFAULT_TENANTS = 530_350
 
 ADJECTIVES = [
@@ -141,20 +143,24 @@ NOUNS = [
 SUFFIXES = ["Ltd", "LLC", "Inc", "GmbH", "Co", "Group", "& Sons", "SA", "BV", "Pty"]
 
 
-def setup_django(db: str, tenants: int) -> None:
+def setup_django(db: str, tenants: int, pg_db: str = PG_DB) -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings_test")
-    os.environ["PORTAL_VAR_DIR"] = str(ROOT / "var" / "bench")
+    # Under the caller's PORTAL_VAR_DIR when set (several checkouts' runs stay apart).
+    bench_dir = Path(os.environ.get("PORTAL_VAR_DIR") or ROOT / "var") / "bench"
+    os.environ["PORTAL_VAR_DIR"] = str(bench_dir)
     if db == "sqlite":
-        path = ROOT / "var" / "bench" / "tenants.sqlite3"
+        path = bench_dir / "tenants.sqlite3"
         path.parent.mkdir(parents=True, exist_ok=True)
         os.environ["DATABASE_URL"] = f"sqlite:///{path}"
     else:
-        os.environ["DATABASE_URL"] = PG_URL
+        if not pg_db.replace("_", "").isalnum():
+            raise SystemExit("--pg-db takes letters, digits and underscores only")
+        os.environ["DATABASE_URL"] = f"{PG_SERVER}/{pg_db}"
         import psycopg
 
         with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
-            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = 'bench_tenants'").fetchone():
-                conn.execute("CREATE DATABASE bench_tenants")
+            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [pg_db]).fetchone():
+                conn.execute(f'CREATE DATABASE "{pg_db}"')
     os.environ.pop("REDIS_URL", None)  # same local-memory cache for every page measured
     import django
 
@@ -233,7 +239,37 @@ def _rows(n: int, connections: list[int], seed: int = 42):  # type: ignore[no-un
             "created_at": created,
             "updated_at": created,
             "closed_at": None,
+            "verification_status": "",
+            "unverified_hold_until": None,
+            "verification_checked_at": None,
+            "verification_warned_for": None,
+            "account_plans": "[]",
+            "account_plans_checked_at": None,
         }
+
+
+def insert_batches(raw: Any, sql: str, rows: Iterable[Sequence[object]], size: int) -> None:
+    """``sql`` (one INSERT) run by the driver's executemany over ``rows``, ``size`` at a time."""
+    batch: list[Sequence[object]] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) == size:
+            raw.executemany(sql, batch)
+            batch = []
+    if batch:
+        raw.executemany(sql, batch)
+
+
+def drop_sqlite_indexes(cursor: Any, table: str) -> list[tuple[str, str]]:
+    """Drop the SQLite table's own indexes (a load appends faster without them); returns their
+    (name, CREATE statement) pairs to build them again once the rows are in."""
+    cursor.execute(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = %s AND sql IS NOT NULL", [table]
+    )
+    indexes = [(str(name), str(sql)) for name, sql in cursor.fetchall()]
+    for name, _ in indexes:
+        cursor.execute(f'DROP INDEX "{name}"')
+    return indexes
 
 
 def seed(n: int, db: str, reseed: bool) -> float:
@@ -252,13 +288,7 @@ def seed(n: int, db: str, reseed: bool) -> float:
             # indexes and the FTS table are built once at the end (and triggers restored).
             for trigger in ("ai", "ad", "au"):
                 cursor.execute(f"DROP TRIGGER IF EXISTS tenants_tenant_fts_{trigger}")
-            cursor.execute(
-                "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'tenants_tenant' "
-                "AND sql IS NOT NULL"
-            )
-            sqlite_indexes = cursor.fetchall()
-            for name, _ in sqlite_indexes:
-                cursor.execute(f'DROP INDEX "{name}"')
+            sqlite_indexes = drop_sqlite_indexes(cursor, "tenants_tenant")
             cursor.execute("DELETE FROM tenants_tenant")
         else:
             cursor.execute("TRUNCATE tenants_tenant, tenants_tenantoperation CASCADE")
@@ -322,15 +352,9 @@ def seed(n: int, db: str, reseed: bool) -> float:
             cursor.execute("PRAGMA synchronous = OFF")
         indexes = sqlite_indexes
         with transaction.atomic(), connection.cursor() as cursor:
-            raw = cursor.connection
-            batch: list[list[object]] = []
-            for row in rows:
-                batch.append([sqlite_value(row[name]) for name in names])
-                if len(batch) == 10_000:
-                    raw.executemany(sql, batch)
-                    batch = []
-            if batch:
-                raw.executemany(sql, batch)
+            insert_batches(
+                cursor.connection, sql, ([sqlite_value(row[name]) for name in names] for row in rows), 10_000
+            )
         loaded = time.perf_counter()
         with connection.cursor() as cursor:
             for _, sql_text in indexes:
@@ -363,20 +387,52 @@ def _second_factor(client: Any, user: Any) -> None:
         raise SystemExit(f"the second factor was refused ({response.status_code})")
 
 
-def measure(rounds: int) -> dict[str, dict[str, float]]:
+def staff_client(user: Any = None) -> Any:
+    """A test client signed in (both factors) as ``user``, by default the bench's reseller
+    admin, created on first use."""
     from django.contrib.auth.models import Group, User
     from django.test import Client
 
-    from tenants.models import ProviderConnection, Tenant
-    from tenants.selectors import encode_cursor
-
-    user = User.objects.filter(username="bench-admin").first()
+    if user is None:
+        user = User.objects.filter(username="bench-admin").first()
     if user is None:
         user = User.objects.create_user("bench-admin", "bench@example.com", "bench-password-0123456789")
         user.groups.add(Group.objects.get(name="reseller_admin"))
     client = Client()
     client.force_login(user)
     _second_factor(client, user)
+    return client
+
+
+def time_pages(client: Any, pages: dict[str, str], rounds: int) -> dict[str, dict[str, float]]:
+    """Median and p95 milliseconds of each page, interleaved over ``rounds`` after three
+    warm-up requests a page (which also check every page answers)."""
+    for url in pages.values():
+        for _ in range(3):
+            response = client.get(url)
+            assert response.status_code == 200, (url, response.status_code)
+    times: dict[str, list[float]] = {name: [] for name in pages}
+    for _ in range(rounds):
+        for name, url in pages.items():
+            started = time.perf_counter()
+            response = client.get(url)
+            times[name].append((time.perf_counter() - started) * 1000)
+            assert response.status_code == 200
+    result = {}
+    for name, values in times.items():
+        values.sort()
+        result[name] = {
+            "median_ms": statistics.median(values),
+            "p95_ms": values[min(len(values) - 1, int(round(0.95 * (len(values) - 1))))],
+        }
+    return result
+
+
+def measure(rounds: int) -> dict[str, dict[str, float]]:
+    from tenants.models import ProviderConnection, Tenant
+    from tenants.selectors import encode_cursor
+
+    client = staff_client()
     sample = (
         Tenant.objects.filter(
             pk=Tenant.objects.order_by("id").values_list("id", flat=True)[Tenant.objects.count() // 2]
@@ -397,26 +453,12 @@ def measure(rounds: int) -> dict[str, dict[str, float]]:
         "search_provider_id": f"/console/tenants/?q={sample.provider_account_id if sample else 1}",
         "search_email_prefix": f"/console/tenants/?q={sample.account_email[:12] if sample else 'a'}",
         "filter_low_balance_sorted": "/console/tenants/?low_balance=1&sort=balance",
+        # Substring search on its own: a common three-letter piece and a rarer longer one.
+        "search_anywhere_common": "/console/tenants/?q=ter&anywhere=1",
+        "search_anywhere_rare": f"/console/tenants/?q={sample.account_email.split('@')[0][-6:] if sample else 'or-123'}&anywhere=1",
         "search_anywhere": f"/console/tenants/?q={words[1][:5].lower()}+{sample.company_name.split()[2][:2].lower() if sample else 'lt'}&anywhere=1",
     }
-    for url in pages.values():  # warm caches, check every page answers
-        for _ in range(3):
-            response = client.get(url)
-            assert response.status_code == 200, (url, response.status_code)
-    times: dict[str, list[float]] = {name: [] for name in pages}
-    for _ in range(rounds):
-        for name, url in pages.items():
-            started = time.perf_counter()
-            response = client.get(url)
-            times[name].append((time.perf_counter() - started) * 1000)
-            assert response.status_code == 200
-    result = {}
-    for name, values in times.items():
-        values.sort()
-        result[name] = {
-            "median_ms": statistics.median(values),
-            "p95_ms": values[min(len(values) - 1, int(round(0.95 * (len(values) - 1))))],
-        }
+    result = time_pages(client, pages, rounds)
     result["_pages"] = {name: url for name, url in pages.items()}  # type: ignore[assignment]
     return result
 
@@ -427,8 +469,9 @@ def main() -> int:
     parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--rounds", type=int, default=60)
     parser.add_argument("--reseed", action="store_true")
+    parser.add_argument("--pg-db", default=PG_DB, help="PostgreSQL database to seed and measure")
     args = parser.parse_args()
-    setup_django(args.db, args.tenants)
+    setup_django(args.db, args.tenants, args.pg_db)
     migrate()
     from django.db import connection
 

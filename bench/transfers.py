@@ -17,9 +17,13 @@ Celery worker with w prefork processes. Then:
    /api/v1/tenants/{uuid}/transfers (token auth, Idempotency-Key) and followed until the
    provider has it (state succeeded): the end-to-end time minus the bare call, measured in
    the same run, is the portal's added time per transfer (API, commit, queue, claim,
-   record, ledger, audit). The bench waits without competing for the CPU: it sleeps for
-   most of the time the previous transfers took, then looks at the row with a growing
-   interval (1 ms, x1.5, at most 20 ms), a few queries per transfer.
+   record, ledger, audit). The bench waits without competing for the CPU: on PostgreSQL it
+   blocks on a notification that a trigger, created in the bench's own database, sends when
+   the settle commits; on SQLite it sleeps for most of the time the previous transfers took,
+   then looks at the row with a growing interval (1 ms, x1.5, at most 20 ms). The stages of
+   that time (``one_at_a_time_stages_ms``) come from the portal's own timestamps: POST to
+   the created event, to the API's answer, to the worker's claim, to the provider's answer,
+   to the settle's commit.
 3. Throughput, for each worker count: --transfers top-ups POSTed by --clients threads at
    once; the clock stops when the last one has succeeded. Every transfer is then checked:
    one provider operation per payment_reference, journal sums to zero.
@@ -196,6 +200,66 @@ def _in_process(tenant: Any, token: str) -> dict[str, Any]:
     }
 
 
+NOTIFY_CHANNEL = "bench_transfer_settled"
+
+
+def _listen(database_url: str) -> Any:
+    """A connection that hears every transfer's settle commit: a trigger (in the bench's own
+    database only) notifies NOTIFY_CHANNEL with the transfer's uuid, delivered at commit."""
+    import psycopg
+
+    listener = psycopg.connect(database_url.replace("postgres://", "postgresql://", 1), autocommit=True)
+    listener.execute(
+        "CREATE OR REPLACE FUNCTION bench_transfer_settled() RETURNS trigger LANGUAGE plpgsql AS $$ "
+        f"BEGIN PERFORM pg_notify('{NOTIFY_CHANNEL}', NEW.uuid::text); RETURN NULL; END $$"
+    )
+    listener.execute(
+        "CREATE OR REPLACE TRIGGER bench_transfer_settled AFTER UPDATE OF state ON billing_transfer "
+        "FOR EACH ROW WHEN (NEW.state = 'succeeded') EXECUTE FUNCTION bench_transfer_settled()"
+    )
+    listener.execute(f"LISTEN {NOTIFY_CHANNEL}")
+    return listener
+
+
+def _await_notify(listener: Any, ident: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for note in listener.notifies(timeout=deadline - time.monotonic(), stop_after=1):
+            if note.payload == ident:
+                return
+    raise SystemExit(f"transfer {ident} did not settle within {timeout} s")
+
+
+def _stages(walls: list[tuple[str, float, float, float]]) -> dict[str, float]:
+    """Where the time of a one-at-a-time transfer goes (medians, ms), from the bench's clock
+    and the timestamps the portal wrote: the created and claim audit events (written just
+    before their commits) and completed_at (the provider's answer)."""
+    from billing.models import Transfer
+    from portal.models import AuditEvent
+
+    parts: dict[str, list[float]] = {
+        "post_to_created": [],
+        "created_to_answered": [],
+        "answered_to_claim": [],
+        "claim_to_provider_answer": [],
+        "answer_to_settle_seen": [],
+    }
+    for ident, sent, answered, settled in walls:
+        events = dict(
+            AuditEvent.objects.filter(
+                action__in=["billing.transfer.created", "billing.transfer.sending"], data__transfer=ident
+            ).values_list("action", "created_at")
+        )
+        done = Transfer.objects.values_list("completed_at", flat=True).get(uuid=ident)
+        created, claim = events["billing.transfer.created"].timestamp(), events["billing.transfer.sending"].timestamp()
+        parts["post_to_created"].append(created - sent)
+        parts["created_to_answered"].append(answered - created)
+        parts["answered_to_claim"].append(claim - answered)
+        parts["claim_to_provider_answer"].append(done.timestamp() - claim)
+        parts["answer_to_settle_seen"].append(settled - done.timestamp())
+    return {name: round(statistics.median(values) * 1000, 1) for name, values in parts.items()}
+
+
 def _prepare_redis(url: str, flush: bool) -> None:
     import redis
 
@@ -224,7 +288,8 @@ def main() -> None:
     if not args.pg_db.replace("_", "").isalnum():
         parser.error("--pg-db: letters, digits and underscores only")
 
-    workdir = ROOT / "var" / "bench" / f"transfers-{args.db}-{args.broker}"
+    # Under PORTAL_VAR_DIR when it is set, so two benches on one checkout never share files.
+    workdir = Path(os.environ.get("PORTAL_VAR_DIR") or ROOT / "var") / "bench" / f"transfers-{args.db}-{args.broker}"
     if workdir.exists():
         import shutil
 
@@ -402,25 +467,36 @@ def main() -> None:
         worker_procs: list[subprocess.Popen[bytes]] = []
         worker = start_worker(1)
 
-        # 2. Latency: one at a time, end to end, with one worker process. The wait sleeps
-        # through most of the expected time, then looks with a growing interval.
+        # 2. Latency: one at a time, end to end, with one worker process. On PostgreSQL the
+        # bench blocks on a notification sent when the settle commits (no polling, no CPU
+        # taken from what it measures); on SQLite it sleeps through most of the expected
+        # time, then looks with a growing interval.
         e2e: list[float] = []
         api_latency: list[float] = []
+        walls: list[tuple[str, float, float, float]] = []  # id, POST sent, answered, settled (epoch s)
         polls = 0
+        listener = _listen(env["DATABASE_URL"]) if args.db == "postgres" else None
         for i in range(LATENCY_SAMPLES):
-            started = time.perf_counter()
+            started, sent_at = time.perf_counter(), time.time()
             took, ident = post(tenants[i % len(tenants)], "0.01")
             api_latency.append(took)
-            if e2e:
-                time.sleep(max(0.0, 0.7 * statistics.median(e2e) - took))
-            interval = POLL_FIRST
-            while True:
-                polls += 1
-                if succeeded(ident):
-                    break
-                time.sleep(interval)
-                interval = min(POLL_MAX, interval * POLL_GROWTH)
+            if listener is not None:
+                _await_notify(listener, ident)
+            else:
+                if e2e:
+                    time.sleep(max(0.0, 0.7 * statistics.median(e2e) - took))
+                interval = POLL_FIRST
+                while True:
+                    polls += 1
+                    if succeeded(ident):
+                        break
+                    time.sleep(interval)
+                    interval = min(POLL_MAX, interval * POLL_GROWTH)
             e2e.append(time.perf_counter() - started)
+            walls.append((ident, sent_at, sent_at + took, sent_at + e2e[-1]))
+        if listener is not None:
+            listener.close()
+        stages = _stages(walls)
 
         # 3. Throughput: many clients at once, for each worker count.
         by_workers: dict[int, dict[str, Any]] = {}
@@ -555,6 +631,8 @@ def main() -> None:
         "throughput_per_s_by_workers": {str(w): round(args.transfers / r["wall"], 1) for w, r in by_workers.items()},
         "drain_per_s_by_workers": {str(w): r["drain_per_s"] for w, r in by_workers.items()},
         "latency_polls_per_transfer": round(polls / LATENCY_SAMPLES, 1),
+        "latency_wait": "notify" if args.db == "postgres" else "poll",
+        "one_at_a_time_stages_ms": stages,
         "in_process_post_ms": in_process["post_ms"],
         "in_process_step_ms": in_process["step_ms"],
         "queries_post": queries_post,
@@ -564,6 +642,7 @@ def main() -> None:
         f"  bare provider call p50 {bare_ms:.1f} ms; one transfer end to end p50 {e2e_ms:.1f} ms "
         f"(portal adds {e2e_ms - bare_ms:.1f} ms; {polls / LATENCY_SAMPLES:.1f} looks per transfer)"
     )
+    print(f"  one at a time, stages (median ms): {stages}")
     print(
         f"  in process: API POST {in_process['post_ms']} ms, {queries_post} queries; "
         f"worker step {in_process['step_ms']} ms (with its provider call), {queries_step} queries"

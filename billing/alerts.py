@@ -15,16 +15,18 @@ from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
 from django.http import HttpRequest
-from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from billing.models import LowBalanceAlert
 from billing.transitions import Actor
-from portal import inputs
+from portal import inputs, money_format
 from portal.audit import audit_log
 from portal.errors import Conflict, NotAllowed
+from portal.mail import site_link, staff_message, templated_email
 from providers.errors import InvalidArgument, ProviderError
+from tenants.mail import owner_messages
 from tenants.models import Tenant
 from tenants.selectors import owner_emails
 from tenants.services import may_set_threshold, tenant_push_threshold
@@ -37,6 +39,17 @@ def parse_threshold(value: object) -> Decimal | None:
     return inputs.threshold(value, field="threshold")
 
 
+def threshold_refusal(actor: Actor, tenant: Tenant) -> str | None:
+    """Why this actor may not change this tenant's low-balance threshold now, or None: the
+    check :func:`tenant_set_low_balance_threshold` runs, asked first by the pages that offer
+    the form."""
+    if not may_set_threshold(actor, tenant):
+        return "You may not change the low-balance threshold."
+    if not tenant.is_open:
+        return f"A {tenant.get_status_display().lower()} tenant has no low-balance alert to change."
+    return None
+
+
 def tenant_set_low_balance_threshold(
     *, actor: Actor, tenant: Tenant, threshold: Decimal | str | None, request: HttpRequest | None = None
 ) -> None:
@@ -46,6 +59,9 @@ def tenant_set_low_balance_threshold(
     provider). While another operation runs on the tenant, the push follows when it succeeds."""
     if not may_set_threshold(actor, tenant):
         raise NotAllowed("You may not change the low-balance threshold.", code="forbidden")
+    refusal = threshold_refusal(actor, tenant)
+    if refusal is not None:
+        raise Conflict(refusal, field="threshold", code="tenant_state")
     value = parse_threshold(threshold)
     with transaction.atomic():
         locked = Tenant.objects.select_for_update().select_related("connection").get(pk=tenant.pk)
@@ -73,25 +89,32 @@ def tenant_set_low_balance_threshold(
 
 
 def _alert_email(alert: LowBalanceAlert, *, to_staff: bool, recipients: list[str]) -> EmailMultiAlternatives:
-    """The low-balance email, text and HTML, from templates/emails/low_balance_{owner,staff}."""
+    """The low-balance email, text and HTML, from templates/emails/low_balance_{owner,staff}, in
+    the active language (the owners' through tenants.mail.owner_messages)."""
     tenant = alert.tenant
-    site = str(settings.SITE_URL).rstrip("/")
     context = {
         "company": tenant.company_name,
-        "balance": f"{alert.balance.normalize():f}",
-        "threshold": f"{alert.threshold.normalize():f}",
+        # The templates add the currency after each amount (portal/money_format.py).
+        "balance": money_format.number(alert.balance, alert.currency),
+        "threshold": money_format.number(alert.threshold, alert.currency),
         "currency": alert.currency,
-        "link": site + (reverse("tenants:detail", args=[tenant.uuid]) if to_staff else reverse("customer:home")),
+        "link": site_link(reverse("tenants:detail", args=[tenant.uuid]) if to_staff else reverse("customer:home")),
         "owners": len(owner_emails(tenant.pk)),
     }
-    name = "low_balance_staff" if to_staff else "low_balance_owner"
-    message = EmailMultiAlternatives(
-        subject=f"Low balance: {tenant.company_name} has {context['balance']} {alert.currency}",
-        body=render_to_string(f"emails/{name}.txt", context),
+    return templated_email(
+        "emails/low_balance_staff" if to_staff else "emails/low_balance_owner",
+        context,
+        subject=gettext("Low balance: %(company)s has %(balance)s %(currency)s")
+        % {"company": tenant.company_name, "balance": context["balance"], "currency": alert.currency},
         to=recipients,
     )
-    message.attach_alternative(render_to_string(f"emails/{name}.html", context), "text/html")
-    return message
+
+
+def _alert_emails(alert: LowBalanceAlert, *, to_staff: bool, recipients: list[str]) -> list[EmailMultiAlternatives]:
+    """Staff read the default language; each owner the language of their membership."""
+    if to_staff:
+        return [staff_message(lambda to: _alert_email(alert, to_staff=True, recipients=to), recipients)]
+    return owner_messages(alert.tenant_id, lambda to: _alert_email(alert, to_staff=False, recipients=to))
 
 
 def low_balance_alerts_send(*, limit: int = 500) -> int:
@@ -116,8 +139,9 @@ def low_balance_alerts_send(*, limit: int = 500) -> int:
             if not recipients:
                 continue
             try:
-                _alert_email(alert, to_staff=column == "staff_sent_at", recipients=recipients).send()
-                sent += 1
+                for message in _alert_emails(alert, to_staff=column == "staff_sent_at", recipients=recipients):
+                    message.send()
+                    sent += 1
             except Exception:  # noqa: BLE001 - un-claim so the next run retries
                 logger.warning("low-balance email for tenant %s failed", tenant.pk, exc_info=True)
                 LowBalanceAlert.objects.filter(pk=alert.pk).update(**{column: None})

@@ -16,7 +16,13 @@ from django.utils import timezone
 from billing import conf
 from billing.models import ResellerBudget, StaffDailyUsage, Transfer
 from billing.money import clean_text, parse_amount
-from billing.transfers import _validate_tenant, tenant_currency, transfer_create, transfer_execute
+from billing.transfers import (
+    TENANT_FORM_DIRECTIONS,
+    _validate_tenant,
+    tenant_currency,
+    transfer_create,
+    transfer_execute,
+)
 from billing.transitions import Actor
 from portal.errors import NotAllowed, PortalError
 from portal.events import publish_on_commit
@@ -78,7 +84,7 @@ def bulk_transfer_plan(
     reason_text = clean_text(reason, field="reason", max_length=500)
     # The customer's words for every transfer of the batch; the reason stays with staff.
     description = clean_text(customer_description, field="customer_description", max_length=200, required=False)
-    if direction not in Transfer.Direction.values:
+    if direction not in TENANT_FORM_DIRECTIONS:  # money of PBX users moves on the user's page
         raise PortalError("Choose top-up or pull back.", field="direction")
     tenants = _tenants(tenant_uuids)
     if not tenants:

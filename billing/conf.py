@@ -12,10 +12,13 @@ from decimal import Decimal, InvalidOperation
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-# Minor units per currency. Voximplant moves money in steps of 0.01 whatever the currency
-# (docs/providers.md), so no currency gets more than two places here.
-CURRENCY_PLACES: dict[str, int] = {"USD": 2, "EUR": 2, "RUR": 2, "RUB": 2, "KZT": 2, "GBP": 2, "JPY": 0}
-DEFAULT_PLACES = 2
+from portal import money_format
+
+# Minor units per currency: one table, in portal/money_format.py (display uses it too).
+# Voximplant moves money in steps of 0.01 whatever the currency (docs/providers.md), so no
+# currency gets more than two places there.
+CURRENCY_PLACES = money_format.CURRENCY_PLACES
+DEFAULT_PLACES = money_format.DEFAULT_PLACES
 
 
 def _decimal(name: str, default: str) -> Decimal:
@@ -92,7 +95,7 @@ def sync_concurrency() -> int:
 
 def provider_rate_per_second() -> int:
     """Provider reads per second for one connection, all workers together (0: no limit)."""
-    return _int("BILLING_PROVIDER_RATE_PER_SECOND", 20)
+    return _int("BILLING_PROVIDER_RATE_PER_SECOND", 40)
 
 
 def sync_shard_chunks() -> int:
@@ -132,8 +135,14 @@ def refresh_after_transfer() -> bool:
     return bool(getattr(settings, "BILLING_REFRESH_AFTER_TRANSFER", True))
 
 
+def refresh_after_transfer_delay() -> int:
+    """Seconds between a settled transfer and the re-read of its tenant: the re-read stays
+    off the transfer path, and the transfers of one tenant within that time share one."""
+    return _int("BILLING_REFRESH_AFTER_TRANSFER_SECONDS", 5)
+
+
 def places(currency: str) -> int:
-    return CURRENCY_PLACES.get(currency.upper(), DEFAULT_PLACES)
+    return money_format.places(currency)
 
 
 def validate_all() -> list[str]:

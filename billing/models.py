@@ -151,9 +151,24 @@ class Transfer(models.Model):
         return self.requires_approval and self.approved_at is None and self.state == self.State.PENDING
 
     @property
+    def is_live(self) -> bool:
+        """Moving on its own (a worker sends or looks it up): pages keep its row fresh. Not when it
+        waits for a human (approval, review) or is done."""
+        if self.state == self.State.PENDING:
+            return not self.awaiting_approval
+        return self.state in (self.State.SENDING, self.State.RESEND, self.State.UNKNOWN)
+
+    @property
     def signed_amount(self):  # type: ignore[no-untyped-def]
-        """Amount as seen from the tenant: positive for a top-up, negative for a pull."""
-        return self.amount if self.direction == self.Direction.TO_TENANT else -self.amount
+        """Amount as seen from the tenant's account balance: positive for a top-up and for
+        money a PBX user gave back, negative for a pull and for money given to a user."""
+        incoming = self.direction in (self.Direction.TO_TENANT, self.Direction.FROM_USER)
+        return self.amount if incoming else -self.amount
+
+    @property
+    def is_user_transfer(self) -> bool:
+        """Money inside the tenant's account, between its balance and one PBX user's."""
+        return self.direction in self.USER_DIRECTIONS
 
 
 class ResellerBudget(models.Model):
@@ -355,6 +370,10 @@ class SyncRun(models.Model):
     def duration_seconds(self) -> float | None:
         end = self.finished_at or (self.heartbeat_at if self.state == self.State.RUNNING else None)
         return (end - self.started_at).total_seconds() if end else None
+
+    @property
+    def is_live(self) -> bool:
+        return self.state == self.State.RUNNING
 
 
 class DriftItem(models.Model):

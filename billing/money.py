@@ -30,6 +30,11 @@ def parse_amount(value: object, *, currency: str, field: str = "amount") -> Deci
     return inputs.amount(value, places=conf.places(currency), currency=currency, field=field)
 
 
+def parse_typed_amount(value: object, *, currency: str, field: str = "amount") -> Decimal:
+    """:func:`parse_amount` for a form: "10,50" and "1,000.50" are read (portal/inputs.py)."""
+    return inputs.typed_amount(value, places=conf.places(currency), currency=currency, field=field)
+
+
 def check_amount(amount: Decimal, *, currency: str, field: str = "amount") -> Decimal:
     return inputs.check_amount(amount, places=conf.places(currency), currency=currency, field=field)
 

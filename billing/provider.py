@@ -46,6 +46,11 @@ CHILD_FROM_PARENT = "money_acceptance_from_parent"
 CHILD_TO_PARENT = "money_transfer_to_parent"
 PARENT_SIDE = {"to_tenant": TO_CHILD, "to_parent": FROM_CHILD}
 CHILD_SIDE = {"to_tenant": CHILD_FROM_PARENT, "to_parent": CHILD_TO_PARENT}
+#: Money between a tenant's account and one of its PBX users (Transfer.USER_DIRECTIONS).
+USER_DIRECTIONS = frozenset({"to_user", "from_user"})
+#: Voximplant's error for a user that spends the account's money (no balance of its own).
+NO_OWN_BALANCE = 573
+NO_OWN_BALANCE_TEXT = "the user spends the account's money and has no balance of its own"
 
 PAGE_SIZE = 1000
 
@@ -132,11 +137,15 @@ def send_transfer(
     currency: str,
     payment_reference: str,
     dup_check_from: datetime,
+    user_id: int | None = None,
 ) -> Sent:
     """One transfer in strict mode to one integer child id: a top-up (``to_tenant``) through
-    the client's ``transfer_money``, a pull back (``to_parent``) through ``withdraw_money``.
-    Both are guarded by the client too; the shape is checked here first so a bad request is
-    refused the same way whatever the provider."""
+    the client's ``transfer_money``, a pull back (``to_parent``) through ``withdraw_money``;
+    inside the child, account → user (``to_user``) and user → account (``from_user``) through
+    ``transfer_money_to_user`` / ``transfer_money_from_user`` with the payment reference
+    written in both descriptions (that method has no reference and no duplicate check: the
+    lookup finds an attempt by the description). All are guarded by the client too; the shape
+    is checked here first so a bad request is refused the same way whatever the provider."""
     c = client(connection)
     if type(child_account_id) is not int or child_account_id <= 0:
         raise InvalidArgument("exactly one positive integer child account id is required", field="child_account_id")
@@ -147,6 +156,26 @@ def send_transfer(
         or amount != amount.quantize(Decimal("0.01"))
     ):
         raise InvalidArgument("amount must be a positive Decimal with at most 2 places", field="amount")
+    if direction in USER_DIRECTIONS:
+        if type(user_id) is not int or user_id <= 0:
+            raise InvalidArgument("exactly one positive integer user id is required", field="user_id")
+        move = c.transfer_money_to_user if direction == "to_user" else c.transfer_money_from_user
+        try:
+            balance = move(
+                account_id=child_account_id,
+                user_id=user_id,
+                amount=amount,
+                user_transaction_description=payment_reference,
+                account_transaction_description=payment_reference,
+                currency=currency,
+            )
+        except InvalidArgument as exc:
+            if exc.code == NO_OWN_BALANCE:
+                raise InvalidArgument(
+                    NO_OWN_BALANCE_TEXT, provider=exc.provider, code=exc.code, field="user_id"
+                ) from exc
+            raise
+        return Sent(balance=balance)
     send = c.transfer_money if direction == "to_tenant" else c.withdraw_money
     result = send(
         account_id=child_account_id,
@@ -169,14 +198,45 @@ class Found:
 
 
 def lookup_transfer(
-    connection: ProviderConnection, *, direction: str, payment_reference: str, dup_check_from: datetime, now: datetime
+    connection: ProviderConnection,
+    *,
+    direction: str,
+    payment_reference: str,
+    dup_check_from: datetime,
+    now: datetime,
+    child_account_id: int | None = None,
+    user_id: int | None = None,
 ) -> list[Found]:
-    """The provider's transactions of this transfer (parent side), found by reference.
+    """The provider's transactions of this transfer, found by reference: the parent's side
+    of a transfer with a child, the user's side of a transfer inside the child (its
+    description carries the reference; ``amount`` is signed so that a movement the other
+    way reads negative and never passes for this transfer).
 
     Asks in Etc/GMT from the fixed duplicate window's start to tomorrow: the padding makes
     the provider's timezone handling harmless (see docs/money.md).
     """
     c = client(connection)
+    if direction in USER_DIRECTIONS:
+        if child_account_id is None or user_id is None:
+            raise InvalidArgument("a user transfer's lookup needs the account and the user", field="user_id")
+        sign = 1 if direction == "to_user" else -1
+        return [
+            Found(
+                transaction_id=str(row.transaction_id),
+                amount=sign * Decimal(row.amount),
+                currency=row.currency,
+                performed_at=row.performed_at,
+                transaction_type=row.transaction_type,
+                account_id=str(row.account_id),
+            )
+            for row in c.find_user_transfers(
+                account_id=child_account_id,
+                user_id=user_id,
+                reference=payment_reference,
+                from_date=dup_check_from,
+                to_date=now + timedelta(days=1),
+            )
+        ]
     rows = c.iter_transactions(
         from_date=dup_check_from, to_date=now + timedelta(days=1), payment_reference=payment_reference
     )
@@ -196,6 +256,24 @@ def lookup_transfer(
             )
         )
     return found
+
+
+def iter_user_transfers(
+    connection: ProviderConnection,
+    *,
+    child_account_id: int,
+    user_id: int,
+    reference: str,
+    from_date: datetime,
+    to_date: datetime,
+) -> tuple[Any, ...]:
+    """The user's side of every transfer inside the child whose description holds ``reference``
+    (a prefix the portal writes, for reconciliation)."""
+    return tuple(
+        client(connection).find_user_transfers(
+            account_id=child_account_id, user_id=user_id, reference=reference, from_date=from_date, to_date=to_date
+        )
+    )
 
 
 def iter_parent_transfers(

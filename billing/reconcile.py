@@ -73,6 +73,7 @@ def reconcile_execute(*, sync_run_id: int, now: datetime | None = None) -> SyncR
         if batch:
             _provider_batch(conn_obj, batch, window_from, window_to, matched, stats, run, token)
         _portal_side(conn_obj, window_from, window_to, matched, stats, run, token)
+        _user_side(conn_obj, window_from, window_to, now, stats, run, token)
         finish_run(run, token, ok=True)
     except RunLost:
         logger.warning("reconciliation %s lost its run", run.uuid)
@@ -245,6 +246,7 @@ def _portal_side(
             completed_at__gte=window_from,
             completed_at__lte=window_to,
         )
+        .exclude(direction__in=Transfer.USER_DIRECTIONS)  # checked by _user_side
         .only("pk", "payment_reference", "tenant_id", "amount", "currency", "completed_at")
         .order_by("pk")
     )
@@ -272,6 +274,126 @@ def _portal_side(
             _record(conn_obj, items, run, token, stats, 0, [])
             items = []
     _record(conn_obj, items, run, token, stats, 0, [])
+
+
+def _user_side(
+    conn_obj: ProviderConnection,
+    window_from: datetime,
+    window_to: datetime,
+    now: datetime,
+    stats: dict[str, int],
+    run: SyncRun,
+    token: str,
+) -> None:
+    """Money moved between a tenant's account and one of its PBX users, against the user's
+    side of the provider's history (one lookup per user, by the reference prefix the portal
+    writes in every description): a succeeded transfer must be there once with its amount, a
+    failed one never."""
+    done = (
+        Transfer.objects.filter(
+            connection=conn_obj,
+            direction__in=Transfer.USER_DIRECTIONS,
+            state__in=[Transfer.State.SUCCEEDED, Transfer.State.FAILED],
+            completed_at__gte=window_from,
+            completed_at__lte=window_to,
+        )
+        .only(
+            "pk",
+            "payment_reference",
+            "tenant_id",
+            "amount",
+            "currency",
+            "state",
+            "direction",
+            "child_account_id",
+            "provider_user_id",
+            "dup_check_from",
+            "completed_at",
+        )
+        .order_by("child_account_id", "provider_user_id", "pk")
+    )
+    groups: dict[tuple[int, int], list[Transfer]] = {}
+    for transfer in done.iterator(chunk_size=2000):
+        assert transfer.provider_user_id is not None  # a database check holds it for user directions
+        groups.setdefault((transfer.child_account_id, int(transfer.provider_user_id)), []).append(transfer)
+    for (account_id, user_id), transfers in groups.items():
+        found: dict[str, list[Any]] = {}
+        for row in prov.iter_user_transfers(
+            conn_obj,
+            child_account_id=account_id,
+            user_id=user_id,
+            reference=USER_REFERENCE_PREFIX,
+            from_date=min(t.dup_check_from for t in transfers),
+            to_date=now + timedelta(days=1),
+        ):
+            found.setdefault((row.description or "").strip(), []).append(row)
+        items: list[DriftItem] = []
+        reconciled: list[int] = []
+        for transfer in transfers:
+            rows = found.get(transfer.payment_reference, [])
+            item = _user_drift(conn_obj, transfer, rows)
+            if item is None:
+                if transfer.state == Transfer.State.SUCCEEDED:
+                    reconciled.append(transfer.pk)
+            else:
+                items.append(item)
+        stats["seen"] += len(transfers)
+        _record(conn_obj, items, run, token, stats, len(transfers), reconciled)
+
+
+#: Every description the portal writes on money moved to or from a PBX user starts so.
+USER_REFERENCE_PREFIX = "rp-"
+
+
+def _user_drift(conn_obj: ProviderConnection, transfer: Transfer, rows: list[Any]) -> DriftItem | None:
+    sign = 1 if transfer.direction == Transfer.Direction.TO_USER else -1
+    evidence = {
+        "provider_transactions": [
+            {
+                "transaction_id": r.transaction_id,
+                "account_id": str(r.account_id),
+                "user_id": r.user_id,
+                "performed_at": r.performed_at.isoformat(),
+                "amount": str(r.amount),
+                "currency": r.currency,
+                "type": r.transaction_type,
+            }
+            for r in rows
+        ]
+    }
+    base: dict[str, Any] = {
+        "connection": conn_obj,
+        "tenant_id": transfer.tenant_id,
+        "transfer": transfer,
+        "payment_reference": transfer.payment_reference,
+        "portal_amount": transfer.amount,
+        "currency": transfer.currency,
+        "evidence": evidence,
+    }
+    if rows:
+        base["provider_txn_id"] = str(rows[0].transaction_id)
+        base["provider_amount"] = sign * Decimal(rows[0].amount)
+    if transfer.state == Transfer.State.FAILED:
+        if not rows:
+            return None
+        return DriftItem(kind=DriftItem.Kind.STATE_MISMATCH, fingerprint=f"state:{transfer.payment_reference}", **base)
+    if not rows:
+        return DriftItem(
+            kind=DriftItem.Kind.MISSING_AT_PROVIDER,
+            fingerprint=f"missing_at_provider:{transfer.payment_reference}",
+            **base,
+        )
+    if len(rows) > 1:
+        return DriftItem(
+            kind=DriftItem.Kind.DUPLICATE_AT_PROVIDER,
+            fingerprint=f"duplicate:{conn_obj.pk}:{rows[1].transaction_id}",
+            **base,
+        )
+    if sign * Decimal(rows[0].amount) != transfer.amount:
+        return DriftItem(
+            kind=DriftItem.Kind.AMOUNT_MISMATCH, fingerprint=f"amount:{transfer.payment_reference}", **base
+        )
+    return None
 
 
 _PROVIDER_TRUTH_KINDS = frozenset({DriftItem.Kind.THRESHOLD_MISMATCH, DriftItem.Kind.STATUS_MISMATCH})
@@ -413,6 +535,8 @@ def _apply_status(*, actor: Actor, tenant: Tenant, item: DriftItem, resolution: 
 
 def _ledger_delta(item: DriftItem) -> Decimal:
     """What the provider moved to the tenant that the journal does not show (signed)."""
+    if item.transfer_id and item.transfer is not None and item.transfer.is_user_transfer:
+        return Decimal(0)  # money inside the tenant's account: the journal's tenant line is unchanged
     provider_signed = Decimal(0)
     if item.provider_amount is not None:
         to_child = item.evidence.get("type") == prov.CHILD_FROM_PARENT

@@ -55,6 +55,8 @@ def _lookup(transfer: Transfer, now: datetime) -> list[prov.Found]:
         payment_reference=transfer.payment_reference,
         dup_check_from=transfer.dup_check_from,
         now=now,
+        child_account_id=int(transfer.child_account_id),
+        user_id=int(transfer.provider_user_id) if transfer.provider_user_id is not None else None,
     )
 
 

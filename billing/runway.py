@@ -17,18 +17,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.core.mail import EmailMultiAlternatives
 from django.db.models import Q
-from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
 from billing import conf, ledger, tasks
 from billing.models import ParentBalanceSnapshot, ResellerBudget, SyncRun, Transfer
+from portal import money_format
 from portal.audit import audit_log
 from portal.events import publish_on_commit
+from portal.mail import site_link, staff_addresses, staff_message, templated_email
 from portal.roles import Role
 from tenants.models import ProviderConnection, Tenant
 
@@ -141,32 +140,25 @@ def runway(*, connection: ProviderConnection, currency: str | None = None) -> Ru
 
 
 def _staff_emails() -> list[str]:
-    users = (
-        get_user_model()
-        .objects.filter(groups__name__in=[Role.RESELLER_ADMIN, Role.RESELLER_BILLING], is_active=True)
-        .exclude(email="")
-    )
-    return sorted({u.email for u in users} | set(settings.STAFF_ALERT_EMAILS))
+    return staff_addresses(Role.RESELLER_ADMIN, Role.RESELLER_BILLING, alert_list=True)
 
 
 def _runway_email(r: Runway, recipients: list[str]) -> EmailMultiAlternatives:
-    site = str(settings.SITE_URL).rstrip("/")
     context = {
         "connection": r.connection.name,
         "currency": r.currency,
-        "balance": f"{(r.balance or Decimal(0)).quantize(Decimal('0.01'))}",
-        "spend_per_day": f"{r.spend_per_day}",
+        "balance": money_format.number(r.balance or Decimal(0), r.currency),
+        "spend_per_day": money_format.number(r.spend_per_day, r.currency),
         "days": f"{r.days_of_cover}",
         "alert_days": r.alert_days,
-        "link": site + reverse("billing:sync_runs"),
+        "link": site_link(reverse("billing:sync_runs")),
     }
-    message = EmailMultiAlternatives(
+    return templated_email(
+        "emails/runway_staff",
+        context,
         subject=f"Parent balance runway: {r.connection.name} covers about {r.days_of_cover} days",
-        body=render_to_string("emails/runway_staff.txt", context),
         to=recipients,
     )
-    message.attach_alternative(render_to_string("emails/runway_staff.html", context), "text/html")
-    return message
 
 
 def runway_alert_check(*, connection_id: int, currency: str | None = None) -> bool:
@@ -190,7 +182,7 @@ def runway_alert_check(*, connection_id: int, currency: str | None = None) -> bo
     if not recipients:
         return False
     try:
-        _runway_email(r, recipients).send()
+        staff_message(lambda to: _runway_email(r, to), recipients).send()
     except Exception:  # noqa: BLE001 - un-claim so the next check retries
         logger.warning("runway email for connection %s failed", connection.pk, exc_info=True)
         ResellerBudget.objects.filter(pk=budget.pk, runway_alerted_at=now).update(runway_alerted_at=None)

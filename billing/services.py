@@ -16,6 +16,8 @@ from billing.transfers import (
     transfer_resolve,
     transfer_sweep,
     transfer_withdraw_balance,
+    user_transfer_create,
+    user_transfer_refusal,
 )
 
 __all__ = [
@@ -40,4 +42,6 @@ __all__ = [
     "transfer_resolve",
     "transfer_sweep",
     "transfer_withdraw_balance",
+    "user_transfer_create",
+    "user_transfer_refusal",
 ]

@@ -27,12 +27,14 @@ rest of the run goes on. After ``BILLING_SYNC_MAX_RESUMES`` resumes the run is a
 
 from __future__ import annotations
 
+import bisect
 import logging
 import math
 import os
 import socket
 import time
 import uuid
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -42,7 +44,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from billing import conf, ratelimit
+from billing import conf, ratelimit, sync_write
 from billing import provider as prov
 from billing.models import SyncRun
 from billing.sync_fetch import ChunkReader, ReaderStats
@@ -54,6 +56,8 @@ from tenants.models import ProviderConnection, Tenant
 logger = logging.getLogger("billing.sync")
 
 PENDING, RUNNING, DONE = "pending", "running", "done"
+SHARD_KIND = "billing.balances.shard"
+_ZERO = {"pages": 0, "seen": 0, "changed": 0, "missing": 0, "drift": 0, "balance": "0"}
 SPREAD = 8
 
 
@@ -76,6 +80,26 @@ def _ids(connection_id: int, after: int | None, hi: int | None) -> Any:
 def tenant_ids_between(connection_id: int, after: int | None, hi: int | None, size: int) -> list[int]:
     """The next ``size`` tenant provider ids in ``(after, hi]``, ascending (keyset)."""
     return [int(i) for i in _ids(connection_id, after, hi)[:size] if i is not None]
+
+
+class ShardIds:
+    """A shard's ids for its reader, a chunk at a time: the ids of the fixed range
+    ``(after, hi]`` are read in one query the first time they are asked for and handed out in
+    chunks from memory (a shard holds some 25,000 ids, not the run's), instead of one keyset
+    query per chunk. Past the last id read (the open last shard, the reader's final look) it
+    asks the database again, so a tenant added above every id during the run is still read;
+    one adopted inside the range behind the read waits for the next run."""
+
+    def __init__(self, connection_id: int, hi: int | None, size: int) -> None:
+        self.connection_id, self.hi, self.size = connection_id, hi, size
+        self._ids: list[int] = []
+
+    def __call__(self, after: int | None) -> list[int]:
+        start = 0 if after is None else bisect.bisect_right(self._ids, after)
+        if start >= len(self._ids):
+            self._ids = [int(i) for i in _ids(self.connection_id, after, self.hi) if i is not None]
+            start = 0
+        return self._ids[start : start + self.size]
 
 
 def plan_ranges(connection_id: int, span: int) -> list[tuple[int | None, int | None]]:
@@ -133,13 +157,45 @@ def ensure_plan(run: SyncRun, size: int) -> int:
                 Tenant.objects.filter(connection_id=run.connection_id, provider_account_id__isnull=False).count() / size
             )
         )
+        ranges = plan_ranges(run.connection_id, span)
+        rows = Job.objects.bulk_create(
+            [
+                Job(
+                    kind=SHARD_KIND,
+                    title=f"Balance sync shard {index + 1} of {len(ranges)}"[:300],
+                    state=Job.State.RUNNING,
+                    params={"run": run.pk, "index": index, "owner": "", "last": None, **_ZERO},
+                )
+                for index in range(len(ranges))
+            ]
+        )
         state["shards"] = [
-            {"lo": lo, "hi": hi, "last": None, "state": PENDING, "owner": "", "beat": "", "balance": "0", "drift": 0}
-            for lo, hi in plan_ranges(run.connection_id, span)
+            {"lo": lo, "hi": hi, "state": PENDING, "owner": "", "beat": "", "job": row.pk}
+            for (lo, hi), row in zip(ranges, rows, strict=True)
         ]
         state.setdefault("resumes", 0)
         state["finalizing"] = ""
     return job_id
+
+
+def shard_progress(job_id: int) -> list[dict[str, Any]]:
+    """Each shard's progress row, in plan order: the last id written, the shard's counters
+    (pages, seen, changed, missing), its balance sum and new drift, and ``beat`` (when the
+    row last moved)."""
+    jobs = [s["job"] for s in shard_state(job_id).get("shards", [])]
+    rows = {
+        pk: (params, updated)
+        for pk, params, updated in Job.objects.filter(pk__in=jobs).values_list("id", "params", "updated_at")
+    }
+    return [{**rows[pk][0], "beat": rows[pk][1]} for pk in jobs]
+
+
+def _set_owner(job_ids: list[int], owner: str) -> None:
+    """Give shards' progress rows to ``owner`` ("" frees them): the fence every chunk of
+    the shard checks in its own transaction."""
+    for job in Job.objects.select_for_update().filter(pk__in=job_ids).only("id", "params"):
+        job.params = {**(job.params or {}), "owner": owner}
+        job.save(update_fields=["params"])
 
 
 def shard_state(job_id: int) -> dict[str, Any]:
@@ -152,20 +208,21 @@ def _claim(job_id: int, owner: str) -> tuple[int, dict[str, Any]] | None:
         for index, shard in enumerate(state.get("shards", [])):
             if shard["state"] == PENDING:
                 shard.update(state=RUNNING, owner=owner, beat=timezone.now().isoformat())
-                return index, dict(shard)
+                _set_owner([shard["job"]], owner)
+                last = (Job.objects.filter(pk=shard["job"]).values_list("params", flat=True).first() or {}).get("last")
+                return index, {**shard, "last": last}
     return None
 
 
-def _commit(job_id: int, index: int, owner: str, last: int, balance: Decimal, drift: int) -> None:
-    """The shard's progress after one chunk; inside the chunk's transaction."""
-    with _locked(job_id) as state:
-        shard = state["shards"][index]
-        if shard["owner"] != owner or shard["state"] != RUNNING:
-            raise ShardLost
-        shard["last"] = last
-        shard["balance"] = str(Decimal(shard["balance"]) + balance)
-        shard["drift"] = int(shard["drift"]) + drift
-        shard["beat"] = timezone.now().isoformat()
+def _publish(run: SyncRun, token: str, job_id: int) -> None:
+    """The run's counters, heartbeat and progress bar from its shards' rows (a short
+    statement after a chunk's commit, billing.sync_write.publish_run); RunLost if the run is
+    another executor's now."""
+    from billing.sync import RunLost
+
+    jobs = [s["job"] for s in shard_state(job_id).get("shards", [])]
+    if not sync_write.publish_run(run.pk, token, job_id, jobs, timezone.now()):
+        raise RunLost
 
 
 def _done(job_id: int, index: int, owner: str, stats: ReaderStats) -> None:
@@ -181,6 +238,8 @@ def _done(job_id: int, index: int, owner: str, stats: ReaderStats) -> None:
         reader["concurrency"] = conf.sync_concurrency()
         reader["throttled"] = int(reader.get("throttled", 0)) + stats.throttled
         reader["reads"] = int(reader.get("reads", 0)) + stats.reads
+        reader["limit_wait_s"] = round(float(reader.get("limit_wait_s", 0)) + stats.limit_wait, 3)
+        reader["read_s"] = round(float(reader.get("read_s", 0)) + stats.read_time, 3)
         reader["min_window"] = min(int(reader.get("min_window", stats.min_window)), stats.min_window)
         state["reader"] = reader
 
@@ -256,41 +315,108 @@ def shard_execute(sync_run_id: int, token: str) -> None:
 
 
 def work(run: SyncRun, token: str, size: int) -> None:
-    """Take pending shards one by one; the caller that completes the plan finishes the run."""
+    """Take pending shards until none is left, read one after the other through one reader
+    (_Stream); the caller that completes the plan finishes the run."""
     assert run.job_id is not None
     owner = f"{token[:12]}:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     while True:
         claimed = _claim(run.job_id, owner)
         if claimed is None:
             break
-        index, shard = claimed
-        stats = _run_shard(run, token, run.job_id, index, owner, shard, size)
-        _done(run.job_id, index, owner, stats)
+        stream = _Stream(run, run.job_id, owner, size, first=claimed, more=True)
+        stats = _run_stream(run, token, run.job_id, owner, stream)
+        _done(run.job_id, stream.claimed[-1][0], owner, stats)
     if _take_finalization(run.job_id, owner):
         finalize(run, token, size)
+
+
+class _Stream:
+    """The ids of the shards one worker reads, as one stream for one reader: when a shard's
+    ids run out, the next pending shard is claimed and its ids follow, so its reads start
+    while the last chunks of the shard before are still in flight (no drain of the reads
+    between two shards). ``tags`` says which claimed shard each chunk handed out belongs to,
+    in the order the reader hands the chunks back."""
+
+    def __init__(
+        self, run: SyncRun, job_id: int, owner: str, size: int, *, first: tuple[int, dict[str, Any]], more: bool
+    ) -> None:
+        self.run, self.job_id, self.owner, self.size, self.more = run, job_id, owner, size, more
+        self.claimed: list[tuple[int, dict[str, Any]]] = []
+        self.tags: deque[int] = deque()
+        self._start(first)
+
+    def _start(self, claimed: tuple[int, dict[str, Any]]) -> None:
+        shard = claimed[1]
+        self.claimed.append(claimed)
+        self.ids = ShardIds(self.run.connection_id, shard["hi"], self.size)
+        self.after = shard["last"] if shard["last"] is not None else shard["lo"]
+
+    def __call__(self, _last: int | None) -> list[int]:
+        while True:
+            chunk = self.ids(self.after)
+            if chunk:
+                self.after = chunk[-1]
+                self.tags.append(len(self.claimed) - 1)
+                return chunk
+            taken = _claim(self.job_id, self.owner) if self.more else None
+            if taken is None:
+                return []
+            self._start(taken)
 
 
 def _run_shard(
     run: SyncRun, token: str, job_id: int, index: int, owner: str, shard: dict[str, Any], size: int
 ) -> ReaderStats:
+    """One claimed shard read and written on its own (the caller marks it done)."""
+    return _run_stream(run, token, job_id, owner, _Stream(run, job_id, owner, size, first=(index, shard), more=False))
+
+
+def _run_stream(run: SyncRun, token: str, job_id: int, owner: str, stream: _Stream) -> ReaderStats:
+    """Write the stream's chunks in order, each batch on the rows of its own shard; every
+    shard but the last claimed is marked done once a chunk of a later shard comes (the
+    caller marks the last one done, with the reader's record)."""
     from billing.sync import RunLost, apply_chunk
 
     conn_obj: ProviderConnection = run.connection
-    hi = shard["hi"]
-    start = shard["last"] if shard["last"] is not None else shard["lo"]
+    jobs = [s["job"] for s in shard_state(job_id).get("shards", [])]
+    concurrency = conf.sync_concurrency()
     rate = conf.provider_rate_per_second()
     reader = ChunkReader(
         conn_obj,
-        lambda after: tenant_ids_between(conn_obj.pk, after, hi, size),
-        after=start,
-        concurrency=conf.sync_concurrency(),
+        stream,
+        after=None,
+        concurrency=concurrency,
         limiter=ratelimit.for_connection(conn_obj, float(rate)) if rate else None,
     )
+    finished = 0  # stream.claimed[:finished] are marked done
     try:
-        for asked, accounts in reader:
-            with transaction.atomic():
-                page = apply_chunk(conn_obj, asked, accounts, run_id=run.pk, token=token, job_id=job_id)
-                _commit(job_id, index, owner, asked[-1], page.balance_total, page.drift)
+        # A writer that falls behind the reads writes the chunks waiting for it together.
+        for batch in reader.batches(concurrency):
+            tags = [stream.tags.popleft() for _ in batch]
+            for position in sorted(set(tags)):
+                while finished < position:
+                    _done(
+                        job_id,
+                        stream.claimed[finished][0],
+                        owner,
+                        ReaderStats(window=concurrency, min_window=concurrency),
+                    )
+                    finished += 1
+                part = [chunk for chunk, tag in zip(batch, tags, strict=True) if tag == position]
+                shard = stream.claimed[position][1]
+                progress = sync_write.ShardProgress(job_id=shard["job"], owner=owner, run_id=run.pk, token=token)
+                asked = [aid for ids, _ in part for aid in ids]
+                accounts = [account for _, answer in part for account in answer]
+                # The chunk and the shard's progress: one transaction on rows of this shard only.
+                apply_chunk(
+                    conn_obj, asked, accounts, run_id=run.pk, token=token, job_id=None, chunks=len(part), shard=progress
+                )
+                # The rows every shard shares move in a statement of their own, after the commit.
+                if not sync_write.publish_run(run.pk, token, job_id, jobs, timezone.now()):
+                    raise RunLost
+        while finished < len(stream.claimed) - 1:
+            _done(job_id, stream.claimed[finished][0], owner, ReaderStats(window=concurrency, min_window=concurrency))
+            finished += 1
     except ShardLost as exc:
         raise RunLost from exc
     return reader.stats
@@ -301,11 +427,12 @@ def finalize(run: SyncRun, token: str, size: int) -> None:
     from billing.sync import _discover, finish_run
 
     assert run.job_id is not None
+    _publish(run, token, run.job_id)
     found = _discover(run.connection, run.pk, token, size)
     state = shard_state(run.job_id)
-    shards = state.get("shards", [])
-    balance = sum((Decimal(s["balance"]) for s in shards), Decimal(0))
-    drift = sum(int(s["drift"]) for s in shards)
+    shards = shard_progress(run.job_id)
+    balance = sum((Decimal(s.get("balance") or "0") for s in shards), Decimal(0))
+    drift = sum(int(s.get("drift") or 0) for s in shards)
     # Summed here, not in SQL: SQLite's decimal arithmetic is REAL and would drift.
     SyncRun.objects.filter(pk=run.pk, executor=token).update(total_balance=balance + found.balance)
     run.refresh_from_db()
@@ -355,14 +482,25 @@ def sync_sweep(now: datetime | None = None) -> list[int]:
 
 
 def _release_stale_shards(job_id: int, stale_before: datetime) -> int:
-    released = 0
+    released: list[int] = []
     with transaction.atomic(), _locked(job_id) as state:
+        moved = {
+            pk: updated
+            for pk, updated in Job.objects.filter(
+                pk__in=[s["job"] for s in state.get("shards", []) if s["state"] == RUNNING]
+            ).values_list("id", "updated_at")
+        }
         for shard in state.get("shards", []):
-            beat = shard.get("beat") or ""
-            if shard["state"] == RUNNING and (not beat or datetime.fromisoformat(beat) < stale_before):
+            if shard["state"] != RUNNING:
+                continue
+            beats = [datetime.fromisoformat(shard["beat"])] if shard.get("beat") else []
+            if shard["job"] in moved:
+                beats.append(moved[shard["job"]])
+            if not beats or max(beats) < stale_before:
                 shard.update(state=PENDING, owner="")
-                released += 1
-    return released
+                released.append(shard["job"])
+        _set_owner(released, "")
+    return len(released)
 
 
 def resume(run: SyncRun, now: datetime) -> bool:
@@ -381,9 +519,12 @@ def resume(run: SyncRun, now: datetime) -> bool:
             return False
         if run.job_id:
             with _locked(run.job_id) as locked:
+                freed = []
                 for shard in locked.get("shards", []):
                     if shard["state"] == RUNNING:
                         shard.update(state=PENDING, owner="")
+                        freed.append(shard["job"])
+                _set_owner(freed, "")
                 locked["resumes"] = int(locked.get("resumes", 0)) + 1
                 locked["finalizing"] = ""
         audit_log(

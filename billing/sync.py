@@ -34,7 +34,7 @@ from typing import Any
 
 from django.contrib.auth.models import User
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F
+from django.db.models import Exists, F
 from django.utils import timezone
 
 from billing import conf, sync_write
@@ -43,6 +43,7 @@ from billing.models import DriftItem, LowBalanceAlert, SyncRun
 from portal.audit import audit_log
 from portal.errors import Conflict, NotAllowed, PortalError
 from portal.jobs import job_advance, job_create, job_finish
+from portal.models import Job
 from portal.roles import Actor, has_perm
 from providers.base import AccountSnapshot, ListingNeedsFilter
 from providers.capabilities import Capability
@@ -290,12 +291,19 @@ def apply_chunk(
     run_id: int | None,
     token: str | None,
     job_id: int | None,
+    chunks: int = 1,
+    shard: sync_write.ShardProgress | None = None,
 ) -> PageResult:
     """Write one chunk: the provider's view of the tenants whose ids were ``asked`` (ascending).
+    ``chunks`` consecutive chunks may be written together (one transaction); the run's
+    ``pages`` counts them all.
 
     One short transaction that writes only what differs: the changed tenants, a snapshot per
     changed balance, the tenants the provider did not return (missing_at_provider),
-    low-balance crossings, new drift, the run's counters and the Job's progress. On
+    low-balance crossings, new drift, and the progress: a shard's chunk moves the shard's own
+    progress row (``shard``; RunLost when the shard or the run is no longer this worker's,
+    and the chunk rolls back), and billing.shards publishes the run's counters after the
+    commit; a chunk of no shard moves the run's counters and the Job's progress here. On
     PostgreSQL a COPY and one set statement compare and write (_apply_chunk_set,
     billing/sync_write.py); elsewhere one range read of those tenants on the unique
     (connection, provider_account_id) index, the comparison in Python, then executemany."""
@@ -304,7 +312,9 @@ def apply_chunk(
     if not asked:
         return result
     if sync_write.set_based():
-        return _apply_chunk_set(conn_obj, asked, accounts, run_id=run_id, token=token, job_id=job_id, now=now)
+        return _apply_chunk_set(
+            conn_obj, asked, accounts, run_id=run_id, token=token, job_id=job_id, now=now, chunks=chunks, shard=shard
+        )
     wanted = set(asked)
     known = {
         row[1]: row
@@ -334,9 +344,12 @@ def apply_chunk(
     result.missing = len(missing)
     fresh_drift = _new_drift(conn_obj, writes.drift, run_id)
     result.drift = len(fresh_drift)
-    with transaction.atomic():
-        if run_id is not None:
-            _advance_run(run_id, token, result, now, hi=max(asked), page=True)
+    # No savepoint: the caller's transaction (a shard's chunk and its progress) is the unit.
+    with transaction.atomic(savepoint=False):
+        if shard is not None:
+            _advance_shard(shard, result, max(asked), len(asked), chunks, now)
+        elif run_id is not None:
+            _advance_run(run_id, token, result, now, hi=max(asked), pages=chunks)
         if writes.updates:
             sync_write.bulk_update_tenants(writes.updates, now)
         if newly_missing:
@@ -363,10 +376,12 @@ def _apply_chunk_set(
     token: str | None,
     job_id: int | None,
     now: datetime,
+    chunks: int,
+    shard: sync_write.ShardProgress | None,
 ) -> PageResult:
     """apply_chunk on PostgreSQL: the chunk's rows COPYed into a temporary table and one set
-    statement (billing.sync_write.write_chunk_set) that compares and writes in the database;
-    Python sees only the rows with a low-balance crossing or a drift candidate."""
+    statement (billing.sync_write.write_chunk_set) that compares and writes in the database,
+    drift, alerts and the shard's progress included; Python sees only counters."""
     wanted = set(asked)
     by_id: dict[int, AccountSnapshot] = {}
     for account in accounts:
@@ -386,30 +401,25 @@ def _apply_chunk_set(
         for aid, a in by_id.items()
     ]
     result = PageResult()
-    with transaction.atomic():
-        done = sync_write.write_chunk_set(conn_obj.pk, asked, rows, now, (conn_obj.currency or "").upper())
+    with transaction.atomic(savepoint=False):
+        done = sync_write.write_chunk_set(
+            conn_obj.pk,
+            asked,
+            rows,
+            now,
+            (conn_obj.currency or "").upper(),
+            run_id=run_id,
+            shard=shard,
+            pages=chunks,
+        )
+        if not done.progressed:
+            raise RunLost
         result.seen, result.changed, result.missing = done.seen, done.changed, done.missing
-        result.balance_total = done.balance_total
-        found: list[_Drift] = []
-        alerts: list[LowBalanceAlert] = []
-        for tenant_id, aid, balance, threshold, currency, status, crossed, notify in done.attention:
-            if crossed:
-                alerts.append(
-                    LowBalanceAlert(
-                        tenant_id=tenant_id, balance=balance, threshold=threshold, currency=currency, created_at=now
-                    )
-                )
-            found.extend(_drift_findings(tenant_id, status, threshold, notify, by_id[aid], currency))
-        fresh_drift = _new_drift(conn_obj, found, run_id)
-        result.drift = len(fresh_drift)
-        if fresh_drift:
-            DriftItem.objects.bulk_create(fresh_drift, ignore_conflicts=True)
-            Tenant.objects.filter(pk__in={d.tenant_id for d in fresh_drift}).update(has_drift=True, updated_at=now)
-        if alerts:
-            LowBalanceAlert.objects.bulk_create(alerts)
+        result.balance_total, result.drift = done.balance_total, done.drift
+        if done.alerts:
             transaction.on_commit(_dispatch_alerts)
-        if run_id is not None:
-            _advance_run(run_id, token, result, now, hi=max(asked), page=True)
+        if shard is None and run_id is not None:
+            _advance_run(run_id, token, result, now, hi=max(asked), pages=chunks)
         if job_id:
             job_advance(job_id=job_id, by=len(asked))
     return result
@@ -462,8 +472,8 @@ def _compare(
 
 # -- drift the sync sees: the provider's threshold and status against the portal's ----------
 
-_THRESHOLD_OPS = (TenantOperation.Kind.SET_THRESHOLD, TenantOperation.Kind.EDIT)
-_STATUS_OPS = (
+THRESHOLD_OPS = (TenantOperation.Kind.SET_THRESHOLD, TenantOperation.Kind.EDIT)
+STATUS_OPS = (
     TenantOperation.Kind.FREEZE,
     TenantOperation.Kind.UNFREEZE,
     TenantOperation.Kind.ACTIVATE,
@@ -535,7 +545,7 @@ def _new_drift(conn_obj: ProviderConnection, found: list[_Drift], run_id: int | 
     tenant_ids = {f.tenant_id for f in found}
     busy = set(
         TenantOperation.objects.filter(
-            tenant_id__in=tenant_ids, state__in=TenantOperation.OPEN_STATES, kind__in=[*_THRESHOLD_OPS, *_STATUS_OPS]
+            tenant_id__in=tenant_ids, state__in=TenantOperation.OPEN_STATES, kind__in=[*THRESHOLD_OPS, *STATUS_OPS]
         ).values_list("tenant_id", "kind")
     )
     recorded = set(
@@ -543,7 +553,7 @@ def _new_drift(conn_obj: ProviderConnection, found: list[_Drift], run_id: int | 
     )
     items = []
     for f in found:
-        ops = _THRESHOLD_OPS if f.kind == DriftItem.Kind.THRESHOLD_MISMATCH else _STATUS_OPS
+        ops = THRESHOLD_OPS if f.kind == DriftItem.Kind.THRESHOLD_MISMATCH else STATUS_OPS
         if f.fingerprint in recorded or any((f.tenant_id, op) in busy for op in ops):
             continue
         items.append(
@@ -563,12 +573,12 @@ def _new_drift(conn_obj: ProviderConnection, found: list[_Drift], run_id: int | 
 
 
 def _advance_run(
-    run_id: int, token: str | None, result: PageResult, now: datetime, *, hi: int | None, page: bool
+    run_id: int, token: str | None, result: PageResult, now: datetime, *, hi: int | None, pages: int
 ) -> None:
     """Add a chunk's counters to the run (inside the chunk's transaction); RunLost if this
     worker no longer owns the run."""
     progressed = SyncRun.objects.filter(pk=run_id, executor=token, state=SyncRun.State.RUNNING).update(
-        pages=F("pages") + (1 if page else 0),
+        pages=F("pages") + pages,
         seen=F("seen") + result.seen,
         changed=F("changed") + result.changed,
         new=F("new") + result.new,
@@ -577,6 +587,31 @@ def _advance_run(
         last_account_id=hi if hi is not None else F("last_account_id"),
     )
     if not progressed:
+        raise RunLost
+
+
+def _advance_shard(
+    shard: sync_write.ShardProgress, result: PageResult, last: int, asked: int, pages: int, now: datetime
+) -> None:
+    """A chunk's progress on the shard's own progress row (the portable path; PostgreSQL
+    does it inside the chunk statement): the last id written and the shard's counters.
+    RunLost if the shard or the run is no longer this worker's."""
+    params = Job.objects.filter(pk=shard.job_id).values_list("params", flat=True).first() or {}
+    params = dict(params)
+    for key, more in (
+        ("pages", pages),
+        ("seen", result.seen),
+        ("changed", result.changed),
+        ("missing", result.missing),
+        ("drift", result.drift),
+    ):
+        params[key] = int(params.get(key) or 0) + more
+    params["balance"] = str(Decimal(params.get("balance") or "0") + result.balance_total)
+    params["last"] = last
+    live = SyncRun.objects.filter(pk=shard.run_id, executor=shard.token, state=SyncRun.State.RUNNING)
+    if not Job.objects.filter(Exists(live), pk=shard.job_id, params__owner=shard.owner).update(
+        params=params, done=F("done") + asked, updated_at=now
+    ):
         raise RunLost
 
 
@@ -667,7 +702,7 @@ def _discover_page(
     vanished = [row[0] for aid, row in stored.items() if aid not in returned]
     with transaction.atomic():
         if run_id is not None:
-            _advance_run(run_id, token, result, now, hi=None, page=False)
+            _advance_run(run_id, token, result, now, hi=None, pages=0)
         if upserts:
             sync_write.upsert_unknown(upserts, now)
         if vanished:

@@ -1,9 +1,10 @@
 """Reading a range of tenants from the provider, several chunks at a time (docs/sync.md,
 "Concurrency").
 
-:class:`ChunkReader` walks one id range of a connection's tenants: the ids come from the
-database a chunk at a time by keyset (in the caller's thread: the caller's database
-connection), each chunk is read from the provider in a small thread pool
+:class:`ChunkReader` walks a stream of a connection's tenant ids: the ids come from the
+caller's ``next_ids`` a chunk at a time (in the caller's thread: the caller's database
+connection; billing.shards reads a shard's ids in one query and chains a worker's shards),
+each chunk is read from the provider in a small thread pool
 (billing.provider.read_children: ids in, snapshots out, no database), and the chunks come
 back to the caller **in id order** for writing. At most ``concurrency`` reads are in flight
 and at most ``concurrency + 1`` chunks are held (those in flight plus the one being written):
@@ -51,6 +52,11 @@ class ReaderStats:
     throttled: int = 0
     window: int = 0
     min_window: int = 0
+    # Seconds the reads spent waiting for the shared rate limit's tokens (summed over threads).
+    limit_wait: float = 0.0
+    # Seconds the provider reads took (call and parsing, summed over threads): against the
+    # bench's bare reads of the same chunks it shows whether the writer starves the readers.
+    read_time: float = 0.0
 
 
 class ChunkReader:
@@ -79,12 +85,17 @@ class ChunkReader:
     def _read(self, ids: list[int]) -> tuple[AccountSnapshot, ...]:
         throttled = 0
         while True:
+            waited = 0.0
             if self.limiter is not None:
+                asked_at = time.monotonic()
                 self.limiter.acquire()
+                waited = time.monotonic() - asked_at
             with self._lock:
+                self.stats.limit_wait += waited
                 self.stats.in_flight += 1
                 self.stats.reads += 1
                 self.stats.max_in_flight = max(self.stats.max_in_flight, self.stats.in_flight)
+            read_at = time.monotonic()
             try:
                 accounts = prov.read_children(self.connection, ids)
             except RateLimited as err:
@@ -99,6 +110,7 @@ class ChunkReader:
             finally:
                 with self._lock:
                     self.stats.in_flight -= 1
+                    self.stats.read_time += time.monotonic() - read_at
             self._good_read()
             return accounts
 
@@ -121,9 +133,18 @@ class ChunkReader:
     # -- the database side (the caller's thread) --------------------------------------------
 
     def __iter__(self) -> Iterator[tuple[list[int], tuple[AccountSnapshot, ...]]]:
-        """(ids asked, the provider's accounts) per chunk, ascending. Once the keyset is
-        exhausted the range is asked once more after the reads drain, so a tenant added
-        above the last id during the walk is read in the same run."""
+        """(ids asked, the provider's accounts) per chunk, ascending."""
+        for batch in self.batches(1):
+            yield from batch
+
+    def batches(self, most: int) -> Iterator[list[tuple[list[int], tuple[AccountSnapshot, ...]]]]:
+        """Chunks in id order, in batches for one write each: the next chunk, waited for,
+        and up to ``most - 1`` chunks after it whose reads have already come back. A writer
+        that keeps up writes chunk by chunk; one that falls behind writes the chunks waiting
+        for it together (one transaction, fewer round trips). The held chunks stay at most
+        ``concurrency + 1``: the window is refilled only for the first chunk of a batch.
+        Once the keyset is exhausted the range is asked once more after the reads drain, so
+        a tenant added above the last id during the walk is read in the same run."""
         window: deque[tuple[list[int], Future[tuple[AccountSnapshot, ...]]]] = deque()
         last = self.after
         exhausted = False
@@ -142,14 +163,17 @@ class ChunkReader:
                     if not exhausted:
                         # Keep the window full while this chunk waits and is written.
                         last, exhausted = self._fill(pool, window, last)
-                    accounts = future.result()
+                    batch = [(asked, future.result())]
+                    while len(batch) < most and window and _ready(window[0][1]):
+                        more, done = window.popleft()
+                        batch.append((more, done.result()))
                     try:
-                        yield asked, accounts
+                        yield batch
                     finally:
-                        self._count_held(-1)
+                        self._count_held(-len(batch))
             finally:
-                for _, future in window:
-                    future.cancel()
+                for _, pending in window:
+                    pending.cancel()
 
     def _fill(
         self,
@@ -171,3 +195,8 @@ class ChunkReader:
         with self._lock:
             self.stats.held += by
             self.stats.max_held = max(self.stats.max_held, self.stats.held)
+
+
+def _ready(future: Future[tuple[AccountSnapshot, ...]]) -> bool:
+    """A read that has come back with accounts (a failed one is left for its own turn)."""
+    return future.done() and not future.cancelled() and future.exception() is None

@@ -16,17 +16,21 @@ bound parameter or goes through COPY.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
+from django.db.models import F, Value
+from django.db.models.functions import Greatest
 
-from billing.models import BalanceSnapshot
-from tenants.models import Tenant, UnknownProviderAccount
+from billing.models import BalanceSnapshot, DriftItem, LowBalanceAlert, SyncRun
+from portal.models import Job
+from tenants.models import Tenant, TenantOperation, UnknownProviderAccount
 
 CHUNK_TABLE = "billing_sync_chunk"
 UNKNOWN_TABLE = "billing_sync_unknown"
@@ -50,47 +54,117 @@ class SetChunk:
     flagged: int = 0
     snapshots: int = 0
     balance_total: Decimal = Decimal(0)
-    # (tenant_id, account_id, balance, threshold, currency, status, crossed_low, notify):
-    # only the rows with a low-balance crossing or a threshold or status disagreement.
-    attention: list[tuple[Any, ...]] = field(default_factory=list)
+    drift: int = 0
+    alerts: int = 0
+    # False when a shard's progress row was given and the statement could not move it: the
+    # shard or the run belongs to another worker now (the caller rolls the chunk back).
+    progressed: bool = True
+
+
+@dataclass(frozen=True)
+class ShardProgress:
+    """The shard a chunk belongs to: its own progress row (a Job), the owner that must still
+    hold it, and the run's executor token that must still be current."""
+
+    job_id: int
+    owner: str
+    run_id: int
+    token: str
+
+
+# Temporary tables known to exist on a database connection (created in a committed
+# transaction), so a chunk needs no statement to set its table up.
+_READY: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 def _chunk_table(cursor: Any) -> None:
-    """The per-connection temporary table, emptied at each commit (and here, for a chunk
-    written inside an outer transaction)."""
+    """The per-connection temporary table, created once per database connection. It is
+    empty whenever a chunk starts: rows are deleted at each commit (ON COMMIT DELETE ROWS)
+    and by the chunk statement itself, and a rollback takes them away too."""
+    raw = connection.connection
+    if raw in _READY:
+        return
     cursor.execute(
         f"CREATE TEMPORARY TABLE IF NOT EXISTS {CHUNK_TABLE} (aid bigint PRIMARY KEY, balance numeric(18, 4), "
         "currency text, active boolean, frozen boolean, credit numeric(18, 4), notify numeric(18, 4)) "
         "ON COMMIT DELETE ROWS"
     )
-    cursor.execute(f"DELETE FROM {CHUNK_TABLE}")  # noqa: S608 - fixed table name
+    transaction.on_commit(lambda: _READY.add(raw))
+
+
+def _py_bool(column: str) -> str:
+    """SQL text of a nullable boolean as Python prints it (True, False, None): drift
+    fingerprints are the same whichever database path wrote them (billing.sync._drift_findings)."""
+    return f"CASE WHEN {column} THEN 'True' WHEN NOT {column} THEN 'False' ELSE 'None' END"
 
 
 def _chunk_sql() -> str:
-    tenant, snap = Tenant._meta.db_table, BalanceSnapshot._meta.db_table
+    tenant, snap, drift = Tenant._meta.db_table, BalanceSnapshot._meta.db_table, DriftItem._meta.db_table
+    alert, job, run = LowBalanceAlert._meta.db_table, Job._meta.db_table, SyncRun._meta.db_table
+    op = TenantOperation._meta.db_table
     return f"""
 WITH v AS (
     SELECT t.id AS tenant_id, c.aid, c.balance, c.currency, c.active, c.frozen, c.credit, c.notify,
            (t.low_balance_threshold IS NOT NULL AND c.balance IS NOT NULL
             AND c.balance < t.low_balance_threshold) AS low,
-           t.balance AS old_balance, t.currency AS old_currency, t.provider_active AS old_active,
-           t.provider_frozen AS old_frozen, t.credit_limit AS old_credit, t.provider_threshold AS old_notify,
-           COALESCE(t.is_low_balance, false) AS was_low, COALESCE(t.missing_at_provider, false) AS was_missing,
-           t.low_balance_threshold AS threshold, t.status
+           t.balance AS old_balance, COALESCE(t.is_low_balance, false) AS was_low,
+           t.low_balance_threshold AS threshold, t.status,
+           (c.balance IS DISTINCT FROM t.balance OR c.currency IS DISTINCT FROM t.currency
+            OR c.active IS DISTINCT FROM t.provider_active OR c.frozen IS DISTINCT FROM t.provider_frozen
+            OR c.credit IS DISTINCT FROM t.credit_limit OR c.notify IS DISTINCT FROM t.provider_threshold
+            OR (t.low_balance_threshold IS NOT NULL AND c.balance IS NOT NULL
+                AND c.balance < t.low_balance_threshold) <> COALESCE(t.is_low_balance, false)
+            OR COALESCE(t.missing_at_provider, false)) AS differs
     FROM {CHUNK_TABLE} c JOIN {tenant} t ON t.connection_id = %(conn)s AND t.provider_account_id = c.aid
+    WHERE t.provider_account_id BETWEEN %(first)s::bigint AND %(last)s::bigint
+),
+found AS (
+    SELECT tenant_id, %(threshold_kind)s AS kind,
+           'threshold:' || tenant_id || ':' || threshold::text || ':' || notify::text AS fp,
+           threshold AS portal_amount, notify AS provider_amount, left(currency, 3) AS cur,
+           jsonb_build_object('portal_threshold', threshold::text, 'provider_threshold', notify::text) AS evidence,
+           %(threshold_ops)s::text[] AS ops
+    FROM v WHERE threshold IS NOT NULL AND notify IS NOT NULL AND notify <> threshold
+    UNION ALL
+    SELECT tenant_id, %(status_kind)s,
+           'status:' || tenant_id || ':' || status || ':' || {_py_bool("active")} || ':' || {_py_bool("frozen")},
+           NULL, NULL, '',
+           jsonb_build_object('portal_status', status, 'provider_active', active, 'provider_frozen', frozen),
+           %(status_ops)s::text[]
+    FROM v WHERE (status = %(active)s AND (frozen IS TRUE OR active IS FALSE))
+              OR (status = %(frozen)s AND active IS TRUE AND frozen IS NOT TRUE)
+),
+fresh AS (
+    SELECT f.* FROM found f
+    WHERE NOT EXISTS (SELECT 1 FROM {drift} d WHERE d.fingerprint = f.fp LIMIT 1)
+      AND NOT EXISTS (SELECT 1 FROM {op} o WHERE o.tenant_id = f.tenant_id
+                      AND o.state = ANY(%(open_states)s::text[]) AND o.kind = ANY(f.ops) LIMIT 1)
+),
+drifts AS (
+    INSERT INTO {drift} (uuid, connection_id, tenant_id, kind, fingerprint, payment_reference, provider_txn_id,
+                         portal_amount, provider_amount, currency, evidence, detected_at, sync_run_id,
+                         resolution, resolution_note)
+    SELECT gen_random_uuid(), %(conn)s, tenant_id, kind, fp, '', '', portal_amount, provider_amount, cur, evidence,
+           %(now)s, %(run)s::bigint, '', ''
+    FROM fresh
+    ON CONFLICT DO NOTHING
+    RETURNING 1
 ),
 changed AS (
     UPDATE {tenant} t SET balance = v.balance, currency = v.currency, provider_active = v.active,
            provider_frozen = v.frozen, credit_limit = v.credit, is_low_balance = v.low,
            missing_at_provider = false, provider_threshold = v.notify,
+           has_drift = t.has_drift OR EXISTS (SELECT 1 FROM fresh f WHERE f.tenant_id = t.id),
            balance_synced_at = %(now)s, updated_at = %(now)s
     FROM v
-    WHERE t.id = v.tenant_id AND (
-        v.balance IS DISTINCT FROM v.old_balance OR v.currency IS DISTINCT FROM v.old_currency
-        OR v.active IS DISTINCT FROM v.old_active OR v.frozen IS DISTINCT FROM v.old_frozen
-        OR v.credit IS DISTINCT FROM v.old_credit OR v.notify IS DISTINCT FROM v.old_notify
-        OR v.low <> v.was_low OR v.was_missing)
+    WHERE t.id = v.tenant_id AND v.differs AND EXISTS (SELECT 1 FROM v WHERE v.differs)
     RETURNING t.id
+),
+drifted AS (
+    UPDATE {tenant} t SET has_drift = true, updated_at = %(now)s
+    FROM v WHERE t.id = v.tenant_id AND NOT v.differs AND EXISTS (SELECT 1 FROM fresh f WHERE f.tenant_id = t.id)
+      AND EXISTS (SELECT 1 FROM fresh)
+    RETURNING 1
 ),
 snaps AS (
     INSERT INTO {snap} (tenant_id, balance, currency, taken_at)
@@ -98,26 +172,43 @@ snaps AS (
     WHERE v.balance IS NOT NULL AND v.balance IS DISTINCT FROM v.old_balance
     RETURNING 1
 ),
+alerts AS (
+    INSERT INTO {alert} (tenant_id, balance, threshold, currency, created_at)
+    SELECT v.tenant_id, v.balance, v.threshold, v.currency, %(now)s FROM v WHERE v.low AND NOT v.was_low
+    RETURNING 1
+),
 gone AS (
-    SELECT t.id, COALESCE(t.missing_at_provider, false) AS was_missing FROM {tenant} t
-    WHERE t.connection_id = %(conn)s AND t.provider_account_id = ANY(%(asked)s::bigint[])
-      AND NOT EXISTS (SELECT 1 FROM {CHUNK_TABLE} c WHERE c.aid = t.provider_account_id)
+    SELECT t.id, COALESCE(t.missing_at_provider, false) AS was_missing
+    FROM {tenant} t
+    WHERE t.connection_id = %(conn)s AND t.provider_account_id = ANY(%(unanswered)s::bigint[])
 ),
 flagged AS (
     UPDATE {tenant} t SET missing_at_provider = true, updated_at = %(now)s
     FROM gone WHERE t.id = gone.id AND NOT gone.was_missing
     RETURNING t.id
-)
+),
+total AS (SELECT sum(balance) AS amount FROM v WHERE currency = %(total_currency)s),
+progress AS (
+    UPDATE {job} j SET done = j.done + %(asked_count)s, updated_at = %(now)s,
+           params = j.params || jsonb_build_object(
+               'last', %(last)s::bigint,
+               'pages', COALESCE((j.params->>'pages')::bigint, 0) + %(pages)s,
+               'seen', COALESCE((j.params->>'seen')::bigint, 0) + (SELECT count(*) FROM v),
+               'changed', COALESCE((j.params->>'changed')::bigint, 0) + (SELECT count(*) FROM changed),
+               'missing', COALESCE((j.params->>'missing')::bigint, 0) + (SELECT count(*) FROM gone),
+               'drift', COALESCE((j.params->>'drift')::bigint, 0) + (SELECT count(*) FROM drifts),
+               'balance', (COALESCE((j.params->>'balance')::numeric, 0)
+                           + COALESCE((SELECT amount FROM total), 0))::text)
+    WHERE j.id = %(shard_job)s::bigint AND j.params->>'owner' = %(owner)s
+      AND EXISTS (SELECT 1 FROM {run} r WHERE r.id = %(run)s::bigint AND r.executor = %(token)s
+                  AND r.state = %(running)s)
+    RETURNING 1
+),
+emptied AS (DELETE FROM {CHUNK_TABLE} RETURNING 1)
 SELECT (SELECT count(*) FROM v), (SELECT count(*) FROM changed), (SELECT count(*) FROM gone),
-       (SELECT count(*) FROM flagged), (SELECT count(*) FROM snaps),
-       (SELECT sum(balance) FROM v WHERE currency = %(total_currency)s),
-       (SELECT json_agg(json_build_array(tenant_id, aid, balance::text, threshold::text, currency, status,
-                                         low AND NOT was_low, notify::text))
-        FROM v
-        WHERE (low AND NOT was_low)
-           OR (threshold IS NOT NULL AND notify IS NOT NULL AND notify <> threshold)
-           OR (status = %(active)s AND (frozen IS TRUE OR active IS FALSE))
-           OR (status = %(frozen)s AND active IS TRUE AND frozen IS NOT TRUE))
+       (SELECT count(*) FROM flagged), (SELECT count(*) FROM snaps), (SELECT amount FROM total),
+       (SELECT count(*) FROM drifts), (SELECT count(*) FROM alerts), (SELECT count(*) FROM progress),
+       set_config('synchronous_commit', 'off', true)
 """  # noqa: S608 - table names from models, values bound
 
 
@@ -127,10 +218,21 @@ def write_chunk_set(
     rows: Sequence[tuple[Any, ...]],
     now: datetime,
     currency_total: str,
+    *,
+    run_id: int | None,
+    shard: ShardProgress | None = None,
+    pages: int = 1,
 ) -> SetChunk:
-    """The whole chunk on PostgreSQL, inside the caller's transaction. ``rows`` are the
+    """The whole chunk on PostgreSQL, inside the caller's transaction, in one COPY and one
+    statement: the tenants, snapshots, missing flags, low-balance alerts, new drift (and
+    ``has_drift``) and, for a shard, the shard's own progress row. ``rows`` are the
     provider's accounts for the asked ids, one per id, normalised:
-    (account_id, balance, currency, active, frozen, credit, notify) with 4-place Decimals."""
+    (account_id, balance, currency, active, frozen, credit, notify) with 4-place Decimals.
+    The commit does not wait for the WAL flush (``synchronous_commit`` off for this
+    transaction only): a crash may lose the last chunks committed, never part of one, and
+    the shard's progress is in the same transaction, so a resumed run reads them again."""
+    from billing.sync import STATUS_OPS, THRESHOLD_OPS  # the drift rules live in billing.sync
+
     with connection.cursor() as cursor:
         _chunk_table(cursor)
         if rows:
@@ -143,13 +245,27 @@ def write_chunk_set(
             {
                 "conn": connection_id,
                 "now": now,
-                "asked": list(asked),
+                "unanswered": sorted(set(asked).difference(row[0] for row in rows)),
+                "asked_count": len(asked),
+                "first": min(asked),
+                "last": max(asked),
+                "pages": pages,
                 "total_currency": currency_total,
                 "active": Tenant.Status.ACTIVE,
                 "frozen": Tenant.Status.FROZEN,
+                "threshold_kind": DriftItem.Kind.THRESHOLD_MISMATCH,
+                "status_kind": DriftItem.Kind.STATUS_MISMATCH,
+                "threshold_ops": [str(k) for k in THRESHOLD_OPS],
+                "status_ops": [str(k) for k in STATUS_OPS],
+                "open_states": list(TenantOperation.OPEN_STATES),
+                "run": run_id,
+                "shard_job": shard.job_id if shard else None,
+                "owner": shard.owner if shard else "",
+                "token": shard.token if shard else "",
+                "running": SyncRun.State.RUNNING,
             },
         )
-        seen, changed, missing, flagged, snapshots, total, attention = cursor.fetchone()
+        seen, changed, missing, flagged, snapshots, total, drift, alerts, progressed, _ = cursor.fetchone()
     return SetChunk(
         seen=seen,
         changed=changed,
@@ -157,11 +273,72 @@ def write_chunk_set(
         flagged=flagged,
         snapshots=snapshots,
         balance_total=Decimal(total) if total is not None else Decimal(0),
-        attention=[
-            (tid, aid, _money(bal), _money(thr), cur, status, bool(crossed), _money(notify))
-            for tid, aid, bal, thr, cur, status, crossed, notify in attention or ()
-        ],
+        drift=drift,
+        alerts=alerts,
+        progressed=shard is None or bool(progressed),
     )
+
+
+def publish_run(run_id: int, token: str, run_job_id: int, shard_jobs: Sequence[int], now: datetime) -> bool:
+    """Copy the run's counters and progress bar from its shards' progress rows to the
+    SyncRun and the run's Job, and move the run's heartbeat: a short statement of its own
+    after a chunk's commit, so no chunk transaction holds the rows every shard shares.
+    Idempotent (sums of the shards' rows; counters only grow, so a late publisher never
+    moves them back). False if this worker no longer owns the run."""
+    job, run = Job._meta.db_table, SyncRun._meta.db_table
+    if set_based():
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"""
+WITH s AS (
+    SELECT COALESCE(sum((params->>'pages')::bigint), 0) AS pages, COALESCE(sum((params->>'seen')::bigint), 0) AS seen,
+           COALESCE(sum((params->>'changed')::bigint), 0) AS changed,
+           COALESCE(sum((params->>'missing')::bigint), 0) AS missing,
+           max((params->>'last')::bigint) AS last, COALESCE(sum(done), 0) AS done
+    FROM {job} WHERE id = ANY(%(shards)s::bigint[])
+),
+r AS (
+    UPDATE {run} x SET pages = GREATEST(x.pages, s.pages), seen = GREATEST(x.seen, s.seen),
+           changed = GREATEST(x.changed, s.changed), missing = GREATEST(x.missing, s.missing),
+           last_account_id = COALESCE(s.last, x.last_account_id), heartbeat_at = %(now)s
+    FROM s WHERE x.id = %(run)s AND x.executor = %(token)s AND x.state = %(running)s
+    RETURNING 1
+),
+j AS (
+    UPDATE {job} x SET done = GREATEST(x.done, s.done), updated_at = %(now)s FROM s
+    WHERE x.id = %(job)s AND EXISTS (SELECT 1 FROM r)
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM r), (SELECT count(*) FROM j), set_config('synchronous_commit', 'off', true)
+""",  # noqa: S608 - table names from models, values bound
+                {
+                    "shards": list(shard_jobs),
+                    "run": run_id,
+                    "token": token,
+                    "job": run_job_id,
+                    "now": now,
+                    "running": SyncRun.State.RUNNING,
+                },
+            )
+            return bool(cursor.fetchone()[0])
+    sums = {"pages": 0, "seen": 0, "changed": 0, "missing": 0}
+    last: int | None = None
+    done = 0
+    for params, shard_done in Job.objects.filter(pk__in=list(shard_jobs)).values_list("params", "done"):
+        for key in sums:
+            sums[key] += int((params or {}).get(key) or 0)
+        if (params or {}).get("last") is not None:
+            last = max(last or 0, int(params["last"]))
+        done += shard_done
+    with transaction.atomic():
+        moved = SyncRun.objects.filter(pk=run_id, executor=token, state=SyncRun.State.RUNNING).update(
+            **{key: Greatest(F(key), Value(value)) for key, value in sums.items()},
+            last_account_id=last if last is not None else F("last_account_id"),
+            heartbeat_at=now,
+        )
+        if moved:
+            Job.objects.filter(pk=run_job_id).update(done=Greatest(F("done"), Value(done)), updated_at=now)
+    return bool(moved)
 
 
 def _money(text: str | None) -> Decimal | None:

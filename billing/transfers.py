@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid as uuid_mod
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
@@ -33,6 +34,7 @@ from billing.transitions import (
     Actor,
     Audit,
     assert_no_transaction,
+    claim_for_send,
     dispatch_execute,
     finish_failure,
     finish_success,
@@ -49,9 +51,11 @@ from portal.audit import audit_log
 from portal.errors import Conflict, NotAllowed, PortalError
 from portal.events import publish_on_commit
 from portal.models import Job
+from portal.roles import has_perm
 from providers.capabilities import Capability
 from providers.errors import NotSent, ProviderError, RateLimited
-from tenants.models import Tenant
+from tenants.models import PbxUser, Tenant
+from tenants.services.users import may_manage_pbx_users
 
 logger = logging.getLogger("billing.transfers")
 
@@ -71,6 +75,8 @@ __all__ = [
     "transfer_resolve",
     "transfer_sweep",
     "transfer_withdraw_balance",
+    "user_transfer_create",
+    "user_transfer_refusal",
 ]
 
 DUP_WINDOW_PADDING = timedelta(hours=48)
@@ -78,11 +84,19 @@ OPEN_TENANT_STATES = {"active", "frozen"}
 
 
 def request_fingerprint(
-    *, tenant: Tenant, amount: Decimal, direction: str, reason: str, customer_description: str = ""
+    *,
+    tenant: Tenant,
+    amount: Decimal,
+    direction: str,
+    reason: str,
+    customer_description: str = "",
+    pbx_user: PbxUser | None = None,
 ) -> str:
     canonical = f"{tenant.uuid}|{direction}|{amount}|{reason}"
     if customer_description:  # only when given, so the fingerprints of older requests stay the same
         canonical += f"|{customer_description}"
+    if pbx_user is not None:
+        canonical += f"|user:{pbx_user.pk}"
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -106,22 +120,56 @@ def tenant_currency(tenant: Tenant) -> str:
 # -- create ----------------------------------------------------------------------------------
 
 
-def _validate_tenant(tenant: Tenant, direction: str) -> None:
+def _tenant_refusal(tenant: Tenant, direction: str) -> PortalError | None:
     # The one gate every create path runs (single, bulk, API) before anything is recorded.
     # prov.supports reads the probed methods too: a provider that no longer answers
     # TransferMoneyToChildAccount refuses here, with when it was checked.
-    if not prov.supports(tenant.connection, Capability.TRANSFER_MONEY):
-        reason = prov.unsupported_reason(tenant.connection, Capability.TRANSFER_MONEY)
-        raise PortalError(reason or "This provider cannot move money.", field="tenant", code="unsupported")
+    capability = Capability.PBX_USER_TRANSFERS if direction in Transfer.USER_DIRECTIONS else Capability.TRANSFER_MONEY
+    if not prov.supports(tenant.connection, capability):
+        reason = prov.unsupported_reason(tenant.connection, capability)
+        return PortalError(reason or "This provider cannot move money.", field="tenant", code="unsupported")
     if tenant.provider_account_id is None:
-        raise PortalError("This tenant has no provider account yet.", field="tenant", code="no_account")
+        return PortalError("This tenant has no provider account yet.", field="tenant", code="no_account")
     allowed = OPEN_TENANT_STATES | ({"closing"} if direction == Direction.TO_PARENT else set())
     if tenant.status not in allowed:
-        raise PortalError(
-            f"Money cannot be moved for a tenant that is {tenant.get_status_display().lower()}.",
-            field="tenant",
-            code="tenant_state",
-        )
+        if direction in Transfer.USER_DIRECTIONS:
+            message = f"Money cannot be moved inside a company that is {tenant.get_status_display().lower()}."
+        elif tenant.status == Tenant.Status.CLOSED:
+            message = "Closed tenants cannot receive money."
+        elif tenant.status == Tenant.Status.CLOSING:
+            message = "A closing tenant cannot receive money; its balance can only be pulled back."
+        else:
+            message = f"Money cannot be moved for a tenant that is {tenant.get_status_display().lower()}."
+        return PortalError(message, field="tenant", code="tenant_state")
+    return None
+
+
+def _validate_tenant(tenant: Tenant, direction: str, pbx_user: PbxUser | None = None) -> None:
+    refusal = _tenant_refusal(tenant, direction)
+    if refusal is None and pbx_user is not None:
+        refusal = _user_refusal(tenant, pbx_user, direction)
+    if refusal is not None:
+        raise refusal
+
+
+def may_move_money(actor: Actor, tenant: Tenant, direction: str) -> tuple[bool, str | None]:
+    """Would :func:`transfer_create` accept ``direction`` for this actor and tenant (amount and
+    limits aside)? The same checks, asked before a page offers the form: (True, None) or
+    (False, the reason a person reads)."""
+    if not has_perm(actor, "billing.move_money"):
+        return False, "You may not move money."
+    refusal = _tenant_refusal(tenant, direction)
+    return (False, refusal.message) if refusal is not None else (True, None)
+
+
+#: The directions a tenant-level form offers (the PBX-user ones live on the user's page).
+TENANT_FORM_DIRECTIONS = (Direction.TO_TENANT, Direction.TO_PARENT)
+
+
+def offered_directions(actor: Actor, tenant: Tenant) -> list[tuple[str, str, bool, str | None]]:
+    """(value, label, allowed, reason) for each direction a tenant's move-money form may show,
+    from :func:`may_move_money`: what the form's POST would accept."""
+    return [(d.value, d.label, *may_move_money(actor, tenant, d.value)) for d in TENANT_FORM_DIRECTIONS]
 
 
 def transfer_create(
@@ -138,12 +186,23 @@ def transfer_create(
     origin: str = Transfer.Origin.STAFF,
     job: Job | None = None,
     dispatch: bool = True,
+    key_is_new: bool = False,
+    in_transaction: Callable[[Transfer], object] | None = None,
 ) -> Transfer:
     """Record a transfer intent (state pending), reserve the money, audit, commit, dispatch.
 
     Raises PortalError (with ``field``) on bad input or limits, Conflict when the same
     idempotency key comes with different parameters. A replay returns the stored transfer
     with ``replayed = True``.
+
+    ``key_is_new``: the caller has just claimed ``idempotency_key`` for the first time (the
+    REST API's own key record), so the replay check is not read first; a transfer that holds
+    the key all the same (its API record was reaped) is found by the unique constraint on
+    the key, which rolls the new one back whole and replays it.
+
+    ``in_transaction(transfer)`` runs last in the transaction that writes the new transfer
+    (never for a replay): the REST API stores its idempotency key and response there. What
+    it raises rolls the whole transfer back and leaves ``transfer_create``.
     """
     require_move_money(actor)
     if origin == Transfer.Origin.SYSTEM:
@@ -162,6 +221,8 @@ def transfer_create(
         job=job,
         dispatch=dispatch,
         limits=True,
+        key_is_new=key_is_new,
+        in_transaction=in_transaction,
     )
 
 
@@ -180,8 +241,11 @@ def _create(
     job: Job | None,
     dispatch: bool,
     limits: bool,
+    key_is_new: bool = False,
+    pbx_user: PbxUser | None = None,
+    in_transaction: Callable[[Transfer], object] | None = None,
 ) -> Transfer:
-    if direction not in Direction.values:
+    if direction not in Direction.values or (direction in Transfer.USER_DIRECTIONS) != (pbx_user is not None):
         raise PortalError("Choose top-up or pull back.", field="direction", code="invalid")
     reason = clean_text(reason, field="reason", max_length=500)
     # The words the customer sees on the statement; the reason stays with staff.
@@ -193,16 +257,21 @@ def _create(
         raise PortalError("Enter a valid amount.", field="amount", code="amount_invalid")
     amount = check_amount(Decimal(amount), currency=currency)
     fingerprint = request_hash or request_fingerprint(
-        tenant=tenant, amount=amount, direction=direction, reason=reason, customer_description=customer_description
+        tenant=tenant,
+        amount=amount,
+        direction=direction,
+        reason=reason,
+        customer_description=customer_description,
+        pbx_user=pbx_user,
     )
     stored_key = None
     if idempotency_key is not None:
         stored_key = _checked_key(actor, idempotency_key)
-        existing = Transfer.objects.filter(client_key=stored_key).first()
+        existing = None if key_is_new else Transfer.objects.filter(client_key=stored_key).first()
         if existing is not None:
             return _replay(existing, fingerprint)
     # After the replay check: a replay returns what was recorded even if the tenant changed since.
-    _validate_tenant(tenant, direction)
+    _validate_tenant(tenant, direction, pbx_user)
     connection_obj = tenant.connection
     if currency != (connection_obj.currency or "USD").upper():
         raise PortalError(
@@ -250,6 +319,8 @@ def _create(
                 requires_approval=requires_approval,
                 budget=budget,
                 top_up=top_up,
+                pbx_user=pbx_user,
+                in_transaction=in_transaction,
             )
         except BudgetShort:
             if budget is None:
@@ -302,9 +373,12 @@ def _insert(
     budget: ResellerBudget | None,
     top_up: bool = False,
     customer_description: str = "",
+    pbx_user: PbxUser | None = None,
+    in_transaction: Callable[[Transfer], object] | None = None,
 ) -> Transfer:
     """One transaction: the budget reservation (top-ups), the staff member's daily usage,
-    the row, the journal's reserve entry, the audit event; the task after the commit."""
+    the row, the journal's reserve entry, the audit event, the caller's ``in_transaction``;
+    the task after the commit."""
     now = timezone.now()
     staff = actor if actor is not None and actor.is_authenticated else None
     with transaction.atomic():
@@ -321,6 +395,8 @@ def _insert(
             tenant=tenant,
             connection=tenant.connection,
             child_account_id=int(tenant.provider_account_id),
+            pbx_user=pbx_user,
+            provider_user_id=pbx_user.provider_user_id if pbx_user is not None else None,
             direction=direction,
             amount=amount,
             currency=currency,
@@ -353,8 +429,11 @@ def _insert(
                 "origin": origin,
                 "payment_reference": transfer.payment_reference,
                 "requires_approval": requires_approval,
+                **({"pbx_user": pbx_user.provider_user_id} if pbx_user is not None else {}),
             },
         )
+        if in_transaction is not None:
+            in_transaction(transfer)
         if dispatch and not requires_approval:
             publish_on_commit(lambda: dispatch_execute(transfer.pk), what=f"sending {transfer.payment_reference}")
     return transfer
@@ -414,6 +493,83 @@ def transfer_withdraw_balance(*, actor: Actor, tenant: Tenant, reason: str) -> T
         job=None,
         dispatch=True,
         limits=False,
+    )
+
+
+# -- money inside one account: the company balance and one PBX user ------------------------
+
+
+def _user_refusal(tenant: Tenant, pbx_user: PbxUser, direction: str) -> PortalError | None:
+    if pbx_user.tenant_id != tenant.pk:
+        return PortalError("No such user.", field="user", code="not_found", status=404)
+    if pbx_user.deleted_at is not None:
+        return PortalError("This user was deleted.", field="user", code="user_gone")
+    if not pbx_user.has_own_balance:
+        return PortalError(
+            "This user spends the company's balance and has no balance of its own to move money to or from.",
+            field="user",
+            code="no_own_balance",
+        )
+    return None
+
+
+def user_transfer_refusal(actor: Actor, tenant: Tenant, pbx_user: PbxUser, direction: str) -> str | None:
+    """Why :func:`user_transfer_create` would refuse this actor, tenant, user and direction
+    (amount aside), asked first by the pages that offer the form; None when it would not."""
+    if not may_manage_pbx_users(actor, tenant):
+        return "You may not move money for this company's users."
+    refusal = _tenant_refusal(tenant, direction) or _user_refusal(tenant, pbx_user, direction)
+    return refusal.message if refusal is not None else None
+
+
+def user_transfer_create(
+    *,
+    actor: Actor,
+    tenant: Tenant,
+    pbx_user: PbxUser,
+    amount: Decimal,
+    direction: str,
+    customer_description: object = "",
+    idempotency_key: str | None = None,
+    request_hash: str | None = None,
+    request: HttpRequest | None = None,
+    origin: str = Transfer.Origin.STAFF,
+    dispatch: bool = True,
+    key_is_new: bool = False,
+) -> Transfer:
+    """Move money between the tenant's account and one of its PBX users' own balance
+    (``to_user`` / ``from_user``), through the same state machine as every transfer.
+
+    Staff who may move money and the tenant's own owner may. The reseller's budget and the
+    staff daily limits do not apply: the money stays inside the tenant's account (its journal
+    line nets to zero once the transfer ends). The most one transfer may move still does."""
+    if not may_manage_pbx_users(actor, tenant):
+        raise NotAllowed("You may not move money for this company's users.", code="forbidden")
+    if direction not in Transfer.USER_DIRECTIONS:
+        raise PortalError("Choose to the user or from the user.", field="direction", code="invalid")
+    if isinstance(amount, Decimal) and amount.is_finite() and amount > conf.transfer_limit():
+        raise PortalError(
+            f"The most one transfer may move is {conf.transfer_limit()} {tenant_currency(tenant)}.",
+            field="amount",
+            code="over_transfer_limit",
+        )
+    words = "to user" if direction == Direction.TO_USER else "from user"
+    return _create(
+        actor=actor,
+        tenant=tenant,
+        amount=amount,
+        direction=direction,
+        reason=f"Money moved {words} {pbx_user.user_name}",
+        customer_description=customer_description,
+        idempotency_key=idempotency_key,
+        request_hash=request_hash,
+        request=request,
+        origin=origin,
+        job=None,
+        dispatch=dispatch,
+        limits=False,
+        key_is_new=key_is_new,
+        pbx_user=pbx_user,
     )
 
 
@@ -485,10 +641,16 @@ def transfer_reject(*, actor: Actor, transfer: Transfer, reason: str, request: H
 def transfer_execute(*, transfer_id: int, now: datetime | None = None) -> Transfer:
     """Claim a pending/resend transfer, call the provider once, record what happened.
 
-    Safe to run any number of times, concurrently: only the claim's winner calls. The row
-    is read once; the claim and the outcome each are one transaction, and the winner's
-    instance is kept up to date in memory (``apply``), so it is not read back."""
+    Safe to run any number of times, concurrently: only the claim's winner calls. On
+    PostgreSQL the claim is one UPDATE that returns the row with its connection
+    (``claim_for_send``); when it claims nothing, and on SQLite, the row is read and the
+    claim is the conditional UPDATE of ``transition``. The claim and the outcome each are
+    one transaction, and the winner's instance is kept up to date in memory (``apply``), so
+    it is not read back."""
     now = now or timezone.now()
+    claimed_row = claim_for_send(transfer_id, now=now)
+    if claimed_row is not None:
+        return _send_claimed(claimed_row)
     transfer = Transfer.objects.select_related("connection").get(pk=transfer_id)
     if transfer.state == State.UNKNOWN or (
         transfer.state == State.SENDING and transfer.lease_until is not None and transfer.lease_until < now
@@ -524,6 +686,13 @@ def transfer_execute(*, transfer_id: int, now: datetime | None = None) -> Transf
     )
     if not claimed:
         return Transfer.objects.get(pk=transfer_id)  # another worker owns it
+    return _send_claimed(transfer)
+
+
+def _send_claimed(transfer: Transfer) -> Transfer:
+    """The claimed attempt (``transfer.attempt``, committed): call the provider once with no
+    transaction open, then record the outcome fenced on that attempt."""
+    transfer_id, attempt = transfer.pk, transfer.attempt
     # The claim is committed: from here on the provider may act on it.
     assert_no_transaction()
     error: Exception | None = None
@@ -537,6 +706,7 @@ def transfer_execute(*, transfer_id: int, now: datetime | None = None) -> Transf
             currency=transfer.currency,
             payment_reference=transfer.payment_reference,
             dup_check_from=transfer.dup_check_from,
+            user_id=int(transfer.provider_user_id) if transfer.provider_user_id is not None else None,
         )
     except Exception as exc:  # noqa: BLE001 - every failure is classified below, never dropped
         error = exc

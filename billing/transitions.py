@@ -138,6 +138,66 @@ def transition(
     return True
 
 
+def claim_for_send(transfer_id: int, *, now: datetime) -> Transfer | None:
+    """The worker's claim in one statement (PostgreSQL): a due ``pending`` or ``resend`` row,
+    not awaiting approval and below the attempt cap, moves to ``sending`` with the next
+    attempt and a lease, and comes back with its connection, with the claim's audit event in
+    the same transaction. None: nothing was claimed (another worker won, the row is not due
+    or not claimable, or the database is not PostgreSQL); the caller reads the row and
+    decides. The same fence as ``transition``: the row changes only from a claimable state,
+    and the attempt it returns fences the outcome."""
+    if connection.vendor != "postgresql":
+        return None
+    for source in (State.PENDING, State.RESEND):
+        check_move(source, State.SENDING)
+    from tenants.models import ProviderConnection
+
+    t_fields = Transfer._meta.concrete_fields
+    c_fields = ProviderConnection._meta.concrete_fields
+    t_cols = ", ".join(f't."{f.column}"' for f in t_fields)
+    c_cols = ", ".join(f'c."{f.column}"' for f in c_fields)
+    table, conn_table = Transfer._meta.db_table, ProviderConnection._meta.db_table
+    # The CTE locks the row as it is now and keeps its state (RETURNING only sees the new one).
+    # Table and column names come from the models' metadata; every value is a parameter.
+    sql = (
+        f'WITH prior AS (SELECT "id", "state" FROM "{table}" WHERE "id" = %s AND "state" IN (%s, %s) '  # noqa: S608
+        'AND "next_attempt_at" <= %s AND (NOT "requires_approval" OR "approved_at" IS NOT NULL) '
+        'AND "attempt" < %s FOR UPDATE) '
+        f'UPDATE "{table}" t SET "state" = %s, "attempt" = t."attempt" + 1, "lease_until" = %s, '
+        f'"last_sent_at" = %s, "updated_at" = %s FROM prior, "{conn_table}" c '
+        f'WHERE t."id" = prior."id" AND c."id" = t."connection_id" RETURNING prior."state", {t_cols}, {c_cols}'
+    )
+    params: list[Any] = [transfer_id, State.PENDING, State.RESEND, now, conf.max_attempts()]
+    params += [State.SENDING, now + conf.lease(), now, now]
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        prior = row[0]
+        transfer = _loaded(Transfer, t_fields, row[1 : 1 + len(t_fields)])
+        transfer.connection = _loaded(ProviderConnection, c_fields, row[1 + len(t_fields) :])
+        audit_log(
+            actor=None,
+            action="billing.transfer.sending",
+            tenant_id=transfer.tenant_id,
+            data={"transfer": str(transfer.uuid), "attempt": transfer.attempt, "resend": prior == State.RESEND},
+        )
+    return transfer
+
+
+def _loaded(model: Any, fields: Any, values: Any) -> Any:
+    """A model instance from raw column values, through each field's database converters."""
+    converted = []
+    for field_obj, value in zip(fields, values, strict=True):
+        col = field_obj.get_col(model._meta.db_table)
+        for converter in connection.ops.get_db_converters(col) + col.get_db_converters(connection):
+            value = converter(value, col, connection)
+        converted.append(value)
+    return model.from_db(connection.alias, [f.attname for f in fields], converted)
+
+
 def _apply(transfer: Transfer, values: dict[str, Any]) -> None:
     """What the won UPDATE wrote, on the instance: plain values are set, expressions
     (F(), Coalesce) are dropped so that Django loads them from the row when next read."""
@@ -171,9 +231,19 @@ def dispatch_reconcile(transfer_id: int, countdown: float | None = None) -> None
 
 
 def dispatch_tenant_refresh(tenant_id: int) -> None:
+    """Re-read the tenant from the provider a little later (``refresh_after_transfer_delay``),
+    once for every transfer of that tenant settled meanwhile: the first one claims the window
+    in the cache, the rest find it claimed. The re-read starts when the window ends, after
+    each of those settled, so it sees them all; a lost claim or task costs only freshness
+    (the nightly sync re-reads every tenant)."""
+    from django.core.cache import cache
+
     from billing.tasks import tenant_refresh_task
 
-    tenant_refresh_task.delay(tenant_id)
+    delay = conf.refresh_after_transfer_delay()
+    if delay and not cache.add(f"billing:tenant-refresh:{tenant_id}", 1, timeout=delay):
+        return
+    tenant_refresh_task.apply_async((tenant_id,), countdown=delay or None)
 
 
 # -- the ledger moves of a transfer -----------------------------------------------------------
@@ -185,7 +255,7 @@ def _tenant_leg(transfer: Transfer) -> ledger.Leg:
 
 def ledger_reserve(transfer: Transfer) -> None:
     """At creation: the amount leaves where it comes from (the reseller for a top-up, the
-    tenant for a pull) for ``in_flight``."""
+    tenant for a pull or a transfer inside the tenant's account) for ``in_flight``."""
     ledger.move(
         kind=JournalEntry.Kind.RESERVE,
         connection_id=transfer.connection_id,
@@ -203,7 +273,10 @@ def ledger_close(transfer: Transfer, kind: str) -> None:
     the money was sent. ``release`` (it did not): ``in_flight`` → where it came from, and the
     staff member's daily-limit room comes back. Money that lands on the reseller's side is
     added back to the budget counter too."""
-    to_tenant = (kind == JournalEntry.Kind.SETTLE) == (transfer.direction == Direction.TO_TENANT)
+    # Money inside one tenant's account (to or from a PBX user) never reaches the reseller's
+    # side: it returns to the tenant's line either way, so that line nets to zero.
+    user_transfer = transfer.direction in Transfer.USER_DIRECTIONS
+    to_tenant = user_transfer or (kind == JournalEntry.Kind.SETTLE) == (transfer.direction == Direction.TO_TENANT)
     ledger.move(
         kind=kind,
         connection_id=transfer.connection_id,
@@ -221,7 +294,12 @@ def ledger_close(transfer: Transfer, kind: str) -> None:
 
 
 def _release_daily_usage(transfer: Transfer) -> None:
-    if transfer.created_by_id is None or transfer.origin == Transfer.Origin.SYSTEM:
+    # System transfers and user transfers never took any of a staff member's daily room.
+    if (
+        transfer.created_by_id is None
+        or transfer.origin == Transfer.Origin.SYSTEM
+        or transfer.direction in Transfer.USER_DIRECTIONS
+    ):
         return
     # No row (nothing taken that day) or already at zero: nothing to give back.
     ledger.counter_add_where(

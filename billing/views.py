@@ -4,29 +4,33 @@ views; every write goes through billing.services, every read through billing.sel
 
 from __future__ import annotations
 
-import csv
 import uuid as uuid_mod
-from collections.abc import Iterator
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, time, timedelta
-from decimal import Decimal
 from typing import Any
 
 from django.contrib import messages
+from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext
 from django.views.decorators.http import require_POST
 
 from billing import conf, selectors, services
 from billing.models import DriftItem, SyncRun, Transfer
-from billing.money import parse_amount
+from billing.money import parse_typed_amount
 from billing.resolution import failed_evidence
-from billing.transfers import tenant_currency
-from portal import schedule
+from billing.templatetags.billing_tags import PANEL_FORM_KEY
+from billing.transfers import TENANT_FORM_DIRECTIONS, offered_directions, tenant_currency
+from portal import inputs, schedule
 from portal.audit import audit_events
+from portal.audit_sentences import sentences
 from portal.errors import PortalError
+from portal.listing import decimal_text, keyset_walk, list_total, stream_csv
+from portal.live import part_response, render_live, requested_part
 from portal.models import Job
 from portal.roles import has_perm, require
 from portal.twofactor import recent_auth_response, require_recent_auth
@@ -42,6 +46,17 @@ def _tenant(tenant_uuid: uuid_mod.UUID) -> Tenant:
         raise Http404("No such tenant") from None
 
 
+def _tenant_filter(request: HttpRequest) -> Tenant | None:
+    """The tenant a list is filtered to (``?tenant=<uuid>``), None without one; 404 for a
+    uuid that names no tenant."""
+    if not request.GET.get("tenant"):
+        return None
+    try:
+        return _tenant(uuid_mod.UUID(request.GET["tenant"]))
+    except ValueError:
+        raise Http404("No such tenant") from None
+
+
 def _error(request: HttpRequest, exc: PortalError) -> None:
     field = f"{exc.field}: " if exc.field else ""
     messages.error(request, f"{field}{exc.message}")
@@ -53,19 +68,24 @@ def _error(request: HttpRequest, exc: PortalError) -> None:
 @require("console.view")
 def transfer_list(request: HttpRequest) -> HttpResponse:
     state = request.GET.get("state", "").strip()
-    tenant = None
-    if request.GET.get("tenant"):
-        try:
-            tenant = _tenant(uuid_mod.UUID(request.GET["tenant"]))
-        except ValueError:
-            raise Http404("No such tenant") from None
+    tenant = _tenant_filter(request)
+    sort = request.GET.get("sort", "-id")
+    total = None
     try:
-        page = selectors.transfer_list(tenant=tenant, state=state or None, cursor=request.GET.get("cursor"), limit=50)
+        page = selectors.transfer_list(
+            tenant=tenant, state=state or None, cursor=request.GET.get("cursor"), limit=50, sort=sort
+        )
+        total = selectors.transfer_total(tenant=tenant, state=state or None)
     except ValueError:
         page = selectors.TransferPage([], None)
-        messages.error(request, "Unknown state filter.")
+        messages.error(request, gettext("Unknown state filter."))
+    except PortalError as exc:
+        page, sort = selectors.TransferPage([], None), "-id"
+        _error(request, exc)
     context = {
         "page": page,
+        "total": total,
+        "sort": sort,
         "state": state,
         "tenant": tenant,
         "states": Transfer.State.choices,
@@ -73,17 +93,75 @@ def transfer_list(request: HttpRequest) -> HttpResponse:
         "unresolved": selectors.unresolved_transfers(limit=100),
         "can_move_money": has_perm(request.user, "billing.move_money"),
     }
+    # Each table of the page is a live part of its own (billing/_transfer_rows.html).
+    tables = {"awaiting": (context["awaiting"], ""), "unresolved": (context["unresolved"], "Nothing unresolved.")}
+    tables["transfers"] = (page.items, "")
+    part = requested_part(request, *tables)
+    if part is not None:
+        rows, empty = tables[part]
+        return part_response(
+            request,
+            "billing/_transfer_rows.html",
+            {"rows": rows, "table_id": part, "empty": empty, "sortable": part == "transfers", "sort": sort},
+        )
     return render(request, "billing/transfer_list.html", context)
+
+
+_TRANSFER_CSV = (
+    "uuid",
+    "created_utc",
+    "tenant",
+    "direction",
+    "amount",
+    "currency",
+    "state",
+    "payment_reference",
+    "provider_txn_id",
+)
+
+
+@require("console.view")
+def transfer_export(request: HttpRequest) -> HttpResponseBase:
+    """The filtered transfer list as CSV, streamed (exact amounts, every row of the filter)."""
+    tenant = _tenant_filter(request)
+    state = request.GET.get("state", "").strip() or None
+    try:
+        selectors.transfer_queryset(tenant=tenant, state=state)
+        rows = selectors.transfer_export(tenant=tenant, state=state, sort=request.GET.get("sort", "-id"))
+    except ValueError:
+        return HttpResponse("Unknown state filter.", status=400, content_type="text/plain; charset=utf-8")
+    except PortalError as exc:
+        return HttpResponse(exc.message, status=400, content_type="text/plain; charset=utf-8")
+    return stream_csv(
+        "transfers.csv",
+        _TRANSFER_CSV,
+        rows,
+        lambda t: (
+            t.uuid,
+            t.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+            t.tenant.company_name,
+            t.direction,
+            decimal_text(t.amount),
+            t.currency,
+            t.state,
+            t.payment_reference,
+            t.provider_txn_id or "",
+        ),
+    )
 
 
 @require("console.view")
 def transfer_detail(request: HttpRequest, transfer_uuid: uuid_mod.UUID) -> HttpResponse:
     transfer = selectors.transfer_get(uuid=transfer_uuid)
-    events = [
+    if requested_part(request, "summary"):  # the live heading and facts; the page reloads once it settles
+        return part_response(
+            request, "billing/_transfer_summary.html", {"transfer": transfer}, reload=not transfer.is_live
+        )
+    events = sentences(
         e
         for e in audit_events(tenant_id=transfer.tenant_id, action_prefix="billing.transfer")[:500]
         if e.data.get("transfer") == str(transfer.uuid)
-    ]
+    )
     return render(
         request,
         "billing/transfer_detail.html",
@@ -106,7 +184,7 @@ def transfer_approve(request: HttpRequest, transfer_uuid: uuid_mod.UUID) -> Http
     transfer = selectors.transfer_get(uuid=transfer_uuid)
     try:
         services.transfer_approve(actor=request.user, transfer=transfer, request=request)
-        messages.success(request, "Approved; the transfer is on its way.")
+        messages.success(request, gettext("Approved; the transfer is on its way."))
     except PortalError as exc:
         _error(request, exc)
     return redirect("billing:transfer_detail", transfer.uuid)
@@ -120,7 +198,7 @@ def transfer_reject(request: HttpRequest, transfer_uuid: uuid_mod.UUID) -> HttpR
         services.transfer_reject(
             actor=request.user, transfer=transfer, reason=request.POST.get("reason", ""), request=request
         )
-        messages.success(request, "Rejected; nothing was sent.")
+        messages.success(request, gettext("Rejected; nothing was sent."))
     except PortalError as exc:
         _error(request, exc)
     return redirect("billing:transfer_detail", transfer.uuid)
@@ -138,7 +216,7 @@ def transfer_resolve(request: HttpRequest, transfer_uuid: uuid_mod.UUID) -> Http
             note=request.POST.get("note", ""),
             request=request,
         )
-        messages.success(request, "Recorded.")
+        messages.success(request, gettext("Recorded."))
     except PortalError as exc:
         _error(request, exc)
     return redirect("billing:transfer_detail", transfer.uuid)
@@ -151,6 +229,9 @@ def transfer_resolve(request: HttpRequest, transfer_uuid: uuid_mod.UUID) -> Http
 def tenant_billing(request: HttpRequest, tenant_uuid: uuid_mod.UUID) -> HttpResponse:
     """The tenant's billing panel on a page of its own (the tenant page includes the panel)."""
     tenant = _tenant(tenant_uuid)
+    if requested_part(request, "transfers"):  # the panel's recent transfers, live on the tenant page
+        recent = selectors.transfer_list(tenant=tenant, limit=10).items
+        return part_response(request, "billing/_tenant_transfers.html", {"tenant": tenant, "recent_transfers": recent})
     return render(request, "billing/tenant_billing.html", {"tenant": tenant})
 
 
@@ -170,7 +251,7 @@ def tenant_transfer(request: HttpRequest, tenant_uuid: uuid_mod.UUID) -> HttpRes
     if request.method == "POST":
         values = {k: request.POST.get(k, values[k]) for k in values}
         try:
-            amount = parse_amount(values["amount"], currency=tenant_currency(tenant))
+            amount = parse_typed_amount(values["amount"], currency=tenant_currency(tenant))
             if amount > conf.approval_threshold():
                 # Above the approval threshold: password and code again first (portal/twofactor.py).
                 refused = recent_auth_response(request, back=request.get_full_path())
@@ -188,16 +269,19 @@ def tenant_transfer(request: HttpRequest, tenant_uuid: uuid_mod.UUID) -> HttpRes
             )
         except PortalError as exc:
             errors[exc.field or "form"] = exc.message
+            back = _panel_back(request)
+            if back:
+                # From the tenant page: back to it, the error on its field and the typed values kept.
+                request.session[PANEL_FORM_KEY] = {"tenant": str(tenant.uuid), "errors": errors, "values": values}
+                return redirect(back)
         else:
             if transfer.awaiting_approval:
-                messages.info(request, "Recorded. A second staff member must approve it before it is sent.")
+                messages.info(request, gettext("Recorded. A second staff member must approve it before it is sent."))
             else:
-                messages.success(request, "Recorded; the transfer is on its way.")
-            nxt = request.POST.get("next", "")
-            if nxt.startswith("/console/") and "//" not in nxt:
-                return redirect(nxt)
-            return redirect("billing:transfer_detail", transfer.uuid)
+                messages.success(request, gettext("Recorded; the transfer is on its way."))
+            return redirect(_panel_back(request) or reverse("billing:transfer_detail", args=[transfer.uuid]))
     status = 400 if errors else 200
+    offered = offered_directions(request.user, tenant)
     return render(
         request,
         "billing/transfer_form.html",
@@ -206,10 +290,18 @@ def tenant_transfer(request: HttpRequest, tenant_uuid: uuid_mod.UUID) -> HttpRes
             "values": values,
             "errors": errors,
             "currency": tenant_currency(tenant),
-            "directions": Transfer.Direction.choices,
+            # Only what the POST accepts (may_move_money's answer); the others with the reason.
+            "directions": [d for d in offered if d[2]],
+            "refused_directions": [d for d in offered if not d[2]],
         },
         status=status,
     )
+
+
+def _panel_back(request: HttpRequest) -> str:
+    """The console page the tenant panel's form came from, or "" (never another site)."""
+    nxt = request.POST.get("next", "")
+    return nxt if nxt.startswith("/console/") and "//" not in nxt else ""
 
 
 @require("console.view")
@@ -218,9 +310,12 @@ def tenant_threshold(request: HttpRequest, tenant_uuid: uuid_mod.UUID) -> HttpRe
     tenant = _tenant(tenant_uuid)
     try:
         services.tenant_set_low_balance_threshold(
-            actor=request.user, tenant=tenant, threshold=request.POST.get("threshold", ""), request=request
+            actor=request.user,
+            tenant=tenant,
+            threshold=inputs.typed_threshold(request.POST.get("threshold", ""), field="threshold"),
+            request=request,
         )
-        messages.success(request, "Low-balance threshold saved; the provider is being updated.")
+        messages.success(request, gettext("Low-balance threshold saved; the provider is being updated."))
     except PortalError as exc:
         _error(request, exc)
     return redirect("billing:tenant", tenant.uuid)
@@ -258,54 +353,22 @@ def tenant_statement(request: HttpRequest, tenant_uuid: uuid_mod.UUID) -> HttpRe
     )
 
 
-class _Echo:
-    def write(self, value: str) -> str:
-        return value
-
-
-def _csv_cell(value: Any) -> str:
-    text = "" if value is None else str(value)
-    # A cell starting with = + - @ is a formula in spreadsheets (CSV injection).
-    if text[:1] in ("=", "+", "@", "\t", "\r") or (text[:1] == "-" and not _is_number(text)):
-        text = "'" + text
-    return text
-
-
-def _is_number(text: str) -> bool:
-    try:
-        Decimal(text)
-    except Exception:  # noqa: BLE001
-        return False
-    return True
-
-
 def _statement_csv(tenant: Tenant, statement: selectors.Statement) -> StreamingHttpResponse:
-    writer = csv.writer(_Echo())
-
-    def rows() -> Iterator[str]:
-        yield writer.writerow(
-            ["time_utc", "kind", "description", "amount", "balance", "currency", "reference", "transfer"]
-        )
-        for row in statement.rows:
-            yield writer.writerow(
-                [
-                    _csv_cell(c)
-                    for c in (
-                        row.at.strftime("%Y-%m-%d %H:%M:%S"),
-                        row.kind,
-                        row.for_staff,
-                        row.amount,
-                        row.balance if row.balance is not None else "",
-                        row.currency,
-                        row.reference,
-                        row.transfer_uuid or "",
-                    )
-                ]
-            )
-
-    response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="statement-{tenant.uuid}.csv"'
-    return response
+    return stream_csv(
+        f"statement-{tenant.uuid}.csv",
+        ["time_utc", "kind", "description", "amount", "balance", "currency", "reference", "transfer"],
+        statement.rows,
+        lambda row: (
+            row.at.strftime("%Y-%m-%d %H:%M:%S"),
+            row.kind,
+            row.for_staff,
+            row.amount,
+            row.balance if row.balance is not None else "",
+            row.currency,
+            row.reference,
+            row.transfer_uuid or "",
+        ),
+    )
 
 
 # -- bulk --------------------------------------------------------------------------------
@@ -355,7 +418,8 @@ def bulk(request: HttpRequest) -> HttpResponse:
             "error": error,
             "query": query,
             "low_only": low_only,
-            "directions": Transfer.Direction.choices,
+            # Tenant-level money only: the PBX-user directions live on the user's page.
+            "directions": [(d.value, d.label) for d in TENANT_FORM_DIRECTIONS],
         },
         status=400 if error else 200,
     )
@@ -376,7 +440,15 @@ def bulk_job(request: HttpRequest, job_uuid: uuid_mod.UUID) -> HttpResponse:
 
 @require("console.view")
 def sync_runs(request: HttpRequest) -> HttpResponse:
-    runs = selectors.sync_run_list(limit=50)
+    sort = request.GET.get("sort", "-id")
+    cursor = request.GET.get("cursor", "")
+    try:
+        runs = selectors.sync_run_list(
+            limit=50, sort=sort, cursor=int(cursor) if inputs.is_ascii_digits(cursor) else None
+        )
+    except PortalError as exc:
+        _error(request, exc)
+        sort, runs = "-id", selectors.sync_run_list(limit=50)
     connections = list(selectors.billing_connections())
     running = {(r.connection_id, r.kind): r for r in SyncRun.objects.filter(state=SyncRun.State.RUNNING)}
     rows = []
@@ -393,17 +465,72 @@ def sync_runs(request: HttpRequest) -> HttpResponse:
                 "reason": prov.unsupported_reason(c, Capability.LIST_BALANCES),
             }
         )
-    return render(
+    return render_live(
         request,
         "billing/sync_runs.html",
         {
             "runs": runs,
+            "runs_total": list_total(selectors.sync_run_queryset(), filtered=False),
+            "runs_next": runs[-1].pk if len(runs) == 50 else None,
+            "sort": sort,
             "connections": rows,
             "can_sync": has_perm(request.user, "billing.sync"),
             "summary": selectors.parent_summary(),
             "next_sync": schedule.next_run(schedule.NIGHTLY_SYNC),
             "can_schedule": has_perm(request.user, schedule.PERMISSION),
         },
+        parts={"runs": "billing/_sync_runs_live.html"},
+    )
+
+
+def _id_sorted_csv(
+    request: HttpRequest,
+    filename: str,
+    columns: Sequence[str],
+    rows: QuerySet[Any],
+    row: Callable[[Any], Sequence[Any]],
+) -> HttpResponseBase:
+    """``rows`` as a streamed CSV in the page's id order (``?sort=``); a bad sort is a 400."""
+    try:
+        sort = selectors.parse_id_sort(request.GET.get("sort"))
+    except PortalError as exc:
+        return HttpResponse(exc.message, status=400, content_type="text/plain; charset=utf-8")
+    return stream_csv(filename, columns, keyset_walk(rows, descending=sort == "-id"), row)
+
+
+@require("console.view")
+def sync_runs_export(request: HttpRequest) -> HttpResponseBase:
+    """Every sync run as CSV, streamed, in the page's order."""
+    return _id_sorted_csv(
+        request,
+        "sync-runs.csv",
+        (
+            "uuid",
+            "started_utc",
+            "finished_utc",
+            "connection",
+            "kind",
+            "state",
+            "seen",
+            "changed",
+            "new",
+            "missing",
+            "errors",
+        ),
+        selectors.sync_run_queryset().select_related("connection"),
+        lambda r: (
+            r.uuid,
+            r.started_at.strftime("%Y-%m-%d %H:%M:%S"),
+            r.finished_at.strftime("%Y-%m-%d %H:%M:%S") if r.finished_at else "",
+            r.connection.name,
+            r.kind,
+            r.state,
+            r.seen,
+            r.changed,
+            r.new,
+            r.missing,
+            r.errors,
+        ),
     )
 
 
@@ -429,6 +556,8 @@ def sync_start(request: HttpRequest) -> HttpResponse:
 @require("console.view")
 def sync_run(request: HttpRequest, run_uuid: uuid_mod.UUID) -> HttpResponse:
     run = selectors.sync_run_get(uuid=run_uuid)
+    if requested_part(request, "facts"):  # the live counts; once the run ends the page reloads (drift, job)
+        return part_response(request, "billing/_sync_run_facts.html", {"run": run}, reload=not run.is_live)
     # Reconciliation finds money drift; a balance sync finds threshold and status drift.
     drift = DriftItem.objects.filter(sync_run=run).select_related("tenant")[:200]
     return render(request, "billing/sync_run.html", {"run": run, "drift": drift})
@@ -444,28 +573,78 @@ def parent_refresh(request: HttpRequest) -> HttpResponse:
 
     try:
         services.budget_refresh(connection=connection)
-        messages.success(request, "Parent balance refreshed.")
+        messages.success(request, gettext("Parent balance refreshed."))
     except (PortalError, ProviderError) as exc:
-        messages.error(request, f"Could not read the parent balance: {exc}")
+        messages.error(request, gettext("Could not read the parent balance: %(error)s") % {"error": exc})
     nxt = request.POST.get("next", "")
     return redirect(nxt if nxt.startswith("/console/") and "//" not in nxt else reverse("billing:sync_runs"))
 
 
 # -- drift ---------------------------------------------------------------------------------
 
+DRIFT_PAGE = 200
+
 
 @require("console.view")
 def drift_list(request: HttpRequest) -> HttpResponse:
     show_all = request.GET.get("all") == "1"
+    sort = request.GET.get("sort", "-id")
+    cursor = request.GET.get("cursor", "")
+    try:
+        items = selectors.drift_list(
+            open_only=not show_all,
+            limit=DRIFT_PAGE,
+            sort=sort,
+            cursor=int(cursor) if inputs.is_ascii_digits(cursor) else None,
+        )
+    except PortalError as exc:
+        _error(request, exc)
+        sort, items = "-id", selectors.drift_list(open_only=not show_all, limit=DRIFT_PAGE)
     return render(
         request,
         "billing/drift_list.html",
         {
-            "items": selectors.drift_list(open_only=not show_all, limit=500),
+            "items": items,
+            "total": list_total(selectors.drift_queryset(open_only=not show_all), filtered=not show_all),
+            "next_cursor": items[-1].pk if len(items) == DRIFT_PAGE else None,
+            "sort": sort,
             "show_all": show_all,
             "can_move_money": has_perm(request.user, "billing.move_money"),
             "resolutions": DriftItem.Resolution.choices,
         },
+    )
+
+
+@require("console.view")
+def drift_export(request: HttpRequest) -> HttpResponseBase:
+    """The drift list (open items, or all with ``all=1``) as CSV, streamed."""
+    rows = selectors.drift_queryset(open_only=request.GET.get("all") != "1").select_related("tenant")
+    return _id_sorted_csv(
+        request,
+        "drift.csv",
+        (
+            "uuid",
+            "detected_utc",
+            "tenant",
+            "kind",
+            "portal_amount",
+            "provider_amount",
+            "currency",
+            "payment_reference",
+            "resolution",
+        ),
+        rows,
+        lambda d: (
+            d.uuid,
+            d.detected_at.strftime("%Y-%m-%d %H:%M:%S"),
+            d.tenant.company_name if d.tenant else "",
+            d.kind,
+            decimal_text(d.portal_amount),
+            decimal_text(d.provider_amount),
+            d.currency,
+            d.payment_reference,
+            d.resolution or "",
+        ),
     )
 
 
@@ -481,7 +660,7 @@ def drift_resolve(request: HttpRequest, drift_uuid: uuid_mod.UUID) -> HttpRespon
             note=request.POST.get("note", ""),
             request=request,
         )
-        messages.success(request, "Drift resolved.")
+        messages.success(request, gettext("Drift resolved."))
     except PortalError as exc:
         _error(request, exc)
     return redirect("billing:drift")

@@ -13,18 +13,20 @@ from django.shortcuts import redirect, render
 
 from api.console_views import console_panel as api_panel
 from billing.console import summary as billing_summary
+from console.story import day_story
 from portal import schedule
+from portal.live import render_live
 from portal.roles import require
 from tenants.capability_probe import console_panel as capabilities_panel
 from tenants.selectors import console_summary as tenants_summary
 
 
 def console_summary() -> dict[str, Any]:
-    """What the console home shows: the panels of the API, billing, tenants and the provider
-    methods (tenants.capability_probe), in that order.
+    """What the console home shows: the day's story (console/story.py), then the panels of the
+    API, billing, tenants and the provider methods (tenants.capability_probe), in that order.
     Panel templates from several apps add up instead of replacing each other."""
     context: dict[str, Any] = {}
-    for contributed in (api_panel(), billing_summary(), tenants_summary(), capabilities_panel()):
+    for contributed in (day_story(), api_panel(), billing_summary(), tenants_summary(), capabilities_panel()):
         contributed = dict(contributed)
         panels = [*context.get("console_panels", []), *contributed.pop("console_panels", [])]
         context.update(contributed)
@@ -36,7 +38,10 @@ def console_summary() -> dict[str, Any]:
 
 @require("console.view")
 def console_home(request: HttpRequest) -> HttpResponse:
-    return render(request, "portal/console_home.html", console_summary())
+    # The panels refresh themselves (?part=panels, console/_home_panels.html; portal/live.py).
+    return render_live(
+        request, "portal/console_home.html", console_summary(), parts={"panels": "console/_home_panels.html"}
+    )
 
 
 @require(schedule.PERMISSION)

@@ -6,6 +6,7 @@ from django.contrib import messages
 from django.contrib.auth import logout
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
+from django.utils.translation import gettext as _
 
 from customers.selectors import membership_tenant
 from portal.errors import error_response
@@ -28,6 +29,6 @@ class ClosedTenantMiddleware:
             logout(request)
             if request.path.startswith("/api/"):
                 return error_response(401, "not_authenticated", "Your company's account is closed.")
-            messages.error(request, "Your company's account is closed. Contact your reseller for help.")
+            messages.error(request, _("Your company's account is closed. Contact your reseller for help."))
             return redirect("login")
         return self.get_response(request)

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from billing.charts import balance_chart_svg
 from billing.conf import places
-from billing.selectors import StatementRow, balance_history, statement_rows
+from billing.selectors import StatementRow, balance_chart_data, balance_checked_at, balance_history, statement_rows
 from portal.roles import Actor
 from tenants.models import Membership, Tenant
 from tenants.selectors import tenant_for_user, tenant_members
@@ -49,21 +49,32 @@ def customer_tenant(*, user: Actor) -> Tenant:
 
 
 def balance_chart(*, tenant: Tenant, width: int = 720, height: int = 220) -> str:
-    """The balance chart of the last HISTORY_DAYS, cached per tenant. The key holds what
-    changes whenever billing records a new snapshot (the balance and its sync time) and the
-    day (the window moves), so a cached chart is never stale; the TTL only bounds memory."""
+    """The balance chart of the last HISTORY_DAYS (every recorded balance, the current one and
+    the transfers), cached per tenant. The key holds what moves whenever the chart would change
+    (the balance, when it was last read, the last transfer, the day, since the window moves), so
+    a cached chart is never stale; the TTL only bounds memory."""
 
-    synced = tenant.balance_synced_at.timestamp() if tenant.balance_synced_at else 0
+    checked = balance_checked_at(tenant=tenant)
+    last = tenant.transfers.order_by("-id").values_list("id", "state").first()
+    last_transfer = f"{last[0]}-{last[1]}" if last else "none"
     key = (
-        f"customers:chart:{tenant.pk}:{tenant.balance}:{synced}:{tenant.currency}:"
-        f"{timezone.now().date().isoformat()}:{width}x{height}"
+        f"customers:chart:{tenant.pk}:{tenant.balance}:{checked.timestamp() if checked else 0}:{tenant.currency}:"
+        f"{last_transfer}:{timezone.now().date().isoformat()}:{width}x{height}"
     )
     svg = cache.get(key)
     if svg is None:
-        points = [(p["at"], p["balance"]) for p in balance_points(tenant=tenant)]
-        svg = str(balance_chart_svg(points, width=width, height=height, currency=tenant.currency or ""))
+        since = timezone.now() - timedelta(days=HISTORY_DAYS)
+        points, markers = balance_chart_data(tenant=tenant, since=since, limit=HISTORY_MAX_POINTS, for_customer=True)
+        svg = str(
+            balance_chart_svg(points, width=width, height=height, currency=tenant.currency or "", markers=markers)
+        )
         cache.set(key, svg, 600)
     return svg
+
+
+def last_synced(*, tenant: Tenant) -> datetime | None:
+    """What the customer's "Last synced" shows: the last time the portal read the balance."""
+    return balance_checked_at(tenant=tenant)
 
 
 def balance_points(*, tenant: Tenant, since: datetime | None = None) -> list[dict[str, Any]]:
@@ -113,7 +124,7 @@ def statement_row(row: StatementRow) -> dict[str, Any]:
         "amount_display": money(row.amount, row.currency),
         "balance_display": money(row.balance, row.currency),
         "at": row.at,
-        "kind": row.kind.replace("_", " "),
+        "kind": row.kind_for_customer,
         "description": row.description,
         "reference": row.reference,
         "amount": row.amount,

@@ -5,6 +5,8 @@ so a view that forgot its decorator still cannot let a viewer change anything.""
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from datetime import date, timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -14,17 +16,20 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.translation import gettext, gettext_noop
 
 from billing.alerts import tenant_set_low_balance_threshold
 from billing.sync import tenant_refresh
 from customers import tasks
+from portal import inputs
 from portal.audit import audit_log
 from portal.errors import NotAllowed, PortalError
 from portal.events import publish_on_commit
 from portal.models import ApiToken
 from portal.roles import Role, assign_role, role_of
 from providers.errors import ProviderError
+from tenants.mail import language_of
 from tenants.models import Membership, Tenant
 from tenants.services import send_owner_invitation
 from tenants.services.lifecycle import INVITE_RETRIES, invite_retry_delay, send_invitation
@@ -48,14 +53,14 @@ def _require_member(actor: User, tenant: Tenant) -> None:
 def normalize_email(raw: str) -> str:
     email = (raw or "").strip()
     if not email:
-        raise PortalError("Enter an email address.", field="email")
+        raise PortalError(gettext("Enter an email address."), field="email")
     if len(email) > 150:
         # The address becomes the username, which Django caps at 150 characters.
-        raise PortalError("Use an email address of at most 150 characters.", field="email")
+        raise PortalError(gettext("Use an email address of at most 150 characters."), field="email")
     try:
         validate_email(email)
     except ValidationError:
-        raise PortalError("Enter a valid email address.", field="email") from None
+        raise PortalError(gettext("Enter a valid email address."), field="email") from None
     local, _, domain = email.rpartition("@")
     return f"{local}@{domain.lower()}"
 
@@ -81,19 +86,19 @@ def customer_invite(
     (docs/security.md)."""
     _require_owner(actor, tenant)
     if not tenant.is_open:
-        raise PortalError("Your company's account is not active; invitations are paused.")
+        raise PortalError(gettext("Your company's account is not active; invitations are paused."))
     email = normalize_email(email)
     existing = User.objects.filter(email__iexact=email) | User.objects.filter(username__iexact=email)
     if existing.exists():
         own = Membership.objects.filter(user__in=existing, tenant=tenant).select_related("user").first()
         if own is not None and own.user.is_active and not own.user.has_usable_password():
             raise PortalError(
-                "This person is already invited; use Resend on the team page to send the email again.",
+                gettext("This person is already invited; use Resend on the team page to send the email again."),
                 field="email",
                 code="duplicate",
             )
         if own is not None:
-            raise PortalError("This person is already on your team.", field="email", code="duplicate")
+            raise PortalError(gettext("This person is already on your team."), field="email", code="duplicate")
         _invite_not_sent(actor=actor, tenant=tenant, request=request)
         return None
     try:
@@ -103,7 +108,12 @@ def customer_invite(
             user.save()
             assign_role(user, Role.CUSTOMER_VIEWER)
             membership = Membership.objects.create(
-                user=user, tenant=tenant, invited_by=actor, invite_delivery=Membership.InviteDelivery.PENDING
+                user=user,
+                tenant=tenant,
+                invited_by=actor,
+                invite_delivery=Membership.InviteDelivery.PENDING,
+                # The invitation speaks the inviter's language until the viewer chooses one.
+                language=_invite_language(),
             )
             audit_log(
                 actor=actor,
@@ -119,6 +129,12 @@ def customer_invite(
         return None
     membership.refresh_from_db()
     return membership
+
+
+def _invite_language() -> str:
+    """The inviter's language when it is not the default one (empty: the default)."""
+    language = language_of(translation.get_language() or "")
+    return "" if language == language_of("") else language
 
 
 def _invite_not_sent(*, actor: User, tenant: Tenant, request: HttpRequest | None) -> None:
@@ -140,7 +156,7 @@ def customer_invite_resend(
     if not _awaiting_invitation(membership):
         raise PortalError(f"{membership.user.email} has already chosen a password; there is nothing to resend.")
     if not tenant.is_open:
-        raise PortalError("Your company's account is not active; invitations are paused.")
+        raise PortalError(gettext("Your company's account is not active; invitations are paused."))
     with transaction.atomic():
         audit_log(
             actor=actor,
@@ -186,7 +202,7 @@ def invitation_deliver(*, membership_id: int) -> bool:
     tenant = membership.tenant
     return send_invitation(
         membership,
-        subject=f"You are invited to {tenant.company_name}'s account",
+        subject=gettext_noop("You are invited to %(company)s's account"),
         template="team_invite",
         context={
             "company": tenant.company_name,
@@ -221,9 +237,9 @@ def customer_remove(*, actor: User, tenant: Tenant, membership: Membership, requ
     if membership.tenant_id != tenant.pk:
         raise NotAllowed("Not a member of your company.")
     if membership.user_id == actor.pk:
-        raise PortalError("You cannot remove yourself.")
+        raise PortalError(gettext("You cannot remove yourself."))
     if role_of(membership.user) != Role.CUSTOMER_VIEWER:
-        raise PortalError("Only viewers can be removed here; ask your reseller to change an owner.")
+        raise PortalError(gettext("Only viewers can be removed here; ask your reseller to change an owner."))
 
     with transaction.atomic():
         user = membership.user
@@ -302,7 +318,8 @@ def customer_refresh_balance(*, actor: User, tenant: Tenant, request: HttpReques
     interval = int(settings.CUSTOMER_REFRESH_INTERVAL)
     if not cache.add(f"customers:refresh:{tenant.pk}", time.time() + interval, interval):
         raise PortalError(
-            f"The balance was refreshed moments ago. Try again in {refresh_allowed_in(tenant=tenant)} s.",
+            gettext("The balance was refreshed moments ago. Try again in %(seconds)s s.")
+            % {"seconds": refresh_allowed_in(tenant=tenant)},
             code="throttled",
             status=429,
         )
@@ -314,14 +331,64 @@ def _refresh_from_provider(*, actor: User, tenant: Tenant, request: HttpRequest 
     one-tenant refresh, which writes the balance and its snapshot the way the sync does."""
 
     if tenant.provider_account_id is None:
-        raise PortalError("This account has no balance at the provider to refresh.", code="unsupported")
+        raise PortalError(gettext("This account has no balance at the provider to refresh."), code="unsupported")
     try:
         tenant_refresh(tenant_id=tenant.pk)
     except ProviderError:
         raise PortalError(
-            "The provider did not answer; the balance shown is the last one we know.",
+            gettext("The provider did not answer; the balance shown is the last one we know."),
             code="provider_unavailable",
             status=503,
         ) from None
     audit_log(actor=actor, action="customers.balance.refreshed", tenant_id=tenant.pk, request=request)
     return Tenant.objects.get(pk=tenant.pk)
+
+
+# -- the statement's period -----------------------------------------------------------------
+
+STATEMENT_MAX_DAYS = 366
+STATEMENT_DEFAULT_DAYS = 30  # billing.selectors.statement_rows shows this much without a "from"
+STATEMENT_EARLIEST = date(2000, 1, 1)
+
+
+@dataclass
+class StatementPeriod:
+    """The customer's From/To as typed, checked: ``errors`` maps a field ("from", "to") to what
+    is wrong with it, and a period with errors is not asked of the provider at all."""
+
+    date_from: date | None
+    date_to: date | None
+    errors: dict[str, str]
+
+
+def statement_period(*, raw_from: str | None, raw_to: str | None, today: date) -> StatementPeriod:
+    errors: dict[str, str] = {}
+    parsed: dict[str, date | None] = {}
+    for field_name, raw, label in (
+        ("from", raw_from, gettext_noop("From date")),
+        ("to", raw_to, gettext_noop("To date")),
+    ):
+        try:
+            value = inputs.iso_date((raw or "").strip(), field=field_name, label=label)
+        except PortalError as exc:
+            errors[field_name], value = exc.message, None
+        if value is not None and value < STATEMENT_EARLIEST:
+            errors[field_name] = gettext("The %(label)s must be %(earliest)s or later.") % {
+                "label": gettext(label),
+                "earliest": STATEMENT_EARLIEST.isoformat(),
+            }
+            value = None
+        parsed[field_name] = value
+    date_from, date_to = parsed["from"], parsed["to"]
+    if date_from is not None and date_from > today:
+        errors["from"] = "The From date is in the future."
+    elif date_from is not None and date_to is not None and date_from > date_to:
+        errors["from"] = "The From date is after the To date; choose a From date on or before it."
+    elif not errors:
+        end = min(date_to or today, today)
+        start = date_from or end - timedelta(days=STATEMENT_DEFAULT_DAYS)
+        if (end - start).days + 1 > STATEMENT_MAX_DAYS:
+            errors["from"] = f"The period is too long: choose at most {STATEMENT_MAX_DAYS} days."
+    if errors:
+        return StatementPeriod(None, None, errors)
+    return StatementPeriod(date_from, date_to, {})

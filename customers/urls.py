@@ -1,6 +1,6 @@
 from django.urls import path
 
-from customers import views
+from customers import invoices, pbx_users, views
 
 app_name = "customer"
 urlpatterns = [
@@ -14,4 +14,13 @@ urlpatterns = [
     path("team/<int:member_id>/remove/", views.team_remove, name="team_remove"),
     path("team/<int:member_id>/resend/", views.team_resend, name="team_resend"),
     path("profile/", views.profile, name="profile"),
+    path("users/", pbx_users.users, name="users"),
+    path("users/read/", pbx_users.users_action, {"action": "read"}, name="users_read"),
+    path("users/create/", pbx_users.users_action, {"action": "create"}, name="users_create"),
+    path("users/<int:user_id>/update/", pbx_users.users_action, {"action": "update"}, name="user_update"),
+    path("users/<int:user_id>/delete/", pbx_users.users_action, {"action": "delete"}, name="user_delete"),
+    path("users/<int:user_id>/transfer/", pbx_users.users_action, {"action": "transfer"}, name="user_transfer"),
+    path("invoices/", invoices.invoice_list, name="invoices"),
+    path("invoices/<uuid:invoice_uuid>/", invoices.invoice_detail, name="invoice"),
+    path("invoices/<uuid:invoice_uuid>/download.<str:fmt>", invoices.invoice_download, name="invoice_download"),
 ]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Callable
-from datetime import date
 from functools import wraps
 from typing import Any
 
@@ -16,12 +15,14 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import redirect, render
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from customers import selectors, services
 from portal import inputs
 from portal.errors import PortalError
+from portal.live import part_response, requested_part
 from portal.roles import Role, has_perm, role_of
 
 View = Callable[..., HttpResponse]
@@ -59,11 +60,16 @@ def _is_owner(request: HttpRequest) -> bool:
 
 @customer_page()
 def home(request: HttpRequest, tenant: Any) -> HttpResponse:
+    if requested_part(request, "balance"):  # the live balance (customers/_balance.html)
+        return part_response(
+            request, "customers/_balance.html", {"tenant": tenant, "synced_at": selectors.last_synced(tenant=tenant)}
+        )
     return render(
         request,
         "customers/home.html",
         {
             "tenant": tenant,
+            "synced_at": selectors.last_synced(tenant=tenant),
             "is_owner": _is_owner(request),
             "chart": selectors.balance_chart(tenant=tenant),
             "refresh_wait": services.refresh_allowed_in(tenant=tenant),
@@ -76,7 +82,7 @@ def home(request: HttpRequest, tenant: Any) -> HttpResponse:
 def refresh(request: HttpRequest, tenant: Any) -> HttpResponse:
     try:
         services.customer_refresh_balance(actor=_actor(request), tenant=tenant, request=request)
-        messages.success(request, "The balance was refreshed from the provider.")
+        messages.success(request, _("The balance was refreshed from the provider."))
     except PortalError as exc:
         messages.error(request, exc.message)
     return redirect("customer:home")
@@ -86,21 +92,14 @@ def refresh(request: HttpRequest, tenant: Any) -> HttpResponse:
 @require_POST
 def alerts(request: HttpRequest, tenant: Any) -> HttpResponse:
     try:
-        threshold = inputs.threshold(request.POST.get("threshold", ""), field="threshold")
+        threshold = inputs.typed_threshold(request.POST.get("threshold", ""), field="threshold")
         services.customer_set_alert(actor=_actor(request), tenant=tenant, threshold=threshold, request=request)
-        messages.success(request, "Low-balance alert saved." if threshold is not None else "Low-balance alert off.")
+        messages.success(
+            request, _("Low-balance alert saved.") if threshold is not None else _("Low-balance alert off.")
+        )
     except PortalError as exc:
         messages.error(request, exc.message)
     return redirect("customer:home")
-
-
-def _date(raw: str | None) -> date | None:
-    if not raw:
-        return None
-    try:
-        return date.fromisoformat(raw[:10]) if len(raw) <= 10 else None
-    except ValueError:
-        return None
 
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -116,8 +115,24 @@ def _cell(value: Any) -> str:
 
 @customer_page()
 def statement(request: HttpRequest, tenant: Any) -> HttpResponse:
-    date_from, date_to = _date(request.GET.get("from")), _date(request.GET.get("to"))
-    bad_dates = (request.GET.get("from") and not date_from) or (request.GET.get("to") and not date_to)
+    period = services.statement_period(
+        raw_from=request.GET.get("from"), raw_to=request.GET.get("to"), today=timezone.now().date()
+    )
+    if period.errors:  # shown on the form; the provider is not asked about a period that makes no sense
+        return render(
+            request,
+            "customers/statement.html",
+            {
+                "tenant": tenant,
+                "rows": [],
+                "errors": period.errors,
+                "raw_from": request.GET.get("from", "")[:40],
+                "raw_to": request.GET.get("to", "")[:40],
+                "is_owner": _is_owner(request),
+            },
+            status=400,
+        )
+    date_from, date_to = period.date_from, period.date_to
     result = selectors.statement(tenant=tenant, date_from=date_from, date_to=date_to)
     rows = list(result)
     if request.GET.get("format") == "csv":
@@ -150,7 +165,6 @@ def statement(request: HttpRequest, tenant: Any) -> HttpResponse:
             "truncated": getattr(result, "truncated", False),
             "date_from": date_from,
             "date_to": date_to,
-            "bad_dates": bad_dates,
             "is_owner": _is_owner(request),
         },
     )
@@ -175,9 +189,9 @@ def team_two_factor(request: HttpRequest, tenant: Any) -> HttpResponse:
     required = request.POST.get("require_two_factor", "") == "on"
     services.customer_set_two_factor(actor=_actor(request), tenant=tenant, required=required, request=request)
     if required:
-        messages.success(request, "Every member now signs in with a code; members without one set it up next time.")
+        messages.success(request, _("Every member now signs in with a code; members without one set it up next time."))
     else:
-        messages.success(request, "A second factor is now each member's own choice.")
+        messages.success(request, _("A second factor is now each member's own choice."))
     return redirect("customer:team")
 
 
@@ -202,7 +216,7 @@ def team_invite(request: HttpRequest, tenant: Any) -> HttpResponse:
     if membership is None:
         # The address has an account elsewhere: the answer of an invite that went out, so the
         # page tells nothing about other tenants (customers/services.py customer_invite).
-        messages.success(request, f"Invitation sent to {services.normalize_email(email)}.")
+        messages.success(request, _("Invitation sent to %(email)s.") % {"email": services.normalize_email(email)})
     else:
         _delivery_message(request, membership)
     return redirect("customer:team")
@@ -211,15 +225,18 @@ def team_invite(request: HttpRequest, tenant: Any) -> HttpResponse:
 def _delivery_message(request: HttpRequest, membership: Any) -> None:
     email = membership.user.email
     if membership.invite_delivery == membership.InviteDelivery.SENT:
-        messages.success(request, f"Invitation sent to {email}.")
+        messages.success(request, _("Invitation sent to %(email)s.") % {"email": email})
     elif membership.invite_delivery == membership.InviteDelivery.FAILED:
         messages.warning(
             request,
-            f"The invitation to {email} was not delivered: the mail server did not accept it. "
-            "It is kept and will be retried; you can also resend it below.",
+            _(
+                "The invitation to %(email)s was not delivered: the mail server did not accept it. "
+                "It is kept and will be retried; you can also resend it below."
+            )
+            % {"email": email},
         )
     else:
-        messages.info(request, f"The invitation to {email} is being sent.")
+        messages.info(request, _("The invitation to %(email)s is being sent.") % {"email": email})
 
 
 @customer_page(manage=True)
@@ -246,7 +263,9 @@ def team_remove(request: HttpRequest, tenant: Any, member_id: int) -> HttpRespon
         return HttpResponseNotAllowed(["POST"])
     try:
         services.customer_remove(actor=_actor(request), tenant=tenant, membership=membership, request=request)
-        messages.success(request, f"{membership.user.email or membership.user.get_username()} was removed.")
+        messages.success(
+            request, _("%(member)s was removed.") % {"member": membership.user.email or membership.user.get_username()}
+        )
     except PortalError as exc:
         messages.error(request, exc.message)
     return redirect("customer:team")
@@ -262,7 +281,7 @@ def profile(request: HttpRequest, tenant: Any) -> HttpResponse:
                 last_name=request.POST.get("last_name", ""),
                 request=request,
             )
-            messages.success(request, "Profile saved.")
+            messages.success(request, _("Profile saved."))
             return redirect("customer:profile")
         except PortalError as exc:
             messages.error(request, exc.message)

@@ -5,6 +5,7 @@ from django.urls import include, path
 app_urlpatterns = [
     path("console/tenants/", include("tenants.urls")),
     path("console/billing/", include("billing.urls")),
+    path("console/reselling/", include("reselling.urls")),
     path("me/", include("customers.urls")),
     path("api/", include("api.urls")),
     path("console/api-tokens/", include("api.console_views")),

@@ -2,19 +2,24 @@ from typing import Any
 
 from django.http import HttpRequest
 from django.urls import reverse
+from django.utils.translation import gettext_lazy as _
 
 from portal.roles import has_perm, role_of
 
 # (label, url name, permission). Apps add their pages here; a page a role may not use is not shown.
 NAVIGATION = [
-    ("Console", "console:home", "console.view"),
-    ("Tenants", "tenants:list", "console.view"),
-    ("Transfers", "billing:transfers", "console.view"),
-    ("Sync", "billing:sync_runs", "console.view"),
-    ("Audit log", "audit", "audit.view"),
-    ("My company", "customer:home", "customer.view"),
-    ("Statement", "customer:statement", "customer.view"),
-    ("Team", "customer:team", "customer.manage"),
+    (_("Console"), "console:home", "console.view"),
+    (_("Tenants"), "tenants:list", "console.view"),
+    (_("Transfers"), "billing:transfers", "console.view"),
+    (_("Sync"), "billing:sync_runs", "console.view"),
+    (_("Plans"), "reselling:plans", "billing.move_money"),
+    (_("Margin"), "reselling:margin", "billing.move_money"),
+    (_("Invoices"), "reselling:invoices", "console.view"),
+    (_("Audit log"), "audit", "audit.view"),
+    (_("My company"), "customer:home", "customer.view"),
+    (_("Statement"), "customer:statement", "customer.view"),
+    (_("Invoices"), "customer:invoices", "customer.view"),
+    (_("Team"), "customer:team", "customer.manage"),
 ]
 
 

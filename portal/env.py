@@ -8,6 +8,7 @@ secrets can come from mounted files instead of the process environment.
 from __future__ import annotations
 
 import builtins
+import json as _json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -80,6 +81,19 @@ class Env:
         if not number.is_finite() or (minimum is not None and number < minimum):
             raise ImproperlyConfigured(f"{name}={value!r} must be a finite number of at least {minimum}")
         return number
+
+    def json(self, name: builtins.str, default: dict[builtins.str, object]) -> dict[builtins.str, object]:
+        """A JSON object (e.g. RESELLER_COMPANY); unset or empty gives ``default``."""
+        value = self.raw(name)
+        if value is None or value.strip() == "":
+            return dict(default)
+        try:
+            parsed = _json.loads(value)
+        except ValueError:
+            raise ImproperlyConfigured(f"{name} is not valid JSON") from None
+        if not isinstance(parsed, dict):
+            raise ImproperlyConfigured(f"{name} must be a JSON object")
+        return parsed
 
     def url(self, name: builtins.str, default: builtins.str, *, schemes: tuple[builtins.str, ...]) -> builtins.str:
         value = self.str(name, default)

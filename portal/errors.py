@@ -40,6 +40,43 @@ class PortalError(Exception):
         return body
 
 
+class FieldErrors(PortalError):
+    """Several refusals at once, one per wrong field, so a form shows them all together. Its
+    own message, field and code are the first one's: a caller that shows a single error (the
+    API, a redirect with a message) still shows a true one."""
+
+    def __init__(self, errors: list[PortalError]) -> None:
+        first = errors[0]
+        super().__init__(first.message, field=first.field, code=first.code, status=first.status, details=first.details)
+        self.errors = list(errors)
+
+
+class ErrorCollector:
+    """Run each field's rule, keep every PortalError, raise them together at the end."""
+
+    def __init__(self) -> None:
+        self.errors: list[PortalError] = []
+
+    def check(self, rule: Any, *args: Any, **kwargs: Any) -> Any:
+        """``rule(*args, **kwargs)``, or None after recording its PortalError."""
+        try:
+            return rule(*args, **kwargs)
+        except FieldErrors as exc:
+            self.errors.extend(exc.errors)
+        except PortalError as exc:
+            self.errors.append(exc)
+        return None
+
+    def fields(self) -> set[str | None]:
+        return {e.field for e in self.errors}
+
+    def raise_if_any(self) -> None:
+        if len(self.errors) == 1:
+            raise self.errors[0]
+        if self.errors:
+            raise FieldErrors(self.errors)
+
+
 class Conflict(PortalError):
     status = 409
 

@@ -15,6 +15,8 @@ from decimal import Decimal, InvalidOperation
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.utils.dateparse import parse_datetime
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from portal.errors import PortalError
 
@@ -58,19 +60,20 @@ def text(
     if value is None:
         value = ""
     if not isinstance(value, str):
-        raise PortalError(f"Enter the {label} as text.", field=field)
+        raise PortalError(_("Enter the %(label)s as text.") % {"label": _(label)}, field=field)
     result = value.strip()
     if required and not result:
-        raise PortalError(f"Enter the {label}.", field=field, code="required")
+        raise PortalError(_("Enter the %(label)s.") % {"label": _(label)}, field=field, code="required")
     if len(result) > max_length:
         raise PortalError(
-            f"The {label} can be at most {max_length} characters (this one has {len(result)}).",
+            _("The %(label)s can be at most %(max)s characters (this one has %(length)s).")
+            % {"label": _(label), "max": max_length, "length": len(result)},
             field=field,
             code="too_long",
         )
     if has_invisible(result, multiline=multiline):
         raise PortalError(
-            f"The {label} contains an invisible control character; retype it.",
+            _("The %(label)s contains an invisible control character; retype it.") % {"label": _(label)},
             field=field,
             code="invalid_characters",
         )
@@ -79,28 +82,34 @@ def text(
 
 def reason(value: object, *, field: str = "reason") -> str:
     """Why staff did something: required, one to 500 characters, kept in the audit trail."""
-    return text(value, field=field, label="reason", max_length=500, required=True)
+    return text(value, field=field, label=gettext_noop("reason"), max_length=500, required=True)
 
 
-def email(value: object, *, field: str, label: str = "email address", required: bool = True) -> str:
+def email(value: object, *, field: str, label: str = gettext_noop("email address"), required: bool = True) -> str:
     raw = "" if value is None else value
     if not isinstance(raw, str):
-        raise PortalError(f"Enter the {label} as text.", field=field)
+        raise PortalError(_("Enter the %(label)s as text.") % {"label": _(label)}, field=field)
     if "\r" in raw or "\n" in raw:
-        raise PortalError(f"The {label} must be a single line.", field=field)
+        raise PortalError(_("The %(label)s must be a single line.") % {"label": _(label)}, field=field)
     result = raw.strip()
     if not result:
         if required:
-            raise PortalError(f"Enter the {label}.", field=field, code="required")
+            raise PortalError(_("Enter the %(label)s.") % {"label": _(label)}, field=field, code="required")
         return ""
     if len(result) > 254:
-        raise PortalError(f"The {label} can be at most 254 characters.", field=field, code="too_long")
+        raise PortalError(
+            _("The %(label)s can be at most 254 characters.") % {"label": _(label)}, field=field, code="too_long"
+        )
     if has_invisible(result):
-        raise PortalError(f"The {label} contains an invisible character; retype it.", field=field)
+        raise PortalError(
+            _("The %(label)s contains an invisible character; retype it.") % {"label": _(label)}, field=field
+        )
     try:
         validate_email(result)
     except ValidationError:
-        raise PortalError(f"Enter a valid {label}, like name@example.com.", field=field) from None
+        raise PortalError(
+            _("Enter a valid %(label)s, like name@example.com.") % {"label": _(label)}, field=field
+        ) from None
     return result
 
 
@@ -178,6 +187,65 @@ def check_amount(value: Decimal, *, places: int, currency: str, field: str = "am
     return value.quantize(quantum)
 
 
+# What a person types into a form (never the API, which keeps the plain dot format above):
+# digits, at most one decimal separator (a dot or a comma), and optional thousands separators
+# (comma, dot, space, no-break space, apostrophe) between groups of three digits.
+_GROUPED_RE = re.compile(r"[0-9]{1,3}(?:([,. \u00a0\u202f'])[0-9]{3})*", re.ASCII)
+_SPACES = " \u00a0\u202f"
+
+
+def typed_decimal(value: object, *, field: str, code: str, example: str) -> object:
+    """A number as typed in a form, rewritten to the plain dot format (``"10,00"``, ``"10.00"``
+    and ``"10"`` are ten; ``"1,000.50"``, ``"1.000,50"`` and ``"1 000,50"`` are a thousand and a
+    half). ``"1,000"`` or ``"1.000"`` alone could be a thousand or one, so it is refused with
+    what to type instead. Anything that is not text goes on unchanged to the strict rule."""
+    if not isinstance(value, str):
+        return value
+    raw = value.strip()
+    if not raw or not raw.isascii() and not all(ch.isascii() or ch in _SPACES for ch in raw):
+        return raw
+    last = max(raw.rfind("."), raw.rfind(","))
+    if last == -1:
+        integer, fraction, separator = raw, "", ""
+    else:
+        integer, fraction, separator = raw[:last], raw[last + 1 :], raw[last]
+    grouped = _GROUPED_RE.fullmatch(integer) if integer else None
+    if separator and grouped is None and not integer.isdigit():
+        # "10,000,5": separators that are neither one decimal mark nor thousands groups.
+        raise PortalError(f"Enter the amount like {example}.", field=field, code=code)
+    group_mark = grouped.group(1) if grouped else None
+    if separator and group_mark == separator:
+        # "1,000,000" (only one kind of mark, every group of three): thousands, no decimals.
+        whole = raw.translate({ord(separator): None})
+        if fraction.isdigit() and len(fraction) == 3:
+            return whole
+        raise PortalError(f"Enter the amount like {example}.", field=field, code=code)
+    if separator and fraction.isdigit() and len(fraction) == 3 and group_mark is None and integer.isdigit():
+        if integer != "0" and len(integer) <= 3:
+            raise PortalError(
+                f'"{raw}" could mean {integer}{fraction} or {integer}.{fraction}: type {integer}{fraction} '
+                f"for {integer}{fraction}, or {integer}.{fraction[:2]} with at most two digits after the separator.",
+                field=field,
+                code=code,
+            )
+    digits = integer.translate({ord(ch): None for ch in ",. '" + _SPACES}) if group_mark else integer
+    if not fraction and separator:
+        raise PortalError(f"Enter the digits after the separator, like {example}.", field=field, code=code)
+    return f"{digits}.{fraction}" if separator else digits
+
+
+def typed_amount(value: object, *, places: int, currency: str, field: str = "amount") -> Decimal:
+    """:func:`amount` for a value typed in a form: a comma may stand for the dot and thousands
+    may be grouped (:func:`typed_decimal`)."""
+    text_value = typed_decimal(value, field=field, code="amount_invalid", example="10, 10.50 or 10,50")
+    try:
+        return amount(text_value, places=places, currency=currency, field=field)
+    except PortalError as exc:
+        if exc.code == "amount_invalid":
+            exc.message = "Enter the amount as digits with one decimal separator, like 10, 10.50 or 10,50."
+        raise
+
+
 MAX_THRESHOLD = Decimal("99999999.99")
 
 
@@ -205,26 +273,71 @@ def threshold(value: object, *, field: str = "low_balance_threshold") -> Decimal
     return result
 
 
+def typed_threshold(value: object, *, field: str = "low_balance_threshold") -> Decimal | None:
+    """:func:`threshold` for a value typed in a form (a comma may stand for the dot)."""
+    if value is None or (isinstance(value, str) and value.strip() == ""):
+        return None
+    return threshold(
+        typed_decimal(value, field=field, code="threshold_invalid", example="5, 12.50 or 12,50"), field=field
+    )
+
+
+FIRST_DAY = date(1900, 1, 1)
+LAST_DAY = date(9998, 12, 31)
+
+
 def iso_date(value: object, *, field: str, label: str) -> date | None:
     """A calendar date written YYYY-MM-DD; empty is None."""
     if value is None or value == "":
         return None
     if not isinstance(value, str) or not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value.strip(), re.ASCII):
-        raise PortalError(f"Enter the {label} as YYYY-MM-DD.", field=field, code="date_invalid")
+        raise PortalError(
+            _("Enter the %(label)s as YYYY-MM-DD.") % {"label": _(label)}, field=field, code="date_invalid"
+        )
     try:
-        return date.fromisoformat(value.strip())
+        parsed = date.fromisoformat(value.strip())
     except ValueError:
-        raise PortalError(f"The {label} is not a real date.", field=field, code="date_invalid") from None
+        raise PortalError(
+            _("The %(label)s is not a real date.") % {"label": _(label)}, field=field, code="date_invalid"
+        ) from None
+    # A day either side must still be a date, so a range query never overflows.
+    if not FIRST_DAY <= parsed <= LAST_DAY:
+        raise PortalError(
+            _("The %(label)s is outside the range of dates the portal keeps (%(first)s–%(last)s).")
+            % {"label": _(label), "first": FIRST_DAY.year, "last": LAST_DAY.year},
+            field=field,
+            code="date_range",
+        )
+    return parsed
 
 
-def aware_datetime(value: object, *, field: str, label: str = "date-time") -> datetime | None:
+# A calendar month, YYYY-MM, years 1900 to 2999 (the API schema declares the same pattern).
+MONTH_PATTERN = r"^(19|2[0-9])[0-9]{2}-(0[1-9]|1[0-2])$"
+
+
+def iso_month(value: object, *, field: str, label: str = gettext_noop("month")) -> date | None:
+    """A calendar month written YYYY-MM, as its first day; empty is None."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or not re.fullmatch(MONTH_PATTERN, value.strip(), re.ASCII):
+        raise PortalError(
+            _("Enter the %(label)s as YYYY-MM, between 1900-01 and 2999-12.") % {"label": _(label)},
+            field=field,
+            code="date_invalid",
+        )
+    year, month = value.strip().split("-")
+    return date(int(year), int(month), 1)
+
+
+def aware_datetime(value: object, *, field: str, label: str = gettext_noop("date-time")) -> datetime | None:
     """An ISO 8601 date-time with a time zone, as UTC; empty is None. A moment whose UTC time
     falls outside the calendar (0001-01-01T00:00+05:00, 9999-12-31T23:59-05:00) is refused
     here, with the field named, instead of overflowing in the database query."""
     if value is None or value == "":
         return None
     refusal = PortalError(
-        f"Give the {label} as an ISO 8601 date-time with a time zone, like 2026-01-31T12:00:00+00:00.",
+        _("Give the %(label)s as an ISO 8601 date-time with a time zone, like 2026-01-31T12:00:00+00:00.")
+        % {"label": _(label)},
         field=field,
         code="datetime_invalid",
     )
@@ -240,7 +353,9 @@ def aware_datetime(value: object, *, field: str, label: str = "date-time") -> da
         return parsed.astimezone(UTC)
     except (OverflowError, ValueError):
         raise PortalError(
-            f"The {label} is outside the range of dates the portal keeps.", field=field, code="datetime_range"
+            _("The %(label)s is outside the range of dates the portal keeps.") % {"label": _(label)},
+            field=field,
+            code="datetime_range",
         ) from None
 
 

@@ -88,6 +88,11 @@ class Job(models.Model):
     def is_finished(self) -> bool:
         return self.state in self.FINISHED
 
+    @property
+    def is_live(self) -> bool:
+        """Still changing on its own: not finished and not waiting for a human."""
+        return not self.is_finished and self.state != self.State.NEEDS_ATTENTION
+
 
 class ApiToken(models.Model):
     """A credential for the REST API. Only a sha256 of the secret is stored; the whole token

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import wraps
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
@@ -11,6 +11,7 @@ from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
 from django.http.response import HttpResponseBase
+from django.utils.translation import gettext_lazy as _
 
 from portal.errors import NotAllowed
 
@@ -27,7 +28,17 @@ class Role(enum.StrEnum):
 
     @property
     def label(self) -> str:
-        return self.value.replace("_", " ").capitalize()
+        return str(ROLE_LABELS[self.value])
+
+
+# The roles as people read them, in the active language.
+ROLE_LABELS = {
+    "reseller_admin": _("Reseller admin"),
+    "reseller_billing": _("Reseller billing"),
+    "reseller_support": _("Reseller support"),
+    "customer_owner": _("Customer owner"),
+    "customer_viewer": _("Customer viewer"),
+}
 
 
 # Who does something: a signed-in user, an anonymous visitor, or None for the system (a task,
@@ -51,17 +62,39 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
 
 
 def role_of(user: Any) -> Role | None:
+    """The user's role, read once per user object (a request's user keeps it)."""
     if not getattr(user, "is_authenticated", False):
         return None
     cached = getattr(user, "_portal_role", False)
     if cached is not False:
         return cached  # type: ignore[no-any-return,return-value]
-    names = set(user.groups.values_list("name", flat=True))
+    return remember_role(user, user.groups.values_list("name", flat=True))
+
+
+def remember_role(user: Any, group_names: Iterable[str | None]) -> Role | None:
+    """Set the role ``role_of`` answers for ``user`` from its group names, already read
+    (e.g. with the row that brought the user, see ``role_group_subquery``)."""
+    names = set(group_names)
     role = next((r for r in Role if r.value in names), None)
     if role is None and user.is_superuser:
         role = Role.RESELLER_ADMIN
     user._portal_role = role
     return role
+
+
+def role_group_subquery(user_ref: str) -> Any:
+    """The name of the role group of the user ``user_ref`` (a field path of the outer query)
+    names, for one query to bring the user and its role: the first role in ``Role``'s order
+    when a user is in several groups, as ``role_of`` takes it. None: no role group."""
+    from django.contrib.auth.models import Group
+    from django.db.models import Case, IntegerField, OuterRef, Subquery, Value, When
+
+    rank = Case(
+        *(When(name=r.value, then=Value(i)) for i, r in enumerate(Role)),
+        output_field=IntegerField(),
+    )
+    groups = Group.objects.filter(user=OuterRef(user_ref), name__in=[r.value for r in Role])
+    return Subquery(groups.order_by(rank).values("name")[:1])
 
 
 def has_perm(user: Any, permission: str) -> bool:

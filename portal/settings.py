@@ -60,6 +60,8 @@ MIDDLEWARE = [
     "portal.csp.PermissionsPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # The language: the set_language cookie, else the browser's Accept-Language, else English.
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -147,7 +149,7 @@ BILLING_UNKNOWN_REVIEW_AFTER_SECONDS = env.int("BILLING_UNKNOWN_REVIEW_AFTER_SEC
 BILLING_SYNC_STALE_SECONDS = env.int("BILLING_SYNC_STALE_SECONDS", 600, minimum=1)
 BILLING_SYNC_PAGE_SIZE = env.int("BILLING_SYNC_PAGE_SIZE", 1000, minimum=1)
 BILLING_SYNC_CONCURRENCY = env.int("BILLING_SYNC_CONCURRENCY", 4, minimum=1)
-BILLING_PROVIDER_RATE_PER_SECOND = env.int("BILLING_PROVIDER_RATE_PER_SECOND", 20, minimum=0)
+BILLING_PROVIDER_RATE_PER_SECOND = env.int("BILLING_PROVIDER_RATE_PER_SECOND", 40, minimum=0)
 BILLING_SYNC_SHARD_CHUNKS = env.int("BILLING_SYNC_SHARD_CHUNKS", 25, minimum=1)
 BILLING_SYNC_MAX_RESUMES = env.int("BILLING_SYNC_MAX_RESUMES", 5, minimum=0)
 BILLING_RECONCILE_HOUR_UTC = env.int("BILLING_RECONCILE_HOUR_UTC", (SYNC_HOUR_UTC + 1) % 24, minimum=0)
@@ -156,6 +158,7 @@ BILLING_PARENT_ALERT_DAYS = env.int("BILLING_PARENT_ALERT_DAYS", 7, minimum=0)
 BILLING_SPEND_WINDOW_DAYS = env.int("BILLING_SPEND_WINDOW_DAYS", 7, minimum=1)
 BILLING_BUDGET_MAX_AGE_SECONDS = env.int("BILLING_BUDGET_MAX_AGE_SECONDS", 300, minimum=0)
 BILLING_REFRESH_AFTER_TRANSFER = env.bool("BILLING_REFRESH_AFTER_TRANSFER", True)
+BILLING_REFRESH_AFTER_TRANSFER_SECONDS = env.int("BILLING_REFRESH_AFTER_TRANSFER_SECONDS", 5, minimum=0)
 
 # Periodic work. Every entry is safe to fire twice (database claims and locks), since
 # duplicate beats happen. The timings here are where each entry starts: the beat's scheduler
@@ -172,6 +175,20 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": crontab(minute=30, hour=BILLING_RECONCILE_HOUR_UTC),
     },
     "billing-low-balance-alerts": {"task": "billing.low_balance_alerts", "schedule": 300.0},
+    # Invoices of the month before, on the 1st; dunning of overdue invoices daily; the
+    # invoice sweeper resumes a stale run and re-sends issue emails a crash left unsent.
+    "reselling-invoice-run-monthly": {
+        "task": "reselling.invoice_run_monthly",
+        "schedule": crontab(minute=0, hour=4, day_of_month=1),
+    },
+    "reselling-dunning-daily": {"task": "reselling.dunning_daily", "schedule": crontab(minute=0, hour=7)},
+    "reselling-invoice-sweep": {"task": "reselling.invoice_sweep", "schedule": 300.0},
+    # Charges: top-ups every 5 minutes; fees and usage in one run a day, which each hourly
+    # beat resumes where it stopped (a finished run makes the beat a no-op until tomorrow).
+    "reselling-topup-charges": {"task": "reselling.topup_charges", "schedule": 300.0},
+    "reselling-charges-nightly": {"task": "reselling.charges_nightly", "schedule": crontab(minute=30)},
+    # The margin report's month totals, folded into their cache off the request path.
+    "reselling-margin-totals": {"task": "reselling.margin_totals", "schedule": 60.0},
     "tenants-sweep-operations": {"task": "tenants.sweep_operations", "schedule": 30.0},
     # Which provider methods each connection's provider still answers (tenants.capability_probe).
     "tenants-probe-capabilities-nightly": {
@@ -179,6 +196,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": crontab(minute=0, hour=(SYNC_HOUR_UTC + 1) % 24),
     },
     "portal-idempotency-reap": {"task": "portal.idempotency_reap", "schedule": crontab(minute=15)},
+    # Document verification of every open tenant (tenants.services.plans.verification_scan).
+    "tenants-verification-nightly": {
+        "task": "tenants.verification_nightly",
+        "schedule": crontab(minute=30, hour=(SYNC_HOUR_UTC + 2) % 24),
+    },
     # The beat records when it schedules this and the worker when it runs it (/healthz/ready).
     "portal-heartbeat": {
         "task": "portal.heartbeat",
@@ -186,6 +208,10 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": 2 * HEARTBEAT_SECONDS},
     },
 }
+# The reseller's company as printed on invoices, the first time (the console edits it after):
+# a JSON object with company_name, address, tax_id, email, bank_details, tax_rate_percent and
+# rounding ({"USD": 2, "KZT": 0}). reselling/invoices.py validates it.
+RESELLER_COMPANY = env.json("RESELLER_COMPANY", {"company_name": "Reseller"})
 # Bearer token a Prometheus scraper sends to /metrics; /metrics answers 404 while it is unset.
 METRICS_TOKEN = env.str("METRICS_TOKEN", "")
 
@@ -296,10 +322,16 @@ EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", False)
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", 10, minimum=1)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", "portal@localhost")
 STAFF_ALERT_EMAILS = env.list("STAFF_ALERT_EMAILS", [])
+# Warn staff and owners this many days before an unverified account is held by the provider.
+VERIFICATION_WARN_DAYS = env.int("VERIFICATION_WARN_DAYS", 7, minimum=0)
+VERIFICATION_BATCH = env.int("VERIFICATION_BATCH", 500, minimum=1)
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
+# English and Russian (docs/CONVENTIONS.md, "Languages"); English stays the default.
+LANGUAGES = [("en", "English"), ("ru", "Русский")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
 USE_TZ = True
 
 STATIC_URL = "static/"

@@ -51,7 +51,8 @@ RECOVERY_DEVICE_NAME = "Recovery codes"
 # Paths an unverified session may still open (prefixes). Everything else waits for the code.
 _OPEN_PREFIXES = ("/accounts/two-factor/verify/", "/accounts/two-factor/enrol/", "/accounts/logout/", "/healthz")
 # The CSP report endpoint too: a browser mid-sign-in still reports what the policy blocked.
-_OPEN_EXACT = ("/metrics", "/accounts/login/", "/csp-report/")
+# The language switcher too: the sign-in pages themselves offer it.
+_OPEN_EXACT = ("/metrics", "/accounts/login/", "/csp-report/", "/i18n/setlang/")
 # Admin pages that change roles (users, groups) or the provider connection: re-authenticate first.
 _REAUTH_ADMIN_PREFIXES = ("/admin/auth/user/", "/admin/auth/group/", "/admin/tenants/providerconnection/")
 

@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from portal import csp, twofactor, views
+from portal import audit_views, csp, twofactor, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -11,8 +11,11 @@ urlpatterns = [
     path("healthz/ready", views.healthz_ready, name="healthz_ready"),
     path("metrics", views.metrics, name="metrics"),
     path("csp-report/", csp.csp_report, name="csp_report"),  # the browser's policy-violation reports
+    # The language switcher posts here (Django's set_language: a cookie, then back to `next`;
+    # a signed-in customer's choice is also kept on the membership, customers/language.py).
+    path("i18n/", include("customers.language")),
     path("console/", include("console.urls")),
-    path("console/audit/", views.audit_list, name="audit"),
+    path("console/audit/", audit_views.audit_list, name="audit"),
     path("console/jobs/<uuid:job_uuid>/", views.job_detail, name="job"),
     path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),

@@ -1,11 +1,10 @@
 from django.contrib.auth.decorators import login_required
-from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 
-from portal.audit import audit_events
 from portal.health import health_report, readiness_report
+from portal.live import part_response, requested_part
 from portal.roles import CUSTOMER_ROLES, STAFF_ROLES, require, role_of
 
 
@@ -53,14 +52,6 @@ def metrics(request: HttpRequest) -> HttpResponse:
     return HttpResponse(render_metrics(), content_type=CONTENT_TYPE_LATEST)
 
 
-@require("audit.view")
-def audit_list(request: HttpRequest) -> HttpResponse:
-    action = request.GET.get("action", "").strip()[:100]
-    events = audit_events(action_prefix=action)
-    page = Paginator(events, 50, allow_empty_first_page=True).get_page(request.GET.get("page"))
-    return render(request, "portal/audit_list.html", {"page": page, "action": action})
-
-
 def error_403(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     return render(request, "403.html", status=403)
 
@@ -87,4 +78,9 @@ def job_detail(request: HttpRequest, job_uuid: str) -> HttpResponse:
     job = get_object_or_404(Job, uuid=job_uuid)
     if request.headers.get("Accept", "").startswith("application/json") or request.GET.get("format") == "json":
         return JsonResponse(job_status(job))
+    if requested_part(request, "job"):  # the live card of any page that includes portal/_job.html
+        flags = {"show_results": bool(request.GET.get("results")), "reload_on_finish": bool(request.GET.get("reload"))}
+        return part_response(
+            request, "portal/_job.html", {"job": job, **flags}, reload=flags["reload_on_finish"] and not job.is_live
+        )
     return render(request, "portal/job_detail.html", {"job": job})

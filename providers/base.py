@@ -20,6 +20,8 @@ from typing import ClassVar, Self
 
 from providers.capabilities import Capability, CapabilityMatrix
 from providers.errors import Unsupported
+from providers.pbx_users import PbxApplication, UserSnapshot, UserTransfer
+from providers.plans import AccountPlan, AccountVerification, AvailablePlan, PlanChange
 from providers.redaction import Secret
 
 __all__ = [
@@ -305,3 +307,130 @@ class ProviderClient(abc.ABC):
         (its own and, where it forwards them, its tenants'), and the salt that signs them.
         An empty ``url`` stops the posts."""
         raise self._unsupported(Capability.ACCOUNT_CALLBACKS)
+
+    def get_account_plans(self, account_id: AccountId) -> tuple[AccountPlan, ...]:
+        """Capability.ACCOUNT_PLANS: the account's current plans and their packages."""
+        raise self._unsupported(Capability.ACCOUNT_PLANS)
+
+    def get_available_plans(self, account_id: AccountId) -> tuple[AvailablePlan, ...]:
+        """Capability.ACCOUNT_PLANS: the plans the account may move to."""
+        raise self._unsupported(Capability.ACCOUNT_PLANS)
+
+    def change_account_plan(self, account_id: AccountId, *, plan_type: str, plan_id: int) -> PlanChange:
+        """Capability.ACCOUNT_PLANS: move the account to a dearer plan (the provider reserves
+        the next month's fee at once). Not idempotent: read the plans back on OutcomeUnknown."""
+        raise self._unsupported(Capability.ACCOUNT_PLANS)
+
+    def get_account_documents(self, account_id: AccountId) -> AccountVerification:
+        """Capability.ACCOUNT_VERIFICATION: the account's document verification."""
+        raise self._unsupported(Capability.ACCOUNT_VERIFICATION)
+
+    # -- PBX users of a tenant account (see providers/pbx_users.py) -----------------------------
+
+    def get_applications(self, *, account_id: AccountId) -> tuple[PbxApplication, ...]:
+        """Capability.PBX_USERS: the tenant account's applications (users belong to one)."""
+        raise self._unsupported(Capability.PBX_USERS)
+
+    def add_user(
+        self,
+        *,
+        account_id: AccountId,
+        user_name: str,
+        user_display_name: str,
+        user_password: Secret | str,
+        parent_accounting: bool,
+        application_id: int | None = None,
+        application_name: str | None = None,
+        user_active: bool | None = None,
+        user_custom_data: str | None = None,
+    ) -> int:
+        """Capability.PBX_USERS: a new user in the tenant account; returns its id. Names are
+        unique per application, so a create whose answer was lost is found with ``find_user``."""
+        raise self._unsupported(Capability.PBX_USERS)
+
+    def set_user_info(
+        self,
+        *,
+        account_id: AccountId,
+        user_id: int,
+        new_user_name: str | None = None,
+        user_display_name: str | None = None,
+        user_password: Secret | str | None = None,
+        parent_accounting: bool | None = None,
+        user_active: bool | None = None,
+        user_custom_data: str | None = None,
+    ) -> None:
+        """Capability.PBX_USERS: change the given fields of one user (None: unchanged)."""
+        raise self._unsupported(Capability.PBX_USERS)
+
+    def get_users(
+        self,
+        *,
+        account_id: AccountId,
+        application_id: int | None = None,
+        application_name: str | None = None,
+        user_id: int | Sequence[int] | None = None,
+        user_name: str | None = None,
+        page_size: int = 1000,
+    ) -> tuple[UserSnapshot, ...]:
+        """Capability.PBX_USERS: every user of the tenant account (of one application when
+        given), ascending by id, read page by page."""
+        raise self._unsupported(Capability.PBX_USERS)
+
+    def find_user(
+        self,
+        *,
+        account_id: AccountId,
+        user_name: str,
+        application_id: int | None = None,
+        application_name: str | None = None,
+    ) -> UserSnapshot | None:
+        """Capability.PBX_USERS: the user with exactly this name, or None."""
+        raise self._unsupported(Capability.PBX_USERS)
+
+    def del_user(self, *, account_id: AccountId, user_id: int) -> None:
+        """Capability.PBX_USERS: delete one user."""
+        raise self._unsupported(Capability.PBX_USERS)
+
+    def transfer_money_to_user(
+        self,
+        *,
+        account_id: AccountId,
+        user_id: int,
+        amount: Decimal,
+        user_transaction_description: str,
+        account_transaction_description: str | None = None,
+        currency: str | None = None,
+    ) -> Decimal:
+        """Capability.PBX_USER_TRANSFERS: tenant account -> one user with its own balance;
+        returns the account's balance afterwards. NOT deduplicated by the provider: on
+        OutcomeUnknown look the reference (put it in ``user_transaction_description``) up
+        with ``find_user_transfers`` and never resend blindly."""
+        raise self._unsupported(Capability.PBX_USER_TRANSFERS)
+
+    def transfer_money_from_user(
+        self,
+        *,
+        account_id: AccountId,
+        user_id: int,
+        amount: Decimal,
+        user_transaction_description: str,
+        account_transaction_description: str | None = None,
+        currency: str | None = None,
+    ) -> Decimal:
+        """Capability.PBX_USER_TRANSFERS: one user -> the tenant account (``amount`` positive;
+        the method gives the direction); returns the account's balance afterwards."""
+        raise self._unsupported(Capability.PBX_USER_TRANSFERS)
+
+    def find_user_transfers(
+        self,
+        *,
+        account_id: AccountId,
+        user_id: int,
+        reference: str,
+        from_date: datetime,
+        to_date: datetime,
+    ) -> tuple[UserTransfer, ...]:
+        """Capability.PBX_USER_TRANSFERS: the movements of the user's own balance in
+        ``[from_date, to_date]`` whose description contains ``reference``, oldest first."""
+        raise self._unsupported(Capability.PBX_USER_TRANSFERS)

@@ -67,6 +67,17 @@ class Capability(enum.Enum):
     CHANGE_BILLING_MODE = "change_billing_mode"
     #: Set where the provider posts account events (``set_account_callbacks``).
     ACCOUNT_CALLBACKS = "account_callbacks"
+    #: Read the account's plans and packages, and upgrade them (``get_account_plans``,
+    #: ``get_available_plans``, ``change_account_plan``).
+    ACCOUNT_PLANS = "account_plans"
+    #: Read whether the account's documents are verified (``get_account_documents``).
+    ACCOUNT_VERIFICATION = "account_verification"
+    #: Manage a tenant's telephony (PBX) users: add, change, list, delete (``add_user``,
+    #: ``set_user_info``, ``get_users``, ``del_user``).
+    PBX_USERS = "pbx_users"
+    #: Move money between a tenant account and one of its users with a balance of its own
+    #: (``transfer_money_to_user``, ``transfer_money_from_user``, ``find_user_transfers``).
+    PBX_USER_TRANSFERS = "pbx_user_transfers"
 
 
 class CapabilityMatrix:
@@ -131,6 +142,10 @@ VOXIMPLANT_MATRIX = CapabilityMatrix(
             "there is no billing mode to switch."
         ),
         Capability.ACCOUNT_CALLBACKS: None,
+        Capability.ACCOUNT_PLANS: None,
+        Capability.ACCOUNT_VERIFICATION: None,
+        Capability.PBX_USERS: None,
+        Capability.PBX_USER_TRANSFERS: None,
     },
 )
 
@@ -166,6 +181,15 @@ VOICEIT_MATRIX = CapabilityMatrix(
         Capability.ACCOUNT_CALLBACKS: (
             "VoiceIt posts no account events: its notification URL reports the result of one call only."
         ),
+        Capability.ACCOUNT_PLANS: (
+            "VoiceIt has no subscription plans to read or change through its API; a sub-account's usage "
+            "is billed to the master account."
+        ),
+        Capability.ACCOUNT_VERIFICATION: "VoiceIt has no document verification of sub-accounts.",
+        Capability.PBX_USERS: (
+            "VoiceIt has no telephony users: its /users are voice-biometric enrollments with no login, name or balance."
+        ),
+        Capability.PBX_USER_TRANSFERS: "VoiceIt has no balances to move, for sub-accounts or their users.",
     },
 )
 
@@ -188,6 +212,15 @@ METHOD_CAPABILITIES: Mapping[str, Mapping[str, tuple[Capability, ...]]] = Mappin
                 "GetTransactionHistory": (Capability.TRANSACTION_HISTORY,),
                 "GetAccountInfo": (Capability.LIST_BALANCES,),
                 "SetAccountInfo": (Capability.ACCOUNT_CALLBACKS,),
+                "AddUser": (Capability.PBX_USERS,),
+                "GetUsers": (Capability.PBX_USERS,),
+                "SetUserInfo": (Capability.PBX_USERS,),
+                "DelUser": (Capability.PBX_USERS,),
+                "TransferMoneyToUser": (Capability.PBX_USER_TRANSFERS,),
+                "GetAccountPlans": (Capability.ACCOUNT_PLANS,),
+                "GetAvailablePlans": (Capability.ACCOUNT_PLANS,),
+                "ChangeAccountPlan": (Capability.ACCOUNT_PLANS,),
+                "GetAccountDocuments": (Capability.ACCOUNT_VERIFICATION,),
             }
         ),
         "voiceit": MappingProxyType({}),

@@ -10,6 +10,7 @@ from typing import Any
 
 from . import __version__, callbacks
 from .callbacks import CallbackSender
+from .charge import charge_account
 from .faults import DropConnection, FaultError, FaultInjector, Rule
 from .jsonenc import dumps
 from .options import OptionError, Options
@@ -17,6 +18,7 @@ from .spend import spend_store
 from .store import Store
 from .voiceit import VoiceIt, not_found
 from .vox_auth import MESSAGES
+from .vox_plans import set_documents
 from .voximplant import Voximplant
 from .wsgiutil import BadRequest, Request, parse_request
 
@@ -254,6 +256,21 @@ class SandboxApp:
         max_amount = str(body.get("max_amount", self.options["spend_max_amount"]))
         return _json(200, spend_store(self.store, children=children, max_amount=max_amount, seed=body.get("seed")))
 
+    def _post_charge(self, req: Request) -> Response:
+        body = self._body_json(req)
+        if not isinstance(body, dict):
+            raise BadRequest(400, "expected a JSON object")
+        return _json(
+            200,
+            charge_account(
+                self.store,
+                account_id=body.get("account_id"),
+                amount=body.get("amount"),
+                description=body.get("description"),
+                performed_ts=body.get("performed_ts"),
+            ),
+        )
+
     def _get_money(self, req: Request) -> Response:
         totals = self.store.money_totals()
         totals["invariants"] = self.store.check_invariants()
@@ -285,6 +302,14 @@ class SandboxApp:
             return _json(404, {"error": "no such VoiceIt account"})
         return _json(200, {"api_key": key, "disabled": disabled})
 
+    def _post_documents(self, req: Request) -> Response:
+        body = self._body_json(req)
+        try:
+            with self.store.write() as conn:
+                return _json(200, set_documents(conn, body))
+        except LookupError as exc:
+            return _json(404, {"error": str(exc)})
+
     # (endpoint name, HTTP method) -> handler; any other pair answers 404.
     _ADMIN_ENDPOINTS: dict[tuple[str, str], Callable[[SandboxApp, Request], Response]] = {
         ("faults", "GET"): _get_faults,
@@ -294,9 +319,11 @@ class SandboxApp:
         ("options", "PUT"): _put_options,
         ("options", "DELETE"): _delete_options,
         ("spend", "POST"): _post_spend,
+        ("charge", "POST"): _post_charge,
         ("money", "GET"): _get_money,
         ("freeze", "POST"): _post_freeze,
         ("voiceit_disable", "POST"): _post_voiceit_disable,
+        ("documents", "POST"): _post_documents,
     }
 
     def close(self) -> None:

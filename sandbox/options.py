@@ -18,7 +18,7 @@ from typing import Any
 @dataclass(frozen=True)
 class Option:
     default: Any
-    kind: str  # "bool" | "int" | "choice" | "rates" | "str" | "int_or_null" | "fraction"
+    kind: str  # "bool" | "int" | "choice" | "rates" | "str" | "int_or_null" | "fraction" | "percent"
     doc: str
     choices: tuple[str, ...] = ()
 
@@ -190,6 +190,83 @@ OPTIONS: dict[str, Option] = {
     "history_account_id_as_string": Option(
         True, "bool", "TransactionInfoType.account_id is a JSON string (as documented) rather than a number."
     ),
+    # --- applications and app users (sandbox/vox_users.py) ---------------------------------
+    "default_application_name": Option(
+        "pbx",
+        "str",
+        "Every account has one application with this short name (full name `<name>.<account_name>.voximplant.com`), "
+        "made the first time the account's applications are needed; empty = none (AddApplication makes them).",
+    ),
+    "application_name_accepts_short": Option(
+        False,
+        "bool",
+        "application_name parameters also match the short name; default only the full name GetApplications shows.",
+    ),
+    "users_per_account_limit": Option(
+        1000, "int", "Users (not deleted) one account may hold before AddUser answers 109 (docs: 1000)."
+    ),
+    "parent_accounting_default": Option(
+        True,
+        "bool",
+        "AddUser without parent_accounting: true = the user spends the account's money (TransferMoneyToUser "
+        "then answers 573). Docs: optional, no default stated.",
+    ),
+    "get_users_requires_application": Option(
+        True, "bool", "GetUsers without application_id/application_name: true = error 485, false = every user."
+    ),
+    "users_count_default": Option(20, "int", "GetUsers `count` when absent (undocumented)."),
+    "users_count_cap": Option(1000, "int", "Largest GetUsers `count`; more is capped (undocumented)."),
+    "users_order_default": Option(
+        "user_name",
+        "choice",
+        "GetUsers `order_by` when absent (undocumented).",
+        ("user_id", "user_name", "user_display_name"),
+    ),
+    "users_filter_match": Option(
+        "substring",
+        "choice",
+        "How GetUsers matches user_name: `substring` ('name part') or `exact`.",
+        ("substring", "exact"),
+    ),
+    "shared_user_balance": Option(
+        "zero",
+        "choice",
+        "balance/live_balance/fixed_balance GetUsers shows for a parent_accounting=true user: `zero` or the "
+        "`account`'s balance.",
+        ("zero", "account"),
+    ),
+    "user_balance_on_shared_switch": Option(
+        "refuse",
+        "choice",
+        "SetUserInfo parent_accounting=true for a user holding money: `refuse` (496 'parent_accounting') or "
+        "`keep` the money on the user, out of reach.",
+        ("refuse", "keep"),
+    ),
+    "del_user_with_balance": Option(
+        "refuse",
+        "choice",
+        "DelUser of a user holding money: `refuse` (496 'user_id') or `return` it to the account "
+        "(user_money_transfer rows).",
+        ("refuse", "return"),
+    ),
+    "transfer_all_users_shared": Option(
+        "skip",
+        "choice",
+        "TransferMoneyToUser user_id=all and users with parent_accounting=true: `skip` them or `refuse` (573).",
+        ("skip", "refuse"),
+    ),
+    "transfer_to_inactive_user": Option(
+        "accept",
+        "choice",
+        "TransferMoneyToUser to a user with user_active=false: `accept` or `refuse` with 573.",
+        ("accept", "refuse"),
+    ),
+    "history_user_id_in_rows": Option(
+        True,
+        "bool",
+        "GetTransactionHistory rows of user transfers carry `user_id` (TransactionInfoType documents no such "
+        "field; filter with the documented user_id parameter instead of relying on it).",
+    ),
     # --- VoiceIt ---------------------------------------------------------------------------------
     "voiceit_switch_type": Option(
         False, "bool", "Serve the removed POST /subaccount/{key}/switchType (legacy 2020); default 404."
@@ -205,6 +282,28 @@ OPTIONS: dict[str, Option] = {
         "", "str", "GetAccountInfo.api_address; empty = this sandbox's own base URL + /platform_api."
     ),
     "spend_max_amount": Option("0.5", "str", "Largest single charge made by --spend-rate / POST /_sandbox/spend."),
+    # --- plans and documents (sandbox/vox_plans.py) -----------------------------------------------
+    "plan_tax_percent": Option(
+        "20",
+        "percent",
+        "Taxes added to next month's fee that ChangeAccountPlan reserves (docs: 'fee + taxes', rate not "
+        "stated). The reservation is fee * (1 + tax/100), rounded half-even to 4 places.",
+    ),
+    "plan_hold_in_balance": Option(
+        False,
+        "bool",
+        "Money reserved by ChangeAccountPlan lowers `balance` too. Default false: `balance` and `fixed_balance` "
+        "stay the ledger balance, `money_on_hold` holds the reservation and `live_balance` = balance - hold.",
+    ),
+    "documents_default_status": Option(
+        "REQUIRED",
+        "choice",
+        "GetAccountDocuments status of a child whose verification nobody set (POST /_sandbox/documents sets it).",
+        ("REQUIRED", "IN_PROGRESS", "VERIFIED"),
+    ),
+    "documents_hold_days": Option(
+        30, "int", "An unverified child's unverified_hold_until = its creation date + this many days."
+    ),
     # --- account callbacks (sandbox/callbacks.py) -------------------------------------------------
     "callbacks_enabled": Option(True, "bool", "Post account callbacks to callback_url at all."),
     "callbacks_child_events_to_parent": Option(
@@ -284,7 +383,18 @@ def _coerce_fraction(name: str, opt: Option, value: Any) -> str:
     return str(dec)
 
 
+def _coerce_percent(name: str, opt: Option, value: Any) -> str:
+    try:
+        dec = Decimal(str(value)) if isinstance(value, str | int) and not isinstance(value, bool) else None
+    except InvalidOperation:
+        dec = None
+    if dec is None or not dec.is_finite() or not 0 <= dec <= 100:
+        raise OptionError(f"{name}: expected a number from 0 to 100 (as a string)")
+    return str(dec)
+
+
 _COERCERS: dict[str, Callable[[str, Option, Any], Any]] = {
+    "percent": _coerce_percent,
     "bool": _coerce_bool,
     "int": _coerce_int,
     "choice": _coerce_choice,

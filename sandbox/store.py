@@ -102,6 +102,37 @@ CREATE TABLE IF NOT EXISTS vi_users (
     created_at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS vi_users_owner ON vi_users(api_key, created_at);
+CREATE TABLE IF NOT EXISTS applications (
+    application_id INTEGER PRIMARY KEY,
+    account_id INTEGER NOT NULL,
+    application_name TEXT NOT NULL UNIQUE,
+    created TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS applications_account ON applications(account_id);
+CREATE TABLE IF NOT EXISTS app_users (
+    user_id INTEGER PRIMARY KEY,
+    account_id INTEGER NOT NULL,
+    application_id INTEGER NOT NULL,
+    user_name TEXT NOT NULL,
+    display_name TEXT NOT NULL,
+    password_hash TEXT NOT NULL,
+    parent_accounting INTEGER NOT NULL,
+    active INTEGER NOT NULL DEFAULT 1,
+    frozen INTEGER NOT NULL DEFAULT 0,
+    custom_data TEXT,
+    balance INTEGER NOT NULL DEFAULT 0,
+    created TEXT NOT NULL,
+    modified TEXT NOT NULL,
+    deleted INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS app_users_account ON app_users(account_id, deleted);
+CREATE UNIQUE INDEX IF NOT EXISTS app_users_name ON app_users(application_id, user_name) WHERE deleted = 0;
+CREATE TABLE IF NOT EXISTS user_tx (
+    transaction_id INTEGER PRIMARY KEY,
+    user_id INTEGER NOT NULL,
+    side TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS user_tx_user ON user_tx(user_id, side);
 """
 
 TRANSFER_TYPES = (
@@ -109,7 +140,10 @@ TRANSFER_TYPES = (
     "money_acceptance_from_parent",
     "money_transfer_to_parent",
     "money_acceptance_from_child",
+    "user_money_transfer",
 )
+#: user_tx.side of the row that moves an app user's own balance (the other side is "account").
+USER_SIDE = "user"
 DEPOSIT_TYPE = "adjustment"
 CHARGE_TYPE = "resource_charge"
 
@@ -266,14 +300,25 @@ class Store:
         payment_reference: str | None = None,
         counterpart_id: int | None = None,
         op_id: int | None = None,
+        user_id: int | None = None,
+        user_side: bool = False,
     ) -> int:
+        """One ledger row. With ``user_id`` the row is linked to that app user (``user_tx``);
+        ``user_side`` makes it move the user's own balance instead of the account's."""
         cur = conn.execute(
             "INSERT INTO transactions(account_id, performed_ts, amount, currency, transaction_type, description, "
             "payment_reference, counterpart_id, op_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (account_id, ts, amount, currency, transaction_type, description, payment_reference, counterpart_id, op_id),
         )
-        conn.execute("UPDATE accounts SET balance = balance + ? WHERE account_id = ?", (amount, account_id))
-        return last_row_id(cur)
+        tx_id = last_row_id(cur)
+        if user_id is not None:
+            side = USER_SIDE if user_side else "account"
+            conn.execute("INSERT INTO user_tx(transaction_id, user_id, side) VALUES (?, ?, ?)", (tx_id, user_id, side))
+        if user_side:
+            conn.execute("UPDATE app_users SET balance = balance + ? WHERE user_id = ?", (amount, user_id))
+        else:
+            conn.execute("UPDATE accounts SET balance = balance + ? WHERE account_id = ?", (amount, account_id))
+        return tx_id
 
     # --- read helpers (for tests and tools) --------------------------------------------------------
 
@@ -346,12 +391,26 @@ class Store:
         """
         with self.read() as conn:
             bal = {r[0]: r[1] for r in conn.execute("SELECT currency, sum(balance) FROM accounts GROUP BY currency")}
+            # App users with their own balance hold money of their account's currency.
+            for cur_code, total in conn.execute(
+                "SELECT a.currency, sum(u.balance) FROM app_users u JOIN accounts a ON a.account_id = u.account_id "
+                "GROUP BY a.currency"
+            ):
+                bal[cur_code] = (bal.get(cur_code) or 0) + (total or 0)
             rows = conn.execute(
                 "SELECT currency, transaction_type, sum(amount) FROM transactions GROUP BY currency, transaction_type"
             ).fetchall()
             ledger_mismatch = conn.execute(
                 "SELECT count(*) FROM accounts a LEFT JOIN (SELECT account_id, sum(amount) s FROM transactions "
-                "GROUP BY account_id) t ON t.account_id = a.account_id WHERE a.balance != coalesce(t.s, 0)"
+                "WHERE transaction_id NOT IN (SELECT transaction_id FROM user_tx WHERE side = ?) "
+                "GROUP BY account_id) t ON t.account_id = a.account_id WHERE a.balance != coalesce(t.s, 0)",
+                (USER_SIDE,),
+            ).fetchone()[0]
+            ledger_mismatch += conn.execute(
+                "SELECT count(*) FROM app_users u LEFT JOIN (SELECT x.user_id, sum(t.amount) s FROM user_tx x "
+                "JOIN transactions t ON t.transaction_id = x.transaction_id WHERE x.side = ? GROUP BY x.user_id) l "
+                "ON l.user_id = u.user_id WHERE u.balance != coalesce(l.s, 0)",
+                (USER_SIDE,),
             ).fetchone()[0]
         per: dict[str, dict[str, int]] = {}
         for cur, total in bal.items():

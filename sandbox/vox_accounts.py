@@ -23,6 +23,7 @@ from .vox_params import (
     validate_password,
     validate_tz,
 )
+from .vox_plans import account_hold, holds_for
 from .wsgiutil import Request
 
 CHILDREN_COUNT_CAP = 1000
@@ -33,7 +34,11 @@ _B = ("false", "true")
 # --- rendering ------------------------------------------------------------------------------------
 
 
-def render_account(row: tuple[Any, ...], *, with_key: bool, live: bool = True) -> str:
+def render_account(
+    row: tuple[Any, ...], *, with_key: bool, live: bool = True, hold: int = 0, hold_in_balance: bool = False
+) -> str:
+    """AccountInfoType. ``hold`` is the money reserved by plan changes (sandbox/vox_plans.py): it
+    shows as ``money_on_hold``, lowers ``live_balance`` and, with ``hold_in_balance``, ``balance``."""
     (
         aid,
         _parent,
@@ -63,6 +68,8 @@ def render_account(row: tuple[Any, ...], *, with_key: bool, live: bool = True) -
         cb_salt,
     ) = row
     b = fmt(bal)
+    available = fmt(bal - hold)
+    shown = available if hold_in_balance else b
     parts = [f'{{"account_id":{aid},"account_name":{esc(name)},"account_email":{esc(email)}']
     if with_key:
         parts.append(f',"api_key":{esc(api_key)}')
@@ -74,11 +81,11 @@ def render_account(row: tuple[Any, ...], *, with_key: bool, live: bool = True) -
         f',"created":{esc(created)},"language_code":{esc(lang)},"location":{esc(loc)},'
         f'"min_balance_to_notify":{fmt(mbn)},"account_notifications":{_B[an]},'
         f'"tariff_changing_notifications":{_B[tcn]},"news_notifications":{_B[nn]},'
-        f'"active":{_B[active]},"frozen":{_B[frozen]},"balance":{b},"credit_limit":{fmt(credit)},'
+        f'"active":{_B[active]},"frozen":{_B[frozen]},"balance":{shown},"credit_limit":{fmt(credit)},'
         f'"currency":{esc(cur)},"support_robokassa":{_B[srk]},"support_bank_card":{_B[sbc]},'
         f'"support_invoice":{_B[sinv]},"send_js_error":false,"a2p_sms_enabled":false,"fixed_balance":{b},'
-        f'"money_on_hold":0,"allow_invoice":false,"is_bank_card_auto_charge_prohibited":false,'
-        f'"taxpayer_type":"default","custom_pricing":false,"live_balance":{b}'
+        f'"money_on_hold":{fmt(hold)},"allow_invoice":false,"is_bank_card_auto_charge_prohibited":false,'
+        f'"taxpayer_type":"default","custom_pricing":false,"live_balance":{available}'
     )
     if custom is not None:
         parts.append(f',"account_custom_data":{esc(custom)}')
@@ -271,9 +278,13 @@ class AccountsMixin(VoxBase):
             row = cur.execute(
                 f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE account_id = ?", (caller.account_id,)
             ).fetchone()
+            hold = account_hold(conn, caller.account_id)
         with_key = self.opts["api_key_in_account_info"] or caller.via != "jwt"
         address = self.opts["api_address"] or (req.base_url() + "/platform_api")
-        return {"result": RawJSON(render_account(row, with_key=with_key, live=bool(live))), "api_address": address}
+        account = render_account(
+            row, with_key=with_key, live=bool(live), hold=hold, hold_in_balance=self.opts["plan_hold_in_balance"]
+        )
+        return {"result": RawJSON(account), "api_address": address}
 
     def m_SetAccountInfo(self, req: Request, p: Params) -> dict[str, Any]:
         """Edit the caller's own account: profile settings and the callback URL and salt."""
@@ -384,7 +395,14 @@ class AccountsMixin(VoxBase):
                     [*page_args, limit, page_offset],
                 ).fetchall()
                 with_key = self.opts["api_key_in_account_info"] or caller.via != "jwt"
-                items = [render_account(r, with_key=with_key, live=bool(live)) for r in rows]
+                holds = holds_for(conn, [int(r[0]) for r in rows])
+                in_balance = self.opts["plan_hold_in_balance"]
+                items = [
+                    render_account(
+                        r, with_key=with_key, live=bool(live), hold=holds.get(int(r[0]), 0), hold_in_balance=in_balance
+                    )
+                    for r in rows
+                ]
         return {"result": RawJSON("[" + ",".join(items) + "]"), "total_count": total, "count": len(items)}
 
     SKIP = 10000

@@ -36,10 +36,16 @@ MESSAGES: dict[int, str] = {
     104: "Forbidden command",
     105: "The required output format type is not supported",
     106: "Account's name isn't unique",
+    109: "The maximum number of users per account is reached",
     111: "Invalid date format",
     113: "Account's name must be at least 5 and up to 20 characters long",
     114: "Account's name should start with a letter and can contain latin characters, digits, hyphen",
     115: "The 'account_id' parameter is invalid",
+    116: "The 'application_id' parameter is invalid",
+    117: "The 'user_id' parameter is invalid",
+    118: "User's name isn't unique",
+    122: "User's name should be 3 to 50 characters long, start with a latin letter or a digit and contain "
+    "latin letters, digits, hyphens and underscores",
     123: "Invalid date range",
     125: "Invalid money amount",
     127: "Insufficient money",
@@ -61,8 +67,12 @@ MESSAGES: dict[int, str] = {
     209: "The 'transaction_type' parameter is invalid",
     210: "The 'currency' parameter is invalid",
     211: "The 'account_custom_data' parameter length must be less than 8192",
+    212: "The 'user_custom_data' parameter length must be less than 8192",
+    225: "The payment amount is very low. The amount must be equal or greater than 0.01",
     226: "The payment amount is very low. The amount must be greater than 0.01",
     233: "The 'date' parameter is invalid",
+    234: "The 'user_transaction_description' parameter length must be less than 120",
+    235: "The 'account_transaction_description' parameter length must be less than 120",
     236: "The 'parent_transaction_description' parameter length must be less than 120",
     237: "The 'child_transaction_description' parameter length must be less than 120",
     303: "The 'payment_reference' parameter is ambiguous",
@@ -87,6 +97,7 @@ MESSAGES: dict[int, str] = {
     515: "The same operation has been performed recently. Please try again later.",
     523: "Password is too weak",
     524: "Password cannot contain spaces.",
+    573: "Cannot transfer funds to this user",
 }
 
 

@@ -11,6 +11,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from .jsonenc import Money
+from .store import USER_SIDE
 from .vox_auth import VoxError, err
 from .vox_base import VoxBase
 from .vox_params import ALL, Params, parse_datetime, validate_tz
@@ -48,12 +49,16 @@ class HistoryMixin(VoxBase):
             lag = max(0, self.opts["history_lag_seconds"])
             if lag:
                 to_ts = min(to_ts, int(time.time()) - lag)
-            if q.users_only or q.uncommitted or not accounts or from_ts > to_ts:
+            _check_user_ids(conn, q, accounts)
+            if q.uncommitted or not accounts or from_ts > to_ts:
                 rows, total = [], 0
             else:
                 rows, total = _history_rows(conn, q, accounts, from_ts, to_ts)
         as_string = self.opts["history_account_id_as_string"]
-        return _history_reply(rows, total, tz, tz_name, with_total=q.with_total, as_string=as_string)
+        with_user = self.opts["history_user_id_in_rows"]
+        return _history_reply(
+            rows, total, tz, tz_name, with_total=q.with_total, as_string=as_string, with_user=with_user
+        )
 
     def _history_params(self, p: Params) -> _HistoryQuery:
         """Everything GetTransactionHistory checks before it authenticates, in order."""
@@ -76,7 +81,7 @@ class HistoryMixin(VoxBase):
         child_ids = p.intlist("child_account_id", allow_all=True, code=194)
         children_only = p.flag("children_transactions_only", False)
         users_only = p.flag("users_transactions_only", False)
-        p.intlist("user_id", allow_all=False, code=117)
+        user_ids = p.intlist("user_id", allow_all=False, code=117)
         reference = p.raw.get("payment_reference")
         desc = p.flag("desc_order", False)
         with_total = p.flag("with_total_count", True)
@@ -89,6 +94,7 @@ class HistoryMixin(VoxBase):
             child_ids=child_ids,
             children_only=children_only,
             users_only=users_only,
+            user_ids=user_ids if isinstance(user_ids, list) else None,
             reference=reference,
             desc=desc,
             with_total=with_total,
@@ -140,6 +146,7 @@ class _HistoryQuery:
     child_ids: list[int] | str | None
     children_only: bool
     users_only: bool
+    user_ids: list[int] | None
     reference: str | None
     desc: bool
     with_total: bool
@@ -192,13 +199,21 @@ def _history_rows(
     if q.reference is not None and q.reference != "":
         where.append("payment_reference = ?")
         args.append(q.reference)
+    if q.users_only:
+        where.append(f"transaction_id IN (SELECT transaction_id FROM user_tx WHERE side = '{USER_SIDE}')")
+    if q.user_ids:
+        where.append(
+            f"transaction_id IN (SELECT transaction_id FROM user_tx WHERE user_id IN ({','.join('?' * len(q.user_ids))}))"
+        )
+        args.extend(q.user_ids)
     where_sql = " AND ".join(where)
     order = "DESC" if q.desc else "ASC"
     cur = conn.cursor()
     cur.row_factory = None
     rows = cur.execute(
         "SELECT transaction_id, account_id, performed_ts, amount, currency, transaction_type, description, "
-        f"payment_reference FROM transactions WHERE {where_sql} ORDER BY performed_ts {order}, "
+        "payment_reference, (SELECT user_id FROM user_tx x WHERE x.transaction_id = transactions.transaction_id) "
+        f"FROM transactions WHERE {where_sql} ORDER BY performed_ts {order}, "
         f"transaction_id {order} LIMIT ? OFFSET ?",
         [*args, q.count, q.offset],
     ).fetchall()
@@ -210,11 +225,29 @@ def _history_rows(
     return rows, total
 
 
+def _check_user_ids(conn: sqlite3.Connection, q: _HistoryQuery, accounts: list[int]) -> None:
+    """Error 117 unless every ``user_id`` is (or was, before DelUser) a user of the accounts asked for."""
+    if not q.user_ids:
+        return
+    marks = ",".join("?" * len(q.user_ids))
+    found = conn.execute(f"SELECT user_id, account_id FROM app_users WHERE user_id IN ({marks})", q.user_ids).fetchall()
+    wanted = set(accounts)
+    if len(found) != len(q.user_ids) or any(row[1] not in wanted for row in found):
+        raise VoxError(117)
+
+
 def _history_reply(
-    rows: list[Any], total: int | None, tz: ZoneInfo, tz_name: str, *, with_total: bool, as_string: bool
+    rows: list[Any],
+    total: int | None,
+    tz: ZoneInfo,
+    tz_name: str,
+    *,
+    with_total: bool,
+    as_string: bool,
+    with_user: bool = True,
 ) -> dict[str, Any]:
     result = []
-    for tid, aid, ts, amount, cur_code, ttype, description, ref in rows:
+    for tid, aid, ts, amount, cur_code, ttype, description, ref, user_id in rows:
         item: dict[str, Any] = {
             "transaction_id": tid,
             "account_id": str(aid) if as_string else aid,
@@ -227,6 +260,8 @@ def _history_reply(
             item["transaction_description"] = description
         if ref is not None:
             item["payment_reference"] = ref
+        if user_id is not None and with_user:
+            item["user_id"] = user_id
         result.append(item)
     out: dict[str, Any] = {"result": result}
     if with_total:

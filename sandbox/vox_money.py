@@ -156,15 +156,15 @@ class _Transfer:
     rate: dict[str, Decimal]
 
 
-def _transfer_amount(text: str, max_places: int, extra: str) -> int:
-    """The amount in units: error 125 for a bad number, 226 below the 0.01 minimum; more than
-    ``max_places`` decimals is error 125 or, with ``extra`` = round, rounded half-even."""
+def _transfer_amount(text: str, max_places: int, extra: str, low_code: int = 226) -> int:
+    """The amount in units: error 125 for a bad number, ``low_code`` (226) below the 0.01 minimum;
+    more than ``max_places`` decimals is error 125 or, with ``extra`` = round, rounded half-even."""
     try:
         amount = money.parse(text, allow_round=extra == "round")
     except money.AmountError as exc:
         raise VoxError(125) from exc
     if abs(amount) < MIN_TRANSFER:
-        raise VoxError(226)
+        raise VoxError(low_code)
     places = min(money.PLACES, max(0, max_places))
     step = Decimal(1).scaleb(-places)
     value = Decimal(text)
@@ -173,7 +173,7 @@ def _transfer_amount(text: str, max_places: int, extra: str) -> int:
             raise VoxError(125)
         amount = money.from_decimal(value.quantize(step, rounding=ROUND_HALF_EVEN))
         if abs(amount) < MIN_TRANSFER:
-            raise VoxError(226)
+            raise VoxError(low_code)
     return amount
 
 

@@ -1,8 +1,8 @@
 """Voximplant platform_api emulation: the ``Voximplant`` class and the routing of a request to its method.
 
 The methods live in mixins: child accounts in ``vox_accounts``, money in ``vox_money``, transaction
-history in ``vox_history``; authentication of the caller in ``vox_base`` and parameter parsing in
-``vox_params``.
+history in ``vox_history``, applications and app users in ``vox_users``; authentication of the
+caller in ``vox_base`` and parameter parsing in ``vox_params``.
 """
 
 from __future__ import annotations
@@ -16,10 +16,13 @@ from .vox_auth import KeyCache, VoxError
 from .vox_history import HistoryMixin
 from .vox_money import MoneyMixin
 from .vox_params import Params
+from .vox_plans import SCHEMA as PLANS_SCHEMA
+from .vox_plans import PlansMixin
+from .vox_users import UsersMixin
 from .wsgiutil import Request
 
 
-class Voximplant(AccountsMixin, MoneyMixin, HistoryMixin):
+class Voximplant(AccountsMixin, MoneyMixin, HistoryMixin, PlansMixin, UsersMixin):
     """The emulated platform_api: ``handle`` answers a method listed in ``METHODS`` with its ``m_<Name>``."""
 
     METHODS = (
@@ -33,6 +36,17 @@ class Voximplant(AccountsMixin, MoneyMixin, HistoryMixin):
         "GetTransactionHistory",
         "GetCurrencyRate",
         "GetMoneyAmountToCharge",
+        "GetAccountPlans",
+        "GetAvailablePlans",
+        "ChangeAccountPlan",
+        "GetAccountDocuments",
+        "AddApplication",
+        "GetApplications",
+        "AddUser",
+        "SetUserInfo",
+        "GetUsers",
+        "DelUser",
+        "TransferMoneyToUser",
     )
 
     def __init__(self, store: Store, opts: Options) -> None:
@@ -40,6 +54,8 @@ class Voximplant(AccountsMixin, MoneyMixin, HistoryMixin):
         self.opts = opts
         self.keys = KeyCache()
         self._anchors: dict[Any, tuple[str, list[tuple[Any, ...]]]] = {}
+        with store.connection() as conn:
+            conn.executescript(PLANS_SCHEMA)
 
     # --- routing -----------------------------------------------------------------------------
 

@@ -45,6 +45,15 @@ CANNOT_AUDIT = 77
 # A pin with published vulnerabilities that both sources know of: the online service, and the
 # offline database (advisories for 3.2.0 fixed in 3.2.1 to 3.2.5, all before its snapshot date).
 KNOWN_VULNERABLE = "Django==3.2.0"
+# Advisories read and found not to apply, each with why; they are printed on every run and do
+# not fail it. Keep this short: an entry is a decision someone must be able to check.
+ACCEPTED = {
+    "pyup.io-39642": (
+        "reportlab: server-side request forgery through <img> tags in Paragraph markup "
+        "(CVE-2020-28463). Upstream added trustedHosts in 3.5.55, yet the database still lists every "
+        "version. The portal writes invoice text with canvas.drawString, which parses no markup."
+    ),
+}
 TIMEOUT_SECONDS = 600
 ADVISORY_CHARS = 200
 ONLINE = "online: PyPI's vulnerability service, through pip-audit"
@@ -249,25 +258,31 @@ def affects(advisory: dict[str, Any], version: str) -> bool | None:
 
 
 def offline_summarise(database: OfflineDatabase, pins: list[Pin], problems: list[str]) -> tuple[int, list[str]]:
-    vulnerable, unreadable = [], []
+    vulnerable, unreadable, accepted = [], [], []
     for pin in pins:
         for advisory in database.advisories.get(pin.name, []):
             hit = affects(advisory, pin.version)
             ident = advisory.get("id", "?") + (f" ({advisory['cve']})" if advisory.get("cve") else "")
-            if hit:
+            if hit and advisory.get("id") in ACCEPTED:
+                accepted.append(f"  {pin.name}=={pin.version}: {ident} accepted: {ACCEPTED[advisory['id']]}")
+            elif hit:
                 text = " ".join(str(advisory.get("advisory", "")).split())[:ADVISORY_CHARS]
                 vulnerable.append(f"  {pin.name}=={pin.version} [{pin.source}]: {ident}: {text}")
             elif hit is None:
                 unreadable.append(f"  {pin.name}=={pin.version}: advisory {ident} has no readable version range")
+    notes = ["Advisories that do not apply here:", *accepted] if accepted else []
     if vulnerable:
         return 1, ["Pins with known vulnerabilities:", *vulnerable] + (
             ["Not audited:", *problems, *unreadable] if problems or unreadable else []
-        )
+        ) + notes
     if problems or unreadable:
-        return CANNOT_AUDIT, ["The audit is INCOMPLETE: these were not checked:", *problems, *unreadable]
+        return CANNOT_AUDIT, ["The audit is INCOMPLETE: these were not checked:", *problems, *unreadable, *notes]
     if not pins:
         return CANNOT_AUDIT, ["No pinned requirement was found, so nothing was audited."]
-    return 0, [f"{len(pins)} pinned packages audited: no advisory up to {database.date} covers them."]
+    return 0, [
+        f"{len(pins)} pinned packages audited: no advisory up to {database.date} covers them.",
+        *notes,
+    ]
 
 
 # --- the audit ----------------------------------------------------------------------------------

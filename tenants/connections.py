@@ -39,6 +39,15 @@ def capability_matrix(connection: ProviderConnection) -> Any:
     return matrices[connection.kind]
 
 
+def unavailable(connection: ProviderConnection, capability: Capability, *, probed: bool = False) -> str | None:
+    """``"Unavailable: <the matrix's reason>"`` when the connection's provider lacks
+    ``capability``, else None: the first line of every staff refusal that needs it.
+    ``probed`` reads the effective matrix (the last capability probe) instead of the static one."""
+
+    matrix = effective_matrix(connection) if probed else capability_matrix(connection)
+    return None if matrix.supports(capability) else f"Unavailable: {matrix.reason(capability)}"
+
+
 def effective_matrix(connection: ProviderConnection) -> CapabilityMatrix:
     """The static matrix as the last probe leaves it (tenants.capability_probe): a capability
     whose provider method was probed missing is unsupported, with the reason and the time of

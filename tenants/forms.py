@@ -4,18 +4,32 @@ on the field concerned, and the views put that message on the form)."""
 from __future__ import annotations
 
 import uuid
+from decimal import Decimal
 from typing import Any
 
 from django import forms
 
-from portal.errors import PortalError
+from portal import inputs
+from portal.errors import FieldErrors, PortalError
 from tenants.models import ProviderConnection, Tenant
 
 
 def apply_portal_error(form: forms.Form, exc: PortalError) -> None:
-    """Show a service's error on its field, or above the form when it names none we show."""
-    field = exc.field if exc.field in form.fields else None
-    form.add_error(field, exc.message)
+    """Show a service's errors, each on its field (or above the form when it names none we
+    show); a field that already shows an error keeps it rather than getting a second."""
+    for error in exc.errors if isinstance(exc, FieldErrors) else [exc]:
+        field = error.field if error.field in form.fields else None
+        if field is not None and field in form.errors:
+            continue
+        form.add_error(field, error.message)
+
+
+def typed_threshold_field(form: forms.Form) -> Decimal | None:
+    """The low-balance threshold as a person types it ("12,50" is 12.50; portal.inputs)."""
+    try:
+        return inputs.typed_threshold(form.cleaned_data.get("low_balance_threshold"), field="low_balance_threshold")
+    except PortalError as exc:
+        raise forms.ValidationError(exc.message) from None
 
 
 class _OperationKeyMixin(forms.Form):
@@ -55,6 +69,12 @@ class AccountFieldsMixin(forms.Form):
         "uppercase letter, a lowercase letter, a digit and a special character.",
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
     )
+
+    @property
+    def password_retype(self) -> bool:
+        """A password was typed but the form came back for other errors: the page never sends
+        a password back, so it asks for it again (everything else stays as typed)."""
+        return self.is_bound and bool(self.errors) and bool(self.data.get("password")) and "password" not in self.errors
 
 
 class TenantCreateForm(_OperationKeyMixin, AccountFieldsMixin):
@@ -109,6 +129,9 @@ class TenantCreateForm(_OperationKeyMixin, AccountFieldsMixin):
         field = self.fields["connection"]
         assert isinstance(field, forms.ModelChoiceField)
         field.queryset = ProviderConnection.objects.filter(is_active=True).order_by("name")
+
+    def clean_low_balance_threshold(self) -> Decimal | None:
+        return typed_threshold_field(self)
 
 
 class TenantCloneForm(_OperationKeyMixin, AccountFieldsMixin):
@@ -182,6 +205,9 @@ class TenantEditForm(forms.Form):
             field = self.fields[name]
             field.disabled = True
             field.help_text = f"Cannot be changed here: {reason}"
+
+    def clean_low_balance_threshold(self) -> Decimal | None:
+        return typed_threshold_field(self)
 
 
 class RotateForm(forms.Form):

@@ -192,6 +192,9 @@ class Membership(models.Model):
     invite_attempts = models.PositiveSmallIntegerField(default=0)
     invite_attempted_at = models.DateTimeField(null=True, blank=True)
     invite_sent_at = models.DateTimeField(null=True, blank=True)
+    # The language the member reads the portal in (a LANGUAGES code; empty: the default), so
+    # emails sent by background jobs speak it too.
+    language = models.CharField(max_length=10, blank=True, default="")
 
     def __str__(self) -> str:
         return f"{self.user} @ {self.tenant}"

@@ -58,3 +58,16 @@ def probe_capabilities_nightly() -> dict[str, int]:
     from tenants.capability_probe import connections_probe_all
 
     return connections_probe_all()
+
+
+@shared_task(name="tenants.verification_nightly", ignore_result=True)
+def verification_nightly(after_id: int = 0) -> dict[str, int]:
+    """One batch of the nightly verification read; queues the next batch from where it stopped."""
+    from django.conf import settings
+
+    from tenants.services import verification_scan
+
+    result = verification_scan(after_id=after_id, limit=int(getattr(settings, "VERIFICATION_BATCH", 500)))
+    if result["last_id"]:
+        verification_nightly.delay(result["last_id"])
+    return result

@@ -4,20 +4,26 @@ then the selector (404 for a missing tenant), then a service for any write."""
 from __future__ import annotations
 
 import html
+import itertools
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.safestring import SafeString
+from django.utils.translation import gettext
 from django.views.decorators.http import require_http_methods, require_POST
 
-from portal import inputs
+from portal import inputs, money_format
 from portal.audit import audit_events
+from portal.audit_sentences import sentences
 from portal.errors import PortalError
+from portal.listing import decimal_text, stream_csv
 from portal.models import Job
 from portal.roles import has_perm, require
 from providers.capabilities import Capability
@@ -37,6 +43,8 @@ from tenants.models import ProviderConnection, Tenant, TenantOperation
 from tenants.selectors import FILTER_NAMES
 
 PAGE_SIZE = 50
+# Rows of a "select all that match" dry run shown one by one (the job checks every row).
+FILTER_PREVIEW = 50
 
 
 def _filters_from(request: HttpRequest) -> dict[str, str]:
@@ -47,8 +55,10 @@ def _filters_from(request: HttpRequest) -> dict[str, str]:
 def tenant_list(request: HttpRequest) -> HttpResponse:
     filters = _filters_from(request)
     error = None
+    total = None
     try:
         page = selectors.tenant_list(filters=filters, cursor=request.GET.get("cursor") or None, limit=PAGE_SIZE)
+        total = selectors.tenant_total(filters=filters)
     except PortalError as exc:
         error, page = exc, selectors.TenantPage([], None)
     connections = selectors.connection_names()
@@ -71,8 +81,63 @@ def tenant_list(request: HttpRequest) -> HttpResponse:
         "can_manage": has_perm(request.user, "tenants.manage"),
         "can_freeze": can_freeze,
         "query": query,
+        "total": total,
+        "sort": filters.get("sort", "-id"),
+        # A balance sort compares one currency (selectors.parse_filters): the header offers it
+        # only when the list holds one.
+        "balance_sortable": bool(filters.get("currency"))
+        or not selectors.balance_sort_needs_currency(c.currency for c in connections.values()),
     }
     return render(request, "tenants/list.html", context)
+
+
+_EXPORT_COLUMNS = (
+    "uuid",
+    "company_name",
+    "account_name",
+    "account_email",
+    "connection",
+    "provider_account_id",
+    "status",
+    "balance",
+    "currency",
+    "low_balance",
+    "drift",
+    "missing_at_provider",
+    "created_utc",
+)
+
+
+@require("console.view")
+def tenant_export(request: HttpRequest) -> HttpResponseBase:
+    """The filtered tenant list as CSV, in the list's order, streamed over a keyset walk (flat
+    memory at 530,000 rows); exact balances."""
+    filters = _filters_from(request)
+    try:
+        walk = selectors.tenant_walk(filters=selectors.parse_filters(filters))
+    except PortalError as exc:
+        return HttpResponse(exc.message, status=400, content_type="text/plain; charset=utf-8")
+    names = {pk: c.name for pk, c in selectors.connection_names().items()}
+    return stream_csv(
+        "tenants.csv",
+        _EXPORT_COLUMNS,
+        walk,
+        lambda t: (
+            t.uuid,
+            t.company_name,
+            t.account_name,
+            t.account_email,
+            names.get(t.connection_id, ""),
+            t.provider_account_id if t.provider_account_id is not None else "",
+            t.status,
+            decimal_text(t.balance),
+            t.currency,
+            int(t.is_low_balance),
+            int(t.has_drift),
+            int(t.missing_at_provider),
+            t.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+        ),
+    )
 
 
 _STATUS_LABELS = dict(Tenant.Status.choices)
@@ -92,10 +157,15 @@ def _rows_html(
                 '<span class="badge flag">low</span> ' if t.is_low_balance else "",
                 '<span class="badge flag">drift</span> ' if t.has_drift else "",
                 '<span class="badge failed">missing</span>' if t.missing_at_provider else "",
+                '<span class="badge failed">documents required</span>' if t.verification_status == "REQUIRED" else "",
             )
         )
         disagrees = _provider_disagrees(t)
-        balance = f"{t.balance} {_e(t.currency)}" if t.balance is not None else '<span class="muted">—</span>'
+        balance = (
+            f'<span title="{_e(money_format.exact(t.balance, t.currency))}">{_e(money_format.money(t.balance, t.currency))}</span>'
+            if t.balance is not None
+            else '<span class="muted">—</span>'
+        )
         company = _e(t.company_name)
         check = (
             f'<td><input type="checkbox" name="tenants" value="{t.uuid}" aria-label="Select {company}"></td>'
@@ -138,7 +208,7 @@ def tenant_detail(request: HttpRequest, tenant_uuid: Any) -> HttpResponse:
         "open_op": open_op,
         "operations": selectors.tenant_operations(tenant=tenant),
         "members": selectors.tenant_members(tenant=tenant),
-        "events": list(audit_events(tenant_id=tenant.pk)[:30]),
+        "events": sentences(audit_events(tenant_id=tenant.pk)[:30]),
         "capabilities": _capabilities(tenant.connection),
         "actions": actions,
         "secrets_stored": secrets_stored,
@@ -148,8 +218,16 @@ def tenant_detail(request: HttpRequest, tenant_uuid: Any) -> HttpResponse:
         "clone_refusal": _clone_refusal(tenant),
         "clone_note": _clone_note(tenant),
         **_provider_truth(tenant, open_op),
+        **_plans_panel(request.user, tenant),
     }
     return render(request, "tenants/detail.html", context)
+
+
+def _plans_panel(actor: Any, tenant: Tenant) -> dict[str, Any]:
+    # Imported here: tenants.plan_views builds on this module's _staff_only.
+    from tenants.plan_views import plans_panel
+
+    return plans_panel(actor, tenant)
 
 
 def _clone_note(tenant: Tenant) -> str | None:
@@ -196,6 +274,36 @@ def _prefill_from_failed(request: HttpRequest) -> tuple[dict[str, Any], PortalEr
     return initial, error
 
 
+def _every_error(form: TenantCreateForm) -> None:
+    """The form refused some fields itself (required, too long, a threshold): run the
+    service's own rules on what was typed too, so every wrong field shows on this one answer
+    instead of one after another. Nothing is written: validation only."""
+    typed: dict[str, Any] = {name: form.cleaned_data.get(name, form.data.get(name, "")) for name in form.fields}
+    typed["low_balance_threshold"] = form.cleaned_data.get("low_balance_threshold")
+    try:
+        services.validate_account_input(
+            **{
+                name: typed[name]
+                for name in (
+                    "connection",
+                    "company_name",
+                    "account_name",
+                    "account_email",
+                    "contact_name",
+                    "contact_email",
+                    "password",
+                    "voiceit_type",
+                    "notes",
+                    "plan",
+                    "low_balance_threshold",
+                    "invite_owner_email",
+                )
+            }
+        )
+    except PortalError as exc:
+        apply_portal_error(form, exc)
+
+
 @require("tenants.manage")
 @require_http_methods(["GET", "POST"])
 def tenant_create(request: HttpRequest) -> HttpResponse:
@@ -216,7 +324,7 @@ def tenant_create(request: HttpRequest) -> HttpResponse:
                     voiceit_type=data["voiceit_type"],
                     notes=data["notes"],
                     plan=data["plan"],
-                    low_balance_threshold=data["low_balance_threshold"] or None,
+                    low_balance_threshold=data["low_balance_threshold"],
                     invite_owner_email=data["invite_owner_email"],
                     operation_key=data["operation_key"] or None,
                     request=request,
@@ -224,8 +332,12 @@ def tenant_create(request: HttpRequest) -> HttpResponse:
             except PortalError as exc:
                 apply_portal_error(form, exc)
             else:
-                messages.success(request, f"{tenant.company_name} is being created at the provider.")
+                messages.success(
+                    request, gettext("%(company)s is being created at the provider.") % {"company": tenant.company_name}
+                )
                 return redirect("tenants:detail", tenant_uuid=tenant.uuid)
+        else:
+            _every_error(form)
     prefill_error = None
     if request.method != "POST":
         initial, prefill_error = _prefill_from_failed(request)
@@ -271,7 +383,11 @@ def tenant_clone(request: HttpRequest, tenant_uuid: Any) -> HttpResponse:
             except PortalError as exc:
                 apply_portal_error(form, exc)
             else:
-                messages.success(request, f"{tenant.company_name} is being cloned from {source.company_name}.")
+                messages.success(
+                    request,
+                    gettext("%(company)s is being cloned from %(source)s.")
+                    % {"company": tenant.company_name, "source": source.company_name},
+                )
                 return redirect("tenants:detail", tenant_uuid=tenant.uuid)
     else:
         form = TenantCloneForm(initial={"company_name": f"{source.company_name} (copy)"})
@@ -289,14 +405,14 @@ def tenant_clone(request: HttpRequest, tenant_uuid: Any) -> HttpResponse:
     )
 
 
-def _lifecycle(request: HttpRequest, tenant_uuid: Any, service: Any, done: str) -> HttpResponse:
-    tenant = selectors.tenant_get(uuid=tenant_uuid)
-    form = ReasonForm(request.POST)
-    if not form.is_valid():
-        messages.error(request, "Give a reason: " + " ".join(str(e) for errs in form.errors.values() for e in errs))
-        return redirect("tenants:detail", tenant_uuid=tenant.uuid)
+def tenant_action(
+    request: HttpRequest, tenant: Tenant, done: str, service: Callable[..., object], /, **params: Any
+) -> HttpResponse:
+    """Run one staff action on ``tenant`` (``service`` with the actor, the request and
+    ``params``): its refusal becomes the error message, else ``done`` the success message;
+    back to the tenant page either way."""
     try:
-        service(actor=request.user, tenant=tenant, reason=form.cleaned_data["reason"], request=request)
+        service(actor=request.user, request=request, **params)
     except PortalError as exc:
         messages.error(request, exc.message)
     else:
@@ -304,16 +420,27 @@ def _lifecycle(request: HttpRequest, tenant_uuid: Any, service: Any, done: str) 
     return redirect("tenants:detail", tenant_uuid=tenant.uuid)
 
 
+def _lifecycle(request: HttpRequest, tenant_uuid: Any, service: Any, done: str) -> HttpResponse:
+    tenant = selectors.tenant_get(uuid=tenant_uuid)
+    form = ReasonForm(request.POST)
+    if not form.is_valid():
+        messages.error(
+            request, gettext("Give a reason: ") + " ".join(str(e) for errs in form.errors.values() for e in errs)
+        )
+        return redirect("tenants:detail", tenant_uuid=tenant.uuid)
+    return tenant_action(request, tenant, done, service, tenant=tenant, reason=form.cleaned_data["reason"])
+
+
 @require("tenants.freeze")
 @require_POST
 def tenant_freeze(request: HttpRequest, tenant_uuid: Any) -> HttpResponse:
-    return _lifecycle(request, tenant_uuid, services.tenant_freeze, "Freezing at the provider…")
+    return _lifecycle(request, tenant_uuid, services.tenant_freeze, gettext("Freezing at the provider…"))
 
 
 @require("tenants.freeze")
 @require_POST
 def tenant_unfreeze(request: HttpRequest, tenant_uuid: Any) -> HttpResponse:
-    return _lifecycle(request, tenant_uuid, services.tenant_unfreeze, "Unfreezing at the provider…")
+    return _lifecycle(request, tenant_uuid, services.tenant_unfreeze, gettext("Unfreezing at the provider…"))
 
 
 @require("tenants.manage")
@@ -331,7 +458,7 @@ def tenant_close(request: HttpRequest, tenant_uuid: Any) -> HttpResponse:
             except PortalError as exc:
                 apply_portal_error(form, exc)
             else:
-                messages.success(request, f"Closing {tenant.company_name}…")
+                messages.success(request, gettext("Closing %(company)s…") % {"company": tenant.company_name})
                 return redirect("tenants:detail", tenant_uuid=tenant.uuid)
     else:
         form = CloseForm(tenant=tenant)
@@ -366,26 +493,20 @@ def _operation_action(
     )
     if not has_perm(request.user, permission):
         raise PermissionDenied
-    try:
-        service(actor=request.user, operation=op, request=request)
-    except PortalError as exc:
-        messages.error(request, exc.message)
-    else:
-        messages.success(request, done)
-    return redirect("tenants:detail", tenant_uuid=tenant.uuid)
+    return tenant_action(request, tenant, done, service, operation=op)
 
 
 @require("tenants.freeze")
 @require_POST
 def operation_retry(request: HttpRequest, tenant_uuid: Any, operation_uuid: Any) -> HttpResponse:
-    return _operation_action(request, tenant_uuid, operation_uuid, services.operation_retry, "Retrying…")
+    return _operation_action(request, tenant_uuid, operation_uuid, services.operation_retry, gettext("Retrying…"))
 
 
 @require("tenants.freeze")
 @require_POST
 def operation_give_up(request: HttpRequest, tenant_uuid: Any, operation_uuid: Any) -> HttpResponse:
     return _operation_action(
-        request, tenant_uuid, operation_uuid, services.operation_give_up, "The operation was abandoned."
+        request, tenant_uuid, operation_uuid, services.operation_give_up, gettext("The operation was abandoned.")
     )
 
 
@@ -400,31 +521,44 @@ def bulk(request: HttpRequest) -> HttpResponse:
     if action == "import" or action not in ("freeze", "unfreeze"):
         if action == "import":
             return bulk_import(request)
-        messages.error(request, "Choose freeze or unfreeze.")
+        messages.error(request, gettext("Choose freeze or unfreeze."))
         return redirect("tenants:list")
+    scope = request.POST.get("scope", "selection")
+    filters = {k: str(v) for k, v in request.POST.items() if k in FILTER_NAMES and k != "sort" and v}
     if request.POST.get("run") == "1":
         run_ids = [int(i) for i in request.POST.getlist("ids") if inputs.is_ascii_digits(i)]
         try:
             job = services.bulk_start(
-                actor=request.user, action=action, ids=run_ids, reason=request.POST.get("reason", ""), request=request
+                actor=request.user,
+                action=action,
+                ids=None if scope == "filter" else run_ids,
+                filters=filters if scope == "filter" else None,
+                reason=request.POST.get("reason", ""),
+                request=request,
             )
         except PortalError as exc:
             messages.error(request, exc.message)
             return redirect("tenants:list")
         return redirect("tenants:bulk_job", job_uuid=job.uuid)
-    scope = request.POST.get("scope", "selection")
     error = None
     ids: list[int] = []
+    matching = None
     if scope == "filter":
-        filters = {k: v for k, v in request.POST.items() if k in FILTER_NAMES and v}
+        # Every tenant matching the filter: the dry run shows the first rows and how many
+        # match; the job walks the filter itself (services.bulk_start(filters=...)).
         try:
-            ids = selectors.tenant_ids_for_filters(filters=filters, limit=services.BULK_LIMIT + 1)
+            parsed = selectors.parse_filters({**filters, "sort": "id"})
+            matching = selectors.tenant_total(filters=parsed)
+            ids = [
+                t.pk
+                for t in itertools.islice(selectors.tenant_walk(filters=parsed, batch=FILTER_PREVIEW), FILTER_PREVIEW)
+            ]
         except PortalError as exc:
             error = exc.message
     else:
         uuids = request.POST.getlist("tenants")[: services.BULK_LIMIT + 1]
         ids = list(Tenant.objects.filter(uuid__in=[u for u in uuids if _is_uuid(u)]).values_list("id", flat=True))
-    truncated = len(ids) > services.BULK_LIMIT
+    truncated = scope != "filter" and len(ids) > services.BULK_LIMIT
     rows = services.bulk_preview(action=action, tenant_ids=ids[: services.BULK_LIMIT]) if not error else []
     return render(
         request,
@@ -438,6 +572,10 @@ def bulk(request: HttpRequest) -> HttpResponse:
             "truncated": truncated,
             "limit": services.BULK_LIMIT,
             "reason": request.POST.get("reason", ""),
+            "scope": scope,
+            "matching": matching,
+            "filters": filters,
+            "preview_limit": FILTER_PREVIEW,
         },
     )
 
@@ -565,7 +703,7 @@ def import_one(request: HttpRequest) -> HttpResponse:
     except PortalError as exc:
         messages.error(request, exc.message)
         return redirect("tenants:import")
-    messages.success(request, f"Imported {tenant.company_name}.")
+    messages.success(request, gettext("Imported %(company)s.") % {"company": tenant.company_name})
     return HttpResponseRedirect(reverse("tenants:detail", kwargs={"tenant_uuid": tenant.uuid}))
 
 
@@ -596,7 +734,7 @@ def import_scan(request: HttpRequest) -> HttpResponse:
     except PortalError as exc:
         messages.error(request, exc.message)
     else:
-        messages.success(request, "Scanning the provider; candidates appear below as they are found.")
+        messages.success(request, gettext("Scanning the provider; candidates appear below as they are found."))
     return redirect("tenants:import")
 
 
@@ -685,7 +823,7 @@ def tenant_edit(request: HttpRequest, tenant_uuid: Any) -> HttpResponse:
         else:
             messages.success(
                 request,
-                "Saved; the provider is being updated." if op is not None else "Saved.",
+                gettext("Saved; the provider is being updated.") if op is not None else gettext("Saved."),
             )
             return redirect("tenants:detail", tenant_uuid=tenant.uuid)
     return render(
@@ -699,13 +837,7 @@ def tenant_edit(request: HttpRequest, tenant_uuid: Any) -> HttpResponse:
 @require_POST
 def tenant_activate(request: HttpRequest, tenant_uuid: Any) -> HttpResponse:
     tenant = selectors.tenant_get(uuid=tenant_uuid)
-    try:
-        services.tenant_activate(actor=request.user, tenant=tenant, request=request)
-    except PortalError as exc:
-        messages.error(request, exc.message)
-    else:
-        messages.success(request, "Enabling at the provider…")
-    return redirect("tenants:detail", tenant_uuid=tenant.uuid)
+    return tenant_action(request, tenant, gettext("Enabling at the provider…"), services.tenant_activate, tenant=tenant)
 
 
 @_staff_only("tenants.manage")

@@ -46,7 +46,7 @@ HOSTILE = [
     ("low_balance_threshold", "1e3"),
     ("low_balance_threshold", "NaN"),
     ("low_balance_threshold", "١٠"),  # Arabic-Indic digits
-    ("low_balance_threshold", "10,00"),
+    ("low_balance_threshold", "1,000"),  # forms read "10,00" as ten; "1,000" is ambiguous, and the API takes dots only
     ("low_balance_threshold", "10.123"),
     ("low_balance_threshold", "500000000.00"),
     ("low_balance_threshold", "Infinity"),

@@ -16,6 +16,7 @@ import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import date
 from decimal import Decimal
 from itertools import product
 from typing import Any
@@ -54,12 +55,13 @@ PUBLIC = {
     "api:not_found",
     "hooks:voximplant",  # the provider's callbacks: no login, every callback checked by its hash
     "csp_report",  # the browser's Content-Security-Policy violation reports: logged, nothing else
+    "set_language",  # the language switcher: sets a cookie, on the sign-in pages too
 }
 # Regular-expression routes outside the admin, which the walk cannot fill automatically;
 # a new one fails test_every_regex_route_is_known until it is handled here.
 KNOWN_REGEX = {"api:not_found"}
 # Apps whose rows are candidates for object ids in URLs.
-OBJECT_APPS = {"tenants", "billing", "portal", "customers", "auth"}
+OBJECT_APPS = {"tenants", "billing", "portal", "customers", "auth", "reselling"}
 SKIP_MODELS = {"auth.Permission", "auth.Group", "portal.AuditEvent"}
 VICTIM_COMPANY = "Zeta Victim Holdings"
 VICTIM_EMAIL = "victim-owner@zeta.example"
@@ -128,7 +130,9 @@ def world(db: None) -> dict[str, Any]:
     job = job_create(kind="tenants.freeze", title="Freeze", tenant_id=victim.pk)
     TenantOperation.objects.create(tenant=victim, kind="freeze", state="succeeded", job=job)
     TransferFactory(tenant=victim, amount="10.00", reason="seed", completed_at=None)
+    seed_victim_pbx_user(victim)
     SyncRun.objects.create(connection=connection, state="succeeded")
+    seed_victim_invoice(victim)
     candidates = collect_candidates()
     outsider_tenant = TenantFactory(
         company_name="Outsider Inc", connection=ProviderConnectionFactory(name="outsider-connection")
@@ -144,6 +148,42 @@ def world(db: None) -> dict[str, Any]:
         "outsider_viewer": outsider_viewer,
         "outsider_token": api_token(outsider, tenant=outsider_tenant),
     }
+
+
+def seed_victim_pbx_user(victim: Any) -> None:
+    """A PBX user of the victim with its own balance, and money moved to it."""
+    from tenants.models import PbxUser
+
+    user = PbxUser.objects.create(
+        tenant=victim, provider_user_id=41, user_name="victim-user", parent_accounting=False, balance=Decimal("3")
+    )
+    TransferFactory(
+        tenant=victim, amount="3.00", reason="seed", direction="to_user", pbx_user=user, provider_user_id=41
+    )
+
+
+def seed_victim_invoice(victim: Any) -> None:
+    """An issued invoice of the victim, with a credit note and a payment (reselling)."""
+    from reselling.invoices import credit_note_create, invoice_run_execute, invoice_run_start
+    from reselling.models import Charge, Invoice, Payment
+    from tests.factories import UserFactory
+
+    Charge.objects.create(
+        tenant=victim,
+        kind="usage",
+        period="2026-01-01",
+        occurred_at="2026-01-05T00:00:00Z",
+        currency="USD",
+        revenue=Decimal("30"),
+        cost=Decimal("10"),
+        description="Victim calls",
+        source_key="victim:usage",
+    )
+    run = invoice_run_start(actor=None, period=date(2026, 1, 1), enqueue=False)
+    invoice_run_execute(run_id=run.pk)
+    invoice = Invoice.objects.get(tenant=victim)
+    credit_note_create(actor=UserFactory(role="reseller_admin"), invoice=invoice, amount="1", reason="victim credit")
+    Payment.objects.create(invoice=invoice, amount=Decimal("2"), method="bank", received_on=date(2026, 1, 20))
 
 
 def collect_candidates() -> dict[str, list[tuple[str, str]]]:
@@ -198,6 +238,7 @@ def victim_state(world: dict[str, Any]) -> dict[str, Any]:
         "tenant": (tenant.status, tenant.balance, tenant.low_balance_threshold, tenant.company_name),
         "members": sorted(Membership.objects.filter(tenant=tenant).values_list("user_id", flat=True)),
         "transfers": sorted(Transfer.objects.filter(tenant=tenant).values_list("uuid", "state")),
+        "pbx_users": sorted(tenant.pbx_users.values_list("user_name", "active", "deleted_at")),
         "operations": TenantOperation.objects.filter(tenant=tenant).count(),
         "tokens": sorted(ApiToken.objects.filter(tenant_id=tenant.pk).values_list("prefix", "revoked_at")),
         "users": sorted(
@@ -218,6 +259,8 @@ def test_the_walk_finds_the_routes_of_every_app() -> None:
         "customer:team_remove",
         "api:tenant",
         "api:transfer",
+        "api:tenant_account_plan_change",
+        "api:customer_verification",
         "tenants:detail",
         "api_tokens:revoke",
         "job",

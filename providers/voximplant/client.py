@@ -6,8 +6,9 @@ failures; a write without a usable answer is never resent (see providers/README.
 
 The methods live in groups, one module each: ``core`` (the connection, authentication,
 the call path and its error mapping), ``accounts`` (child accounts), ``children`` (the walk
-over every child), ``money`` (transfers, charges, thresholds) and ``history`` (transaction
-history). :class:`VoximplantClient` is all of them together.
+over every child), ``money`` (transfers, charges, thresholds), ``history`` (transaction
+history) and ``users`` (a child's app users and the money moved to them).
+:class:`VoximplantClient` is all of them together.
 """
 
 from __future__ import annotations
@@ -23,12 +24,16 @@ from providers.voximplant.core import VoximplantCore
 from providers.voximplant.history import HistoryMixin
 from providers.voximplant.history import logger as logger
 from providers.voximplant.money import MoneyMixin
+from providers.voximplant.plans import PlansMixin
 from providers.voximplant.probe import ProbeMixin
+from providers.voximplant.users import UsersMixin
 
 __all__ = ["VoximplantClient"]
 
 
-class VoximplantClient(ChildrenMixin, MoneyMixin, HistoryMixin, AccountsMixin, ProbeMixin, VoximplantCore):
+class VoximplantClient(
+    ChildrenMixin, MoneyMixin, UsersMixin, HistoryMixin, AccountsMixin, PlansMixin, ProbeMixin, VoximplantCore
+):
     """Typed client for ``/platform_api/<Method>``.
 
     ``base_url`` is the API root (``https://api.voximplant.com``; a trailing

@@ -64,6 +64,23 @@ def _account_id(value: AccountId, method: str, field: str = "child_account_id") 
     return _child_id(value, method, field)
 
 
+def _cents(amount: object, method: str) -> Decimal:
+    """A transfer's ``amount``: a finite Decimal of at least 0.01 with at most 2 places (the
+    method, never the sign, gives the direction), as sent on the wire."""
+    if not isinstance(amount, Decimal) or not amount.is_finite():
+        raise _invalid("amount must be a finite Decimal", "amount", method)
+    if amount < Decimal("0.01"):
+        raise _invalid("amount must be at least 0.01 (the direction is chosen by the method)", "amount", method)
+    if amount != amount.quantize(Decimal("0.01")):
+        raise _invalid("amount has more than 2 decimal places", "amount", method)
+    return amount.quantize(Decimal("0.01"))
+
+
+def _check_currency(currency: str | None, method: str) -> None:
+    if currency is not None and not (len(currency) == 3 and currency.isalpha() and currency.isupper()):
+        raise _invalid("currency must be a 3-letter upper-case code", "currency", method)
+
+
 def _child_ids(value: ChildIds, method: str) -> list[int]:
     items = [value] if isinstance(value, int) else list(value)
     if not items:

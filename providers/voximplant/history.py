@@ -104,6 +104,7 @@ class HistoryMixin(VoximplantCore):
         payment_reference: str | None = None,
         user_id: int | Sequence[int] | None = None,
         transaction_id: int | Sequence[int] | None = None,
+        users_transactions_only: bool | None = None,
     ) -> Iterator[Transaction]:
         """Every transaction in ``[from_date, to_date]``, oldest first, each once.
 
@@ -131,6 +132,7 @@ class HistoryMixin(VoximplantCore):
             "payment_reference": payment_reference,
             "user_id": user_id,
             "transaction_id": transaction_id,
+            "users_transactions_only": users_transactions_only,
         }
         seen: set[int] = set()
         windows: list[tuple[datetime, datetime]] = [(start, end)]

@@ -10,7 +10,7 @@ from types import MappingProxyType
 from providers.base import AccountId
 from providers.errors import OutcomeUnknown
 from providers.voximplant.accounts import AccountsMixin
-from providers.voximplant.core import _account_id, _child_id, _expect_result_one, _invalid
+from providers.voximplant.core import _account_id, _cents, _check_currency, _child_id, _expect_result_one, _invalid
 from providers.voximplant.types import CurrencyRates, MoneyAmountToCharge, SubscriptionCharge, TransferMoneyResult
 from providers.voximplant.wire import PROVIDER, parse_bool, parse_date, parse_decimal
 
@@ -94,12 +94,7 @@ class MoneyMixin(AccountsMixin):
     ) -> TransferMoneyResult:
         method = "TransferMoneyToChildAccount"
         child = _child_id(child_account_id, method)
-        if not isinstance(amount, Decimal) or not amount.is_finite():
-            raise _invalid("amount must be a finite Decimal", "amount", method)
-        if amount < Decimal("0.01"):
-            raise _invalid("amount must be at least 0.01 (the direction is chosen by the method)", "amount", method)
-        if amount != amount.quantize(Decimal("0.01")):
-            raise _invalid("amount has more than 2 decimal places", "amount", method)
+        wire_amount = _cents(amount, method)
         if not isinstance(payment_reference, str) or not payment_reference.strip():
             raise _invalid("payment_reference is required", "payment_reference", method)
         if len(payment_reference) >= 127 or any(ord(c) < 32 for c in payment_reference):
@@ -108,15 +103,13 @@ class MoneyMixin(AccountsMixin):
             raise _invalid(
                 "check_duplicate_reference_from must be an aware datetime", "check_duplicate_reference_from", method
             )
-        if currency is not None and not (len(currency) == 3 and currency.isalpha() and currency.isupper()):
-            raise _invalid("currency must be a 3-letter upper-case code", "currency", method)
+        _check_currency(currency, method)
         for name, text in (
             ("child_transaction_description", child_transaction_description),
             ("parent_transaction_description", parent_transaction_description),
         ):
             if text is not None and len(text) >= 120:
                 raise _invalid(f"{name} must be < 120 characters", name, method)
-        wire_amount = amount.quantize(Decimal("0.01"))
         params = {
             "child_account_id": child,
             "amount": wire_amount if to_child else -wire_amount,

@@ -37,6 +37,15 @@ class ProbeMixin(VoximplantCore):
         "GetTransactionHistory",
         "GetAccountInfo",
         "SetAccountInfo",
+        "AddUser",
+        "GetUsers",
+        "SetUserInfo",
+        "DelUser",
+        "TransferMoneyToUser",
+        "GetAccountPlans",
+        "GetAvailablePlans",
+        "ChangeAccountPlan",
+        "GetAccountDocuments",
     )
 
     def _probe_params(self) -> dict[str, Mapping[str, object]]:
@@ -57,6 +66,22 @@ class ProbeMixin(VoximplantCore):
             "GetAccountInfo": {"return_live_balance": False},
             # Nothing to change.
             "SetAccountInfo": {},
+            # No user name, display name, password or application: nothing can be created.
+            "AddUser": {},
+            # A read, of an application no account has (ids start at 1): refused or empty.
+            "GetUsers": {"application_id": 0, "count": 1},
+            # No user named and nothing to change; never ``all`` (DelUser takes it).
+            "SetUserInfo": {},
+            "DelUser": {},
+            # As for TransferMoneyToChildAccount: zero is below the smallest amount (0.01), strict
+            # mode forbids clamping, and no user is named, so there is nobody to pay either.
+            "TransferMoneyToUser": {"amount": "0", "strict_mode": True},
+            # Reads of the reseller's own account.
+            "GetAccountPlans": {},
+            "GetAvailablePlans": {},
+            # No plan type and no plan: nothing to change and no fee to reserve.
+            "ChangeAccountPlan": {},
+            "GetAccountDocuments": {},
         }
 
     def probe_methods(self) -> dict[str, str]:

@@ -7,7 +7,8 @@
 - ``close``: the staged close; ``balance``: what the close needs from billing;
 - ``bulk``: bulk actions; ``scan``: provider accounts the portal does not know;
 - ``secret_store``: provider secrets kept with a tenant;
-- ``edit``: the staff edit, enabling at the provider, the threshold push, credential rotation.
+- ``edit``: the staff edit, enabling at the provider, the threshold push, credential rotation;
+- ``plans``: the account's provider plans (read, upgrade) and its document verification.
 
 Callers import from ``tenants.services``; the names below are the public ones.
 """
@@ -35,6 +36,7 @@ from tenants.services.lifecycle import (
     tenant_close,
     tenant_create,
     tenant_freeze,
+    tenant_freeze_by_rule,
     tenant_import,
     tenant_unfreeze,
 )
@@ -44,6 +46,18 @@ from tenants.services.operations import (
     operation_give_up,
     operation_retry,
     operations_sweep,
+)
+from tenants.services.plans import (
+    FEE_RESERVED_NOTICE,
+    available_plans,
+    change_plan_refusal,
+    may_change_plan,
+    plans_refresh,
+    plans_refusal,
+    tenant_change_plan,
+    verification_refresh,
+    verification_refusal,
+    verification_scan,
 )
 from tenants.services.runners import operation_run
 from tenants.services.scan import (
@@ -64,6 +78,16 @@ from tenants.services.validation import (
 )
 
 __all__ = [
+    "FEE_RESERVED_NOTICE",
+    "available_plans",
+    "change_plan_refusal",
+    "may_change_plan",
+    "plans_refresh",
+    "plans_refusal",
+    "tenant_change_plan",
+    "verification_refresh",
+    "verification_refusal",
+    "verification_scan",
     "DISABLED_AT_PROVIDER",
     "activate_refusal",
     "editable_provider_fields",
@@ -100,6 +124,7 @@ __all__ = [
     "tenant_close",
     "tenant_create",
     "tenant_freeze",
+    "tenant_freeze_by_rule",
     "tenant_import",
     "tenant_secrets",
     "tenant_secrets_rotate",

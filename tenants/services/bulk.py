@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 from django.db import transaction
@@ -15,7 +16,7 @@ from portal.events import publish_on_commit
 from portal.jobs import job_advance, job_create, job_finish, job_start
 from portal.models import Job
 from portal.roles import Actor, check_permission
-from tenants import tasks
+from tenants import selectors, tasks
 from tenants.models import Tenant, TenantOperation, UnknownProviderAccount
 from tenants.services.lifecycle import _lifecycle_start, freeze_refusal, tenant_import
 from tenants.services.operations import BULK_LIMIT
@@ -78,30 +79,54 @@ def bulk_preview(
 
 
 def bulk_start(
-    *, actor: Actor, action: str, ids: list[int], reason: str = "", request: HttpRequest | None = None
+    *,
+    actor: Actor,
+    action: str,
+    ids: list[int] | None = None,
+    filters: dict[str, str] | None = None,
+    reason: str = "",
+    request: HttpRequest | None = None,
 ) -> Job:
-    """Start a bulk action on the rows the dry run showed as possible; runs in Celery."""
+    """Start a bulk action on the rows the dry run showed as possible; runs in Celery.
+
+    ``ids``: the selected rows (at most BULK_LIMIT). ``filters`` instead: every tenant that
+    matches the tenant list's filters when the job walks them (by keyset, in id order), however
+    many; the job counts them when it starts."""
     check_permission(actor, "tenants.manage" if action == "import" else "tenants.freeze", doing="run this bulk action")
     if action not in BULK_ACTIONS:
         raise PortalError("Choose freeze, unfreeze or import.", field="action")
-    if not ids:
-        raise PortalError("Select at least one row.", field="ids")
-    if len(ids) > BULK_LIMIT:
-        raise PortalError(f"At most {BULK_LIMIT} rows at a time; narrow the filter.", field="ids")
+    params: dict[str, Any]
+    if filters is not None:
+        if action == "import":
+            raise PortalError("Import works on selected candidates only.", field="action")
+        parsed = selectors.parse_filters({**filters, "sort": "id"})
+        total = selectors.tenant_total(filters=parsed)
+        if not total.value:
+            raise PortalError("No tenant matches the filter.", field="scope")
+        params = {"filters": parsed.raw}
+        count, title = total.value, f"{BULK_ACTIONS[action]} {total} tenants matching a filter"
+    else:
+        ids = ids or []
+        if not ids:
+            raise PortalError("Select at least one row.", field="ids")
+        if len(ids) > BULK_LIMIT:
+            raise PortalError(f"At most {BULK_LIMIT} rows at a time; narrow the filter.", field="ids")
+        params = {"ids": ids}
+        count, title = len(ids), f"{BULK_ACTIONS[action]} {len(ids)} tenants"
     text = inputs.reason(reason) if action in ("freeze", "unfreeze") else ""
     with transaction.atomic():
         job = job_create(
             kind=f"tenants.bulk_{action}",
-            title=f"{BULK_ACTIONS[action]} {len(ids)} tenants",
-            total=len(ids),
+            title=title,
+            total=count,
             created_by=actor,
-            params={"action": action, "ids": ids, "reason": text},
+            params={"action": action, "reason": text, **params},
         )
         audit_log(
             actor=actor,
             action=f"tenants.bulk.{action}_started",
             request=request,
-            data={"job": str(job.uuid), "count": len(ids), "reason": text},
+            data={"job": str(job.uuid), "count": count, "reason": text, **params},
         )
         publish_on_commit(lambda: tasks.run_bulk.delay(job.pk), what=f"tenants.run_bulk {job.pk}")
     return job
@@ -113,10 +138,20 @@ def bulk_run(*, job_id: int) -> None:
     job = Job.objects.get(pk=job_id)
     if job.is_finished:
         return
-    action, ids, reason = job.params["action"], job.params["ids"], job.params.get("reason", "")
+    action, reason = job.params["action"], job.params.get("reason", "")
     actor = job.created_by
     done_keys = {str(r.get("id")) for r in job.results}
-    job_start(job_id=job.pk, total=len(ids), message=f"{BULK_ACTIONS[action]}: working…")
+    ids: Iterable[int]
+    if "filters" in job.params:
+        # The filter is walked now, in id order, behind the last row already reported.
+        filters = selectors.parse_filters({**job.params["filters"], "sort": "id"})
+        after = max((int(k) for k in done_keys if k.isdigit()), default=None)
+        ids = (t.pk for t in selectors.tenant_walk(filters=filters, after_id=after))
+        total = len(done_keys) + selectors.tenant_match_count(filters=filters, after_id=after)
+    else:
+        ids = job.params["ids"]
+        total = len(job.params["ids"])
+    job_start(job_id=job.pk, total=total, message=f"{BULK_ACTIONS[action]}: working…")
     ok_count = 0
     for pk in ids:
         if str(pk) in done_keys:

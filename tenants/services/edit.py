@@ -22,20 +22,20 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.mail import EmailMultiAlternatives
 from django.db import IntegrityError, transaction
 from django.db.models.functions import Lower
 from django.http import HttpRequest
-from django.template.loader import render_to_string
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from portal import inputs
 from portal.audit import audit_log
 from portal.crypto import decrypt_json, encrypt_json
 from portal.errors import Conflict, NotAllowed, PortalError
 from portal.events import publish_on_commit
+from portal.mail import site_link, templated_email
 from portal.roles import Actor, Role, check_permission, has_perm, role_of
 from providers.capabilities import Capability
 from providers.errors import (
@@ -47,7 +47,8 @@ from providers.errors import (
     ProviderError,
     RateLimited,
 )
-from tenants.connections import capability_matrix, client_for
+from tenants.connections import capability_matrix, client_for, unavailable
+from tenants.mail import owner_messages
 from tenants.models import Membership, Tenant, TenantOperation, UnknownProviderAccount
 from tenants.selectors import owner_emails
 from tenants.services.operations import (
@@ -100,9 +101,8 @@ def editable_provider_fields(tenant: Tenant) -> dict[str, str | None]:
 
 def activate_refusal(tenant: Tenant) -> str | None:
     """Why the account cannot be enabled at the provider now, or None."""
-    matrix = capability_matrix(tenant.connection)
-    if not matrix.supports(Capability.UNFREEZE):
-        return f"Unavailable: {matrix.reason(Capability.UNFREEZE)}"
+    if (refusal := unavailable(tenant.connection, Capability.UNFREEZE)) is not None:
+        return refusal
     if tenant.provider_account is None:
         return "This tenant has no provider account."
     if tenant.provider_active is True:
@@ -115,9 +115,8 @@ def activate_refusal(tenant: Tenant) -> str | None:
 
 
 def rotate_refusal(tenant: Tenant) -> str | None:
-    matrix = capability_matrix(tenant.connection)
-    if not matrix.supports(Capability.ROTATE_CREDENTIALS):
-        return f"Unavailable: {matrix.reason(Capability.ROTATE_CREDENTIALS)}"
+    if (refusal := unavailable(tenant.connection, Capability.ROTATE_CREDENTIALS)) is not None:
+        return refusal
     if not tenant.is_open or tenant.provider_account is None:
         return "Only an active or frozen tenant with a provider account has credentials to rotate."
     return None
@@ -562,15 +561,21 @@ def _email_credentials(tenant_id: int) -> None:
         "company": tenant.company_name,
         "api_key": secrets.get("api_key", tenant.provider_account_ref),
         "api_token": secrets.get("api_token", ""),
-        "site": str(settings.SITE_URL).rstrip("/"),
+        "site": site_link(""),
     }
-    message = EmailMultiAlternatives(
-        subject=f"New API credentials for {tenant.company_name}",
-        body=render_to_string("tenants/rotated_credentials_email.txt", context),
-        to=owner_emails(tenant_id),
-    )
+
+    def build(recipients: list[str]) -> EmailMultiAlternatives:
+        return templated_email(
+            "tenants/rotated_credentials_email",
+            context,
+            subject=gettext("New API credentials for %(company)s") % {"company": tenant.company_name},
+            to=recipients,
+            html=False,
+        )
+
     try:
-        message.send()
+        for message in owner_messages(tenant_id, build):
+            message.send()
     except (smtplib.SMTPException, OSError):
         # The message body holds the token: log only that the delivery failed.
         logger.warning("the rotated credentials of tenant %s could not be emailed", tenant_id)

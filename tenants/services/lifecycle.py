@@ -9,29 +9,29 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.tokens import default_token_generator
-from django.core.mail import EmailMultiAlternatives
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.http import HttpRequest
-from django.template.loader import render_to_string
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
+from django.utils.translation import gettext, gettext_noop
 
 from portal import inputs
 from portal.audit import audit_log
 from portal.errors import Conflict, PortalError
 from portal.events import publish_on_commit
+from portal.mail import site_link, templated_email
 from portal.models import Job
 from portal.roles import Actor, Role, assign_role, check_permission
 from providers.capabilities import Capability
 from providers.errors import ProviderError
 from tenants import tasks
-from tenants.connections import capability_matrix, client_for
+from tenants.connections import capability_matrix, client_for, unavailable
+from tenants.mail import member_language
 from tenants.models import Membership, ProviderConnection, Tenant, TenantOperation, UnknownProviderAccount
 from tenants.services.edit import follow_up
 from tenants.services.operations import _fingerprint, _operation_key, _replay, _start_operation
@@ -115,17 +115,16 @@ def send_invitation(membership: Membership, *, subject: str, template: str, cont
     token (no password is ever mailed), in ``emails/<template>.txt`` and ``.html``. The outcome
     is kept on the membership: sent, or not delivered with the time of the attempt. A mail server
     that is down or slower than EMAIL_TIMEOUT never raises here; the answer says whether the
-    email went out. The owner's invitation and a team invitation both come through here."""
+    email went out. The owner's invitation and a team invitation both come through here.
+
+    The email speaks the member's language (tenants.mail.member_language): ``subject`` is the
+    English text (marked with gettext_noop), translated and filled from ``context`` here."""
     user = membership.user
     uid = urlsafe_base64_encode(force_bytes(user.pk))
-    link = str(settings.SITE_URL).rstrip("/") + reverse(
-        "password_reset_confirm", args=(uid, default_token_generator.make_token(user))
-    )
+    link = site_link(reverse("password_reset_confirm", args=(uid, default_token_generator.make_token(user))))
     context = {**context, "link": link, "username": user.get_username()}
-    message = EmailMultiAlternatives(
-        subject=subject, body=render_to_string(f"emails/{template}.txt", context), to=[user.email]
-    )
-    message.attach_alternative(render_to_string(f"emails/{template}.html", context), "text/html")
+    with translation.override(member_language(membership)):
+        message = templated_email(f"emails/{template}", context, subject=gettext(subject) % context, to=[user.email])
     try:
         message.send()
         delivered = True
@@ -148,7 +147,7 @@ def send_owner_invitation(*, membership_id: int) -> bool:
     company = membership.tenant.company_name
     return send_invitation(
         membership,
-        subject=f"You are invited to manage {company}",
+        subject=gettext_noop("You are invited to manage %(company)s"),
         template="owner_invitation",
         context={"company": company},
     )
@@ -369,15 +368,14 @@ def tenant_clone(
 def freeze_refusal(tenant: Tenant, kind: str) -> str | None:
     """Why ``kind`` (freeze/unfreeze/close) cannot start on this tenant now, or None."""
 
-    matrix = capability_matrix(tenant.connection)
     if kind == Op.Kind.FREEZE:
-        if not matrix.supports(Capability.FREEZE):
-            return f"Unavailable: {matrix.reason(Capability.FREEZE)}"
+        if (refusal := unavailable(tenant.connection, Capability.FREEZE)) is not None:
+            return refusal
         if tenant.status != Tenant.Status.ACTIVE:
             return f"Only an active tenant can be frozen; this one is {tenant.get_status_display().lower()}."
     elif kind == Op.Kind.UNFREEZE:
-        if not matrix.supports(Capability.UNFREEZE):
-            return f"Unavailable: {matrix.reason(Capability.UNFREEZE)}"
+        if (refusal := unavailable(tenant.connection, Capability.UNFREEZE)) is not None:
+            return refusal
         if tenant.status != Tenant.Status.FROZEN:
             return f"Only a frozen tenant can be unfrozen; this one is {tenant.get_status_display().lower()}."
     elif kind == Op.Kind.CLOSE and tenant.status not in (Tenant.Status.ACTIVE, Tenant.Status.FROZEN):
@@ -432,6 +430,16 @@ def tenant_freeze(*, actor: Actor, tenant: Tenant, reason: str, request: HttpReq
 def tenant_unfreeze(*, actor: Actor, tenant: Tenant, reason: str, request: HttpRequest | None = None) -> Job:
     check_permission(actor, "tenants.freeze", doing="unfreeze tenants")
     op = _lifecycle_start(actor=actor, tenant=tenant, kind=Op.Kind.UNFREEZE, reason=reason, request=request)
+    assert op.job is not None
+    return op.job
+
+
+def tenant_freeze_by_rule(*, tenant: Tenant, reason: str, unfreeze: bool = False) -> Job:
+    """Freeze (or unfreeze) on a rule of the portal's own, not a person's request: e.g.
+    reselling's dunning of an overdue invoice. No role is checked (the system acts); the
+    request is audited like a staff member's, with the reason customers see."""
+    kind = Op.Kind.UNFREEZE if unfreeze else Op.Kind.FREEZE
+    op = _lifecycle_start(actor=None, tenant=tenant, kind=kind, reason=reason, request=None)
     assert op.job is not None
     return op.job
 

@@ -73,6 +73,7 @@ _TITLES: dict[str, str] = {
     Op.Kind.ACTIVATE: "Enable {name} at the provider",
     Op.Kind.SET_THRESHOLD: "Set the low-balance threshold of {name}",
     Op.Kind.ROTATE: "Rotate the credentials of {name}",
+    Op.Kind.CHANGE_PLAN: "Change the plan of {name}",
 }
 
 # Called inside the transaction that records an operation's success (tenants.services.edit

@@ -17,7 +17,7 @@ from django.db.models import Q
 from django.db.models.functions import Lower
 
 from portal import inputs
-from portal.errors import Conflict, PortalError
+from portal.errors import Conflict, ErrorCollector, PortalError
 from providers.capabilities import Capability
 from tenants.connections import capability_matrix
 from tenants.models import ProviderConnection, Tenant, TenantOperation, UnknownProviderAccount
@@ -142,41 +142,60 @@ def validate_account_input(
 ) -> AccountInput:
     """Every rule the provider and the portal have for a new account, checked before any call.
 
-    Raises PortalError on the first field that is wrong. Used by create and clone (and by the
-    admin's add form, so that it shows the same errors)."""
+    Checks every field before it raises, so a form shows all its errors at once: one wrong field
+    raises its PortalError, several raise portal.errors.FieldErrors (the first one's message,
+    every one in ``errors``). Used by create and clone (and by the admin's add form, so that it
+    shows the same errors)."""
 
-    conn = _connection(connection)
-    company = inputs.text(company_name, field="company_name", label="company name", max_length=200, required=True)
-    name = validate_account_name(account_name)
-    email = inputs.email(account_email, field="account_email", label="account email")
-    contact = inputs.text(contact_name, field="contact_name", label="contact name", max_length=200)
-    contact_mail = inputs.email(contact_email, field="contact_email", label="contact email", required=False)
-    kind = conn.kind
+    found = ErrorCollector()
+    conn = found.check(_connection, connection)
+    company = found.check(
+        inputs.text, company_name, field="company_name", label="company name", max_length=200, required=True
+    )
+    name = found.check(validate_account_name, account_name)
+    email = found.check(inputs.email, account_email, field="account_email", label="account email")
+    contact = found.check(inputs.text, contact_name, field="contact_name", label="contact name", max_length=200)
+    contact_mail = found.check(
+        inputs.email, contact_email, field="contact_email", label="contact email", required=False
+    )
+    kind = conn.kind if conn is not None else ""
     vtype = str(voiceit_type or "").strip()
     if kind == ProviderConnection.Kind.VOICEIT:
         if vtype not in Tenant.VoiceItType.values:
-            raise PortalError(
-                "Choose managed (the reseller pays) or unmanaged (the customer pays).", field="voiceit_type"
+            found.errors.append(
+                PortalError(
+                    "Choose managed (the reseller pays) or unmanaged (the customer pays).", field="voiceit_type"
+                )
             )
-    elif vtype:
-        raise PortalError("Managed or unmanaged applies to VoiceIt connections only.", field="voiceit_type")
+    elif vtype and conn is not None:
+        found.errors.append(
+            PortalError("Managed or unmanaged applies to VoiceIt connections only.", field="voiceit_type")
+        )
     generated = password in (None, "")
     secret = generate_password() if generated else str(password)
     if not generated:
-        _password_rules(secret, kind)
-    note_text = inputs.text(notes, field="notes", label="notes", max_length=5000, multiline=True)
-    plan_text = inputs.text(plan, field="plan", label="plan", max_length=100)
-    threshold = inputs.threshold(low_balance_threshold, field="low_balance_threshold")
-    invite = inputs.email(invite_owner_email, field="invite_owner_email", label="owner's email", required=False)
+        found.check(_password_rules, secret, kind)
+    note_text = found.check(inputs.text, notes, field="notes", label="notes", max_length=5000, multiline=True)
+    plan_text = found.check(inputs.text, plan, field="plan", label="plan", max_length=100)
+    threshold = found.check(inputs.threshold, low_balance_threshold, field="low_balance_threshold")
+    invite = found.check(
+        inputs.email, invite_owner_email, field="invite_owner_email", label="owner's email", required=False
+    )
     if invite:
         user_model = get_user_model()
         if user_model.objects.filter(Q(username__iexact=invite) | Q(email__iexact=invite)).exists():
-            raise PortalError(
-                "A portal user with this email already exists; invite another address.", field="invite_owner_email"
+            found.errors.append(
+                PortalError(
+                    "A portal user with this email already exists; invite another address.",
+                    field="invite_owner_email",
+                )
             )
-    if check_create and not capability_matrix(conn).supports(Capability.CREATE):
-        raise PortalError(capability_matrix(conn).reason(Capability.CREATE), field="connection")
-    _check_unique(conn, name, email)
+    if conn is not None and check_create and not capability_matrix(conn).supports(Capability.CREATE):
+        found.errors.append(PortalError(capability_matrix(conn).reason(Capability.CREATE), field="connection"))
+    if conn is not None and not found.fields() & {"account_name", "account_email", "connection"}:
+        found.check(_check_unique, conn, name, email)
+    found.raise_if_any()
+    assert conn is not None and name is not None and email is not None and company is not None
     return AccountInput(
         conn,
         company,

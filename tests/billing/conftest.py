@@ -150,6 +150,9 @@ def check_invariants(money: Money) -> None:
     store = money.sandbox.store()
     try:
         for t in Transfer.objects.filter(connection=conn):
+            if t.direction in Transfer.USER_DIRECTIONS:
+                _check_user_transfer(money, t)
+                continue
             ops = store.transfer_ops_by_reference(t.payment_reference)
             assert ops <= 1, f"{t.payment_reference} applied {ops} times at the provider"
             if t.state == Transfer.State.SUCCEEDED:
@@ -164,6 +167,26 @@ def check_invariants(money: Money) -> None:
                 assert ops == 0, f"{t.payment_reference} failed but the provider applied it"
     finally:
         store.close()
+
+
+def _check_user_transfer(money: Money, t: Any) -> None:
+    """Money moved to or from a PBX user carries no payment reference at the provider: its
+    user's side is found by the reference in the description (GetTransactionHistory)."""
+    from datetime import UTC, datetime, timedelta
+
+    rows = money.client.find_user_transfers(
+        account_id=t.child_account_id,
+        user_id=t.provider_user_id,
+        reference=t.payment_reference,
+        from_date=t.dup_check_from,
+        to_date=datetime.now(UTC) + timedelta(days=1),
+    )
+    assert len(rows) <= 1, f"{t.payment_reference} moved {len(rows)} times at the provider"
+    if t.state == "succeeded":
+        sign = 1 if t.direction == "to_user" else -1
+        assert len(rows) == 1 and sign * rows[0].amount == t.amount, f"{t.payment_reference} not at the provider"
+    if t.state == "failed":
+        assert not rows, f"{t.payment_reference} failed but the provider moved it"
 
 
 WORKER_ENV = {
@@ -213,3 +236,24 @@ def wait_for(predicate: Any, timeout: float = 30, what: str = "condition", worke
         time.sleep(0.1)
     log = f"\nworker log:\n{workers.logs()[-5000:]}" if workers is not None else ""
     raise AssertionError(f"timed out waiting for {what}{log}")
+
+
+def settle(transfer: Any, steps: int = 6) -> Any:
+    """Run the reconciler/executor until the transfer stops moving (settle window is 0 here)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from billing import services
+    from billing.models import Transfer
+
+    for _ in range(steps):
+        transfer.refresh_from_db()
+        if transfer.state in (Transfer.State.SUCCEEDED, Transfer.State.FAILED, Transfer.State.NEEDS_REVIEW):
+            break
+        if transfer.state == Transfer.State.UNKNOWN:
+            services.transfer_reconcile(transfer_id=transfer.pk)
+        else:
+            services.transfer_execute(transfer_id=transfer.pk, now=timezone.now() + timedelta(minutes=10))
+    transfer.refresh_from_db()
+    return transfer

@@ -113,7 +113,7 @@ def test_spending_counts_the_money_moved_in_during_the_window(money, client, set
     )
     assert r.days_of_cover == Decimal("10.0")
     html = _console(client)
-    assert "166.15/day" in html and 'data-testid="days-of-cover">10.0' in html
+    assert "166.15 USD/day" in html and 'data-testid="days-of-cover">10.0' in html
     assert 'data-testid="parent-alert"' in html  # 10 days < 30
 
 

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from billing import services
 from billing.models import BalanceSnapshot, LowBalanceAlert, SyncRun
+from billing.shards import shard_progress
 from portal.errors import Conflict
 from tenants.models import Membership, Tenant, UnknownProviderAccount
 from tests.billing.conftest import wait_for
@@ -282,9 +283,11 @@ def test_a_sync_killed_halfway_leaves_whole_pages_and_the_next_run_completes(mon
     run.refresh_from_db()
     assert run.state == "running" and 2 <= run.pages < 6
     done = Tenant.objects.filter(pk__in=[t.pk for t in tenants], balance_synced_at__isnull=False)
-    # Whole pages only: every synced tenant is at or below the last committed id, none above.
-    assert set(done.values_list("provider_account_id", flat=True)) == {a for a in ids if a <= run.last_account_id}
-    assert run.last_account_id < ids[-1]
+    # Whole pages only: every synced tenant is at or below the last id the shard's progress
+    # row committed with its chunk, none above (the run's own counters follow just after).
+    (progress,) = shard_progress(run.job_id)
+    assert set(done.values_list("provider_account_id", flat=True)) == {a for a in ids if a <= progress["last"]}
+    assert run.last_account_id <= progress["last"] < ids[-1]
     assert BalanceSnapshot.objects.count() == Tenant.objects.filter(balance__isnull=False).count()
     money.sandbox.clear_faults()
     time.sleep(1.1)

@@ -175,7 +175,8 @@ def test_threshold_and_status_drift_is_recorded_once_and_resolved_with_audit(
     # The drift page says what differs in words, and offers only the resolutions that apply.
     client.force_login(reseller_admin)
     page = client.get(reverse("billing:drift")).content.decode()
-    assert "the portal wants 10.0000, the provider warns below 2.0000" in page
+    assert threshold.currency == "USD"
+    assert "the portal wants 10.00 USD, the provider warns below 2.00 USD" in page
     assert "the provider reports the account disabled" in page
     assert "the provider reports the account enabled and not frozen" in page
     assert "Portal set to the provider&#x27;s value" in page or "Portal set to the provider's value" in page

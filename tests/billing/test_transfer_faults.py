@@ -16,9 +16,9 @@ from django.db import connection
 from django.utils import timezone
 
 from billing import services
-from billing.models import JournalEntry, ResellerBudget, Transfer
+from billing.models import JournalEntry, ResellerBudget
 from portal.models import AuditEvent
-from tests.billing.conftest import check_invariants
+from tests.billing.conftest import check_invariants, settle
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -32,20 +32,6 @@ def _create(money, actor, amount="10", direction="to_tenant", tenant=None):
     return services.transfer_create(
         actor=actor, tenant=tenant, amount=Decimal(amount), direction=direction, reason="fault test"
     )
-
-
-def _resolve(transfer: Transfer, steps: int = 6) -> Transfer:
-    """Run the reconciler/executor until the transfer stops moving (settle window is 0 here)."""
-    for _ in range(steps):
-        transfer.refresh_from_db()
-        if transfer.state in (Transfer.State.SUCCEEDED, Transfer.State.FAILED, Transfer.State.NEEDS_REVIEW):
-            break
-        if transfer.state == Transfer.State.UNKNOWN:
-            services.transfer_reconcile(transfer_id=transfer.pk)
-        else:
-            services.transfer_execute(transfer_id=transfer.pk, now=timezone.now() + timedelta(minutes=10))
-    transfer.refresh_from_db()
-    return transfer
 
 
 def test_a_top_up_and_a_pull_move_money_exactly(money, reseller_billing) -> None:
@@ -113,7 +99,7 @@ def test_a_5xx_is_unknown_never_failed(money, reseller_billing, kind) -> None:
     money.sandbox.set_faults([COUNT_CALLS, {"method": TRANSFER, "kind": kind, "count": 1}])
     t = services.transfer_execute(transfer_id=_create(money, reseller_billing).pk)
     assert t.state == "unknown"
-    t = _resolve(t)
+    t = settle(t)
     assert t.state == "succeeded"
     assert money.ops(t.payment_reference) == 1
     # Applied before the 500: found by the lookup, not resent.
@@ -152,7 +138,7 @@ def test_an_html_or_empty_200_is_unknown(money, reseller_billing, kind) -> None:
     money.sandbox.set_faults([{"method": TRANSFER, "kind": kind, "count": 1}])
     t = services.transfer_execute(transfer_id=_create(money, reseller_billing).pk)
     assert t.state == "unknown"
-    t = _resolve(t)
+    t = settle(t)
     assert t.state == "succeeded"
     assert money.ops(t.payment_reference) == 1
     check_invariants(money)
@@ -293,7 +279,7 @@ def test_a_refusal_after_an_unanswered_attempt_is_settled_by_lookup(money, resel
     t = services.transfer_execute(transfer_id=t.pk)
     # The resend was refused, but the first attempt's fate is only known from history.
     assert t.state == "unknown" and t.refused_after_unknown
-    t = _resolve(t)
+    t = settle(t)
     # Empty lookups cannot prove the unanswered attempt did nothing (history can lag), so the
     # worker never marks it failed: a person decides, with the evidence on the page.
     assert t.state == "needs_review"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Callable
 from decimal import Decimal
 
 import pytest
@@ -65,23 +66,35 @@ def _finish_with_a_fresh_worker(workers, t: Transfer) -> Transfer:
     return Transfer.objects.get(pk=t.pk)
 
 
-def test_killed_after_the_claim_before_the_provider_heard_of_it(money, reseller_billing, workers) -> None:
-    tenant = money.tenant()
+def killed_at_the_claim(money, workers, count_calls: dict, create: Callable[[], Transfer]) -> Transfer:
+    """``create`` a transfer while the provider's address swallows every call, kill the worker
+    once it has claimed the transfer and called; then the transfer as a fresh worker leaves it
+    (the sandbox counting ``count_calls`` from the start)."""
     hole = Blackhole()
     sandbox_url = money.connection.base_url
     ProviderConnection.objects.filter(pk=money.connection.pk).update(base_url=hole.url)
-    money.sandbox.set_faults([COUNT_CALLS])
+    money.sandbox.set_faults([count_calls])
     worker = workers.start()
     try:
-        t = services.transfer_create(
-            actor=reseller_billing, tenant=tenant, amount=Decimal("10"), direction="to_tenant", reason="f7"
-        )
+        t = create()
         wait_for(lambda: _state(t) == "sending" and hole.conns, 30, "the worker to claim and call")
         worker.kill()
     finally:
         hole.close()
     ProviderConnection.objects.filter(pk=money.connection.pk).update(base_url=sandbox_url)
-    t = _finish_with_a_fresh_worker(workers, t)
+    return _finish_with_a_fresh_worker(workers, t)
+
+
+def test_killed_after_the_claim_before_the_provider_heard_of_it(money, reseller_billing, workers) -> None:
+    tenant = money.tenant()
+    t = killed_at_the_claim(
+        money,
+        workers,
+        COUNT_CALLS,
+        lambda: services.transfer_create(
+            actor=reseller_billing, tenant=tenant, amount=Decimal("10"), direction="to_tenant", reason="f7"
+        ),
+    )
     assert t.state == "succeeded", workers.logs()
     assert t.attempt == 2  # the lost attempt, then one resend after two empty lookups
     assert money.ops(t.payment_reference) == 1
@@ -89,20 +102,36 @@ def test_killed_after_the_claim_before_the_provider_heard_of_it(money, reseller_
     check_invariants(money)
 
 
-def test_killed_after_the_provider_applied_before_the_record(money, reseller_billing, workers) -> None:
-    tenant = money.tenant()
+def killed_after_the_provider_applied(
+    money, workers, count_calls: dict, create: Callable[[], Transfer], applied: Callable[[Transfer], bool]
+) -> Transfer:
+    """``create`` a transfer whose answer the provider holds back after applying it, kill the
+    worker once ``applied`` says the provider has it (the record still "sending"); then the
+    transfer as a fresh worker leaves it."""
+    method = count_calls["method"]
     money.sandbox.set_faults(
-        [COUNT_CALLS, {"method": TRANSFER, "kind": "latency", "latency_ms": 20000, "latency_when": "after"}]
+        [count_calls, {"method": method, "kind": "latency", "latency_ms": 20000, "latency_when": "after"}]
     )
     worker = workers.start()
-    t = services.transfer_create(
-        actor=reseller_billing, tenant=tenant, amount=Decimal("10"), direction="to_tenant", reason="f8"
-    )
-    wait_for(lambda: money.ops(t.payment_reference) == 1, 30, "the provider to apply the transfer")
+    t = create()
+    wait_for(lambda: applied(t), 30, "the provider to apply the transfer")
     worker.kill()
     assert _state(t) == "sending"
-    money.sandbox.set_faults([COUNT_CALLS])
-    t = _finish_with_a_fresh_worker(workers, t)
+    money.sandbox.set_faults([count_calls])
+    return _finish_with_a_fresh_worker(workers, t)
+
+
+def test_killed_after_the_provider_applied_before_the_record(money, reseller_billing, workers) -> None:
+    tenant = money.tenant()
+    t = killed_after_the_provider_applied(
+        money,
+        workers,
+        COUNT_CALLS,
+        lambda: services.transfer_create(
+            actor=reseller_billing, tenant=tenant, amount=Decimal("10"), direction="to_tenant", reason="f8"
+        ),
+        lambda t: money.ops(t.payment_reference) == 1,
+    )
     assert t.state == "succeeded", workers.logs()
     assert t.attempt == 1  # found by lookup: no second send
     assert money.ops(t.payment_reference) == 1

@@ -99,7 +99,7 @@ def test_a_staff_started_sync_shows_live_progress(page, live_server, vox_connect
     log_in(page, live_server, "syncer")
     page.goto(f"{live_server.url}/console/billing/sync/")
     page.click("[data-testid=start-sync]")
-    page.wait_for_selector("[data-job-url]")
+    page.wait_for_selector("[data-job-bar]", state="attached")
     run = SyncRun.objects.get()
     # The worker's part, here in a thread: the page polls the Job and moves its bar.
     worker = threading.Thread(
@@ -139,7 +139,7 @@ def test_bulk_top_up_dry_run_then_run(page, live_server, vox_connection) -> None
     assert Transfer.objects.count() == 0
     screenshot(page, "billing-bulk-dry-run")
     page.click("button[value=run]")
-    page.wait_for_selector("[data-job-url]")
+    page.wait_for_selector("[data-job-bar]", state="attached")
     job = Job.objects.get(kind="billing.bulk_transfer")
     services.bulk_transfer_run(job_id=job.pk)
     page.wait_for_selector("[data-job-state-value=succeeded]", timeout=15000)

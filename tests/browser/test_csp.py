@@ -108,7 +108,7 @@ def test_staff_pages_run_without_a_policy_violation(page, live_server, staff_wor
     watch.visit(f"{base}/console/billing/tenants/{staff_world['quiet'].uuid}/transfer/")
     watch.visit(f"{base}/console/billing/tenants/{staff_world['quiet'].uuid}/")
 
-    # The job page: jobs.js gives the bar its width through the DOM (no style attribute allowed).
+    # The job page: live.js gives the bar its width through the DOM (no style attribute allowed).
     watch.visit(f"{base}/console/jobs/{staff_world['running'].uuid}/", "[data-job-bar]")
     # A selector, not wait_for_function: polling a function needs eval, which the policy forbids.
     page.wait_for_selector("[data-job-bar][style='width: 40%;']")

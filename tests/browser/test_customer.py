@@ -91,7 +91,7 @@ def test_owner_viewer_and_outsider(page, live_server, tenants, mailoutbox) -> No
     assert page.inner_text("[data-testid=balance]") == "42.50 USD"
     assert page.locator("[data-testid=alert-readonly]").is_visible()
     assert page.locator("[data-testid=alert-form]").count() == 0
-    assert [a.inner_text() for a in page.query_selector_all(".mainnav a")] == ["My company", "Statement"]
+    assert [a.inner_text() for a in page.query_selector_all(".mainnav a")] == ["My company", "Statement", "Invoices"]
     screenshot(page, "customer-viewer-home")
     # Even a hand-made request cannot change the alert.
     token = page.evaluate("document.querySelector('input[name=csrfmiddlewaretoken]').value")

@@ -9,11 +9,11 @@ from tests.twofactor import complete_two_factor
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 EXPECTED_NAV = {
-    "reseller_admin": ["Console", "Tenants", "Transfers", "Sync", "Audit log"],
-    "reseller_billing": ["Console", "Tenants", "Transfers", "Sync"],
-    "reseller_support": ["Console", "Tenants", "Transfers", "Sync"],
-    "customer_owner": ["My company", "Statement", "Team"],
-    "customer_viewer": ["My company", "Statement"],
+    "reseller_admin": ["Console", "Tenants", "Transfers", "Sync", "Plans", "Margin", "Invoices", "Audit log"],
+    "reseller_billing": ["Console", "Tenants", "Transfers", "Sync", "Plans", "Margin", "Invoices"],
+    "reseller_support": ["Console", "Tenants", "Transfers", "Sync", "Invoices"],
+    "customer_owner": ["My company", "Statement", "Invoices", "Team"],
+    "customer_viewer": ["My company", "Statement", "Invoices"],
 }
 
 

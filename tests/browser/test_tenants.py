@@ -52,7 +52,7 @@ def test_a_reseller_admin_runs_the_whole_lifecycle(page, live_server, celery_wor
     # The progress card may come and go faster than a poll: wait for the outcome instead.
     wait_status(page, "active")
     assert page.inner_text("[data-testid=provider-account]").isdigit()
-    assert "owner@browser-one.example" in page.inner_text("#h-users + table")
+    assert "owner@browser-one.example" in page.inner_text("#h-users + :is(table, .table-scroll)")
     screenshot(page, "tenants-04-detail-active")
     assert sandbox.store().child_by_name("browser-one") is not None
     assert "tenants.run_operation" in celery_worker.log()
@@ -100,7 +100,7 @@ def test_a_reseller_admin_runs_the_whole_lifecycle(page, live_server, celery_wor
     screenshot(page, "tenants-10-close-confirm")
     page.click("button:has-text('Close this tenant')")
     wait_status(page, "closed")
-    assert "Left disabled at the provider" in page.inner_text("#h-ops + table")
+    assert "Left disabled at the provider" in page.inner_text("#h-ops + :is(table, .table-scroll)")
     screenshot(page, "tenants-11-detail-closed")
     child = sandbox.store().child_by_name("browser-two")
     assert not child["active"]

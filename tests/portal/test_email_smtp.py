@@ -167,7 +167,9 @@ def test_the_low_balance_emails_to_owners_and_staff_arrive_in_text_and_html(smtp
     assert owner["Subject"] == "Low balance: Acme Telecom has 7.25 USD"
     owner_parts = parts(owner)
     assert set(owner_parts) == {"text/plain", "text/html"}
-    assert "The balance of Acme Telecom is 7.25 USD, below the alert threshold of 10 USD." in owner_parts["text/plain"]
+    assert (
+        "The balance of Acme Telecom is 7.25 USD, below the alert threshold of 10.00 USD." in owner_parts["text/plain"]
+    )
     assert f"{site}{reverse('customer:home')}" in owner_parts["text/plain"]
     assert f'href="{site}{reverse("customer:home")}"' in owner_parts["text/html"]
     assert "See your balance" in owner_parts["text/html"]
@@ -197,4 +199,4 @@ def test_a_low_balance_email_the_server_refused_goes_out_on_the_next_run(smtp_se
     smtp_server.start()
     assert low_balance_alerts_send() == 1
     [message] = smtp_server.wait_for(1)
-    assert "Balance: 1 USD" in parts(message)["text/plain"]
+    assert "Balance: 1.00 USD" in parts(message)["text/plain"]

@@ -40,6 +40,10 @@ DOCUMENTED: dict[str, dict[Capability, tuple[str, ...] | None]] = {
         Capability.RECOVERABLE_CREATE: None,
         Capability.CHANGE_BILLING_MODE: ("no billing mode to switch",),
         Capability.ACCOUNT_CALLBACKS: None,
+        Capability.ACCOUNT_PLANS: None,
+        Capability.ACCOUNT_VERIFICATION: None,
+        Capability.PBX_USERS: None,
+        Capability.PBX_USER_TRANSFERS: None,
     },
     "voiceit": {
         Capability.CREATE: None,
@@ -58,6 +62,10 @@ DOCUMENTED: dict[str, dict[Capability, tuple[str, ...] | None]] = {
         Capability.RECOVERABLE_CREATE: ("no idempotency key and no lookup",),
         Capability.CHANGE_BILLING_MODE: ("removed switchtype in 2026",),
         Capability.ACCOUNT_CALLBACKS: ("posts no account events",),
+        Capability.ACCOUNT_PLANS: ("no subscription plans",),
+        Capability.ACCOUNT_VERIFICATION: ("no document verification",),
+        Capability.PBX_USERS: ("no telephony users",),
+        Capability.PBX_USER_TRANSFERS: ("no balances to move",),
     },
 }
 
@@ -102,6 +110,16 @@ GENERIC_CALLS: list[tuple[Capability, Callable[[ProviderClient], Any]]] = [
     (Capability.CHECK_CREDENTIALS, lambda c: c.check_credentials(api_key="key_x", api_token="tok_y")),
     (Capability.UPDATE_PROFILE, lambda c: c.update_account(2, email="new@t.example")),
     (Capability.UPDATE_PROFILE, lambda c: c.set_low_balance_threshold(2, Decimal("5"))),
+    (Capability.ACCOUNT_PLANS, lambda c: c.get_account_plans(2)),
+    (Capability.ACCOUNT_PLANS, lambda c: c.get_available_plans(2)),
+    (Capability.ACCOUNT_VERIFICATION, lambda c: c.get_account_documents(2)),
+    (Capability.PBX_USERS, lambda c: c.get_users(account_id=2)),
+    (
+        Capability.PBX_USER_TRANSFERS,
+        lambda c: c.transfer_money_to_user(
+            account_id=2, user_id=1, amount=Decimal(1), user_transaction_description="r"
+        ),
+    ),
 ]
 
 
@@ -154,6 +172,10 @@ def test_a_refused_operation_says_why_and_sends_nothing(env: SandboxEnv, kind: s
             Capability.TRANSFER_MONEY,
             Capability.TRANSACTION_HISTORY,
             Capability.UPDATE_PROFILE,
+            Capability.ACCOUNT_PLANS,
+            Capability.ACCOUNT_VERIFICATION,
+            Capability.PBX_USERS,
+            Capability.PBX_USER_TRANSFERS,
         }
         if kind == "voiceit"
         else {Capability.CLOSE_DELETE, Capability.ROTATE_CREDENTIALS, Capability.CHECK_CREDENTIALS}

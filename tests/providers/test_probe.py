@@ -29,6 +29,15 @@ PROBED = (
     "GetTransactionHistory",
     "GetAccountInfo",
     "SetAccountInfo",
+    "AddUser",
+    "GetUsers",
+    "SetUserInfo",
+    "DelUser",
+    "TransferMoneyToUser",
+    "GetAccountPlans",
+    "GetAvailablePlans",
+    "ChangeAccountPlan",
+    "GetAccountDocuments",
 )
 
 
@@ -86,6 +95,11 @@ def test_the_older_switch_is_read_the_same_way(socket_env: Any) -> None:
             "amount_extra_precision": "round",
             "history_dates_required": False,
             "numeric_booleans": True,
+            "get_users_requires_application": False,
+            "application_name_accepts_short": True,
+            "del_user_with_balance": "return",
+            "user_balance_on_shared_switch": "keep",
+            "transfer_all_users_shared": "skip",
         },
     ],
     ids=["defaults", "permissive"],
@@ -101,16 +115,38 @@ def test_the_probe_changes_nothing_at_the_provider(socket_env: Any, options: dic
         payment_reference="probe-test-funding",
         check_duplicate_reference_from=datetime.now(UTC) - timedelta(days=1),
     )
+    # Users with money of their own, in the reseller's own account (where the probe acts) and
+    # in the child: no probe call may pay, change or delete them.
+    own_id = int(client.get_own_account().account_id)
+    users = {}
+    for account in (own_id, int(child.account_id)):
+        app = client.get_applications(account_id=account)[0]
+        users[account] = client.add_user(
+            account_id=account,
+            user_name="probeuser",
+            user_display_name="Probe user",
+            user_password="Sandbox-Pass-1!",
+            parent_accounting=False,
+            application_id=app.application_id,
+        )
+        client.transfer_money_to_user(
+            account_id=account, user_id=users[account], amount=Decimal("2"), user_transaction_description="funding"
+        )
     if options:
         socket_env.set_options(**options)
     before = sandbox_state(socket_env.db_path)
     parent_before = client.get_own_account().balance
 
-    assert client.probe_methods()["TransferMoneyToChildAccount"] == AVAILABLE
+    found = client.probe_methods()
+    assert found["TransferMoneyToChildAccount"] == AVAILABLE
+    assert found["TransferMoneyToUser"] == AVAILABLE and found["ChangeAccountPlan"] == AVAILABLE
 
     assert sandbox_state(socket_env.db_path) == before
     assert client.get_own_account().balance == parent_before
-    assert client.get_account(int(child.account_id)).balance == Decimal("7.5")
+    assert client.get_account(int(child.account_id)).balance == Decimal("5.5")
+    for account, user_id in users.items():
+        (user,) = client.get_users(account_id=account, user_id=user_id)
+        assert user.balance == Decimal("2") and user.active
 
 
 def test_an_unreachable_provider_gives_no_verdict(socket_env: Any, closed_port: int) -> None:

@@ -108,3 +108,16 @@ def test_a_pin_the_registry_cannot_vouch_for_is_never_a_pass() -> None:
     assert verdict == 1 and any("PYSEC-2023-1" in line and "4.2.1" in line for line in lines)
     assert check_deps.summarise(0, {"dependencies": [{"name": "x", "version": "1", "vulns": []}]}, "")[0] == 0
     assert check_deps.summarise(2, None, "network down")[0] == CANNOT_AUDIT
+
+
+def test_the_accepted_reportlab_advisory_stays_true_no_code_parses_reportlab_markup() -> None:
+    """The audit accepts CVE-2020-28463 (image tags in Paragraph markup) because the portal only
+    draws plain strings on a canvas; a module that imported platypus would make that untrue."""
+    root = Path(__file__).resolve().parents[2]
+    offenders = [
+        str(path.relative_to(root))
+        for folder in ("api", "billing", "console", "customers", "portal", "providers", "reselling", "tenants")
+        for path in (root / folder).rglob("*.py")
+        if "reportlab.platypus" in path.read_text(encoding="utf-8")
+    ]
+    assert offenders == []

@@ -189,7 +189,8 @@ def test_the_pages_with_scripts_confirms_and_job_bars_are_checked_with_them(clie
     detail = client.get(f"/console/tenants/{tenant}/").content.decode()
     assert 'data-confirm="Abandon this operation?' in detail
     assert "data-job-bar" in detail and 'data-percent="0"' in detail
-    assert "/static/js/job-attention.js" in detail and "/static/js/confirm.js" in detail
+    assert "/static/js/live.js" in detail and "/static/js/confirm.js" in detail
+    assert "/static/vendor/htmx/htmx.min.js" in detail and "includeIndicatorStyles" in detail
     assert "/static/css/tenants.css" in detail
     assert '<svg xmlns="http://www.w3.org/2000/svg" class="balance-chart"' in detail
     quiet = TenantFactory(company_name="Quiet & <Co>", connection=world["connection"], status="active")

@@ -179,6 +179,7 @@ def world(vox_connection: Any, customer_owner: Any, reseller_admin: Any) -> dict
     operation = TenantOperation.objects.create(tenant=tenant, kind="freeze", state="failed", job=job)
     run = SyncRun.objects.create(connection=vox_connection, state="succeeded")
     token = api_token(customer_owner, tenant=tenant)
+    pbx_user = tenant.pbx_users.create(provider_user_id=77, user_name="walk-user", parent_accounting=False)
     ids = {
         "tenant_uuid": str(tenant.uuid),
         "transfer_uuid": str(transfer.uuid),
@@ -188,6 +189,7 @@ def world(vox_connection: Any, customer_owner: Any, reseller_admin: Any) -> dict
         "run_uuid": str(run.uuid),
         "member_id": str(customer_owner.membership.pk),
         "user_id": str(customer_owner.pk),
+        "pbx_user_id": str(pbx_user.pk),
     }
     return {"ids": ids, "owner": customer_owner, "admin": reseller_admin, "customer_token": token}
 

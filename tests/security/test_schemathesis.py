@@ -83,6 +83,11 @@ def run_operation(operation: Any, headers: dict[str, str], real_ids: dict[str, s
         except (AssertionError, FailureGroup) as exc:
             found.append(f"{operation.method.upper()} {operation.path} [{mode.value}]: {_describe(exc)}")
 
+    from django.core.cache import cache
+
+    # A fresh request budget per operation and mode: the whole run is one token's ~1,200
+    # requests within a minute, which the per-token throttle (rightly) answers with 429s.
+    cache.clear()
     run()
     return found
 

@@ -98,3 +98,14 @@ def create_vox(connection: Any, actor: Any, name: str = "acme-one", **extra: Any
         **extra,
     }
     return tenant_create(actor=actor, connection=connection, **values)
+
+
+def provisioned_vox(connection: Any, actor: Any, name: str = "acme-one", **extra: Any) -> Any:
+    """A tenant created at the sandbox with its operations run to the end: active."""
+    from tenants.models import Tenant
+
+    tenant = create_vox(connection, actor, name, **extra)
+    drain()
+    tenant.refresh_from_db()
+    assert tenant.status == Tenant.Status.ACTIVE
+    return tenant

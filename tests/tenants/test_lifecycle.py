@@ -21,18 +21,23 @@ from tenants.services import (
     unknown_accounts_scan,
 )
 from tests.factories import TenantFactory
-from tests.tenants.conftest import STRONG, actions, create_vox, drain, last_op, run_once, vi_accounts
+from tests.tenants.conftest import (
+    STRONG,
+    actions,
+    create_vox,
+    drain,
+    last_op,
+    provisioned_vox,
+    run_once,
+    vi_accounts,
+)
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def active_vox(vox_connection, reseller_admin, sandbox):
-    tenant = create_vox(vox_connection, reseller_admin)
-    drain()
-    tenant.refresh_from_db()
-    assert tenant.status == Tenant.Status.ACTIVE
-    return tenant
+    return provisioned_vox(vox_connection, reseller_admin)
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from tenants.connections import client_for
 from tenants.models import Tenant, TenantOperation
 from tenants.services import tenant_create, tenant_edit
 from tests.factories import CustomerFactory, api_token, bearer
-from tests.tenants.conftest import STRONG, actions, create_vox, drain
+from tests.tenants.conftest import STRONG, actions, create_vox, drain, provisioned_vox
 
 pytestmark = pytest.mark.django_db
 
@@ -33,11 +33,7 @@ def at_provider(connection, account_id):
 
 @pytest.fixture
 def tenant(vox_connection, reseller_admin, sandbox):
-    made = create_vox(vox_connection, reseller_admin, name="acme-one", low_balance_threshold="12.50")
-    drain()
-    made.refresh_from_db()
-    assert made.status == Tenant.Status.ACTIVE
-    return made
+    return provisioned_vox(vox_connection, reseller_admin, name="acme-one", low_balance_threshold="12.50")
 
 
 @pytest.fixture

@@ -121,7 +121,7 @@ def test_a_refused_push_keeps_the_portal_value_and_says_so(vox_connection, resel
     assert provider_threshold(vox_connection, tenant.provider_account_id) == Decimal("12.50")
     client.force_login(reseller_admin)
     page = client.get(f"/console/tenants/{tenant.uuid}/").content.decode()
-    assert "threshold 12.5 (portal wants 20)" in page
+    assert "threshold 12.50 USD (portal wants 20.00 USD)" in page
     # Pushing again once the provider accepts it settles the difference.
     tenant_push_threshold(actor=reseller_admin, tenant=tenant, threshold=tenant.low_balance_threshold)
     drain()

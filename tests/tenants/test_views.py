@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from django.db import connection
 from django.urls import reverse
 
 from portal.models import Job
@@ -152,7 +153,7 @@ def test_creating_through_the_form_twice_makes_one_tenant(client, reseller_admin
     tenant = Tenant.objects.get()
     assert first["Location"] == second["Location"] == reverse("tenants:detail", args=[tenant.uuid])
     page = client.get(first["Location"]).content.decode()
-    assert "Create Acme at the provider" in page and "data-job-url" in page
+    assert "Create Acme at the provider" in page and "data-job-bar" in page and "data-live" in page
 
 
 def test_the_detail_page_never_shows_secrets_and_explains_unavailable_actions(client, reseller_admin):
@@ -235,7 +236,9 @@ def test_the_list_runs_a_fixed_number_of_queries(client, reseller_admin, django_
         TenantFactory(connection=conn)
     client.force_login(reseller_admin)
     client.get(reverse("tenants:list"))  # warm the session
-    with django_assert_max_num_queries(6):
+    # The page, its rows, the connections and one capped count of the matches (no table count);
+    # on PostgreSQL one more: the planner's estimate of the matches, asked before counting.
+    with django_assert_max_num_queries(7 if connection.vendor == "sqlite" else 8):
         client.get(reverse("tenants:list"), {"status": "active", "sort": "company"})
 
 
@@ -257,7 +260,10 @@ def test_bulk_dry_run_changes_nothing_and_lists_each_row(client, reseller_suppor
         reverse("tenants:bulk"),
         {"action": "freeze", "scope": "filter", "reason": "audit", "connection": str(conn.uuid)},
     )
-    assert by_filter.content.decode().count('name="ids"') == 1
+    # A filter's dry run passes the filter on, not ids: the job walks the filter itself.
+    filter_html = by_filter.content.decode()
+    assert 'name="ids"' not in filter_html
+    assert f'name="connection" value="{conn.uuid}"' in filter_html and 'name="scope" value="filter"' in filter_html
 
 
 def test_the_frozen_banner_shows_the_reason_to_customers(rf):
