@@ -382,13 +382,6 @@ def read_children(connection: ProviderConnection, account_ids: Sequence[int]) ->
     return client(connection).get_accounts(list(account_ids))
 
 
-def find_children(
-    connection: ProviderConnection, *, name: str | None = None, email: str | None = None
-) -> tuple[AccountSnapshot, ...]:
-    """The children named exactly ``name`` (or with exactly this ``email``)."""
-    return client(connection).find_accounts(name=name, email=email)
-
-
 def listing_refused(err: BaseException) -> bool:
     """Did the provider refuse to list every child because it wants an id, name or email?"""
     return isinstance(err, ListingNeedsFilter)

@@ -77,11 +77,6 @@ def _ids(connection_id: int, after: int | None, hi: int | None) -> Any:
     return rows.order_by("provider_account_id").values_list("provider_account_id", flat=True)
 
 
-def tenant_ids_between(connection_id: int, after: int | None, hi: int | None, size: int) -> list[int]:
-    """The next ``size`` tenant provider ids in ``(after, hi]``, ascending (keyset)."""
-    return [int(i) for i in _ids(connection_id, after, hi)[:size] if i is not None]
-
-
 class ShardIds:
     """A shard's ids for its reader, a chunk at a time: the ids of the fixed range
     ``(after, hi]`` are read in one query the first time they are asked for and handed out in

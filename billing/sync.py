@@ -216,17 +216,6 @@ def sync_execute(*, sync_run_id: int) -> SyncRun | None:
     return execute_run(sync_run_id)
 
 
-def tenant_ids_after(connection_id: int, after: int | None, size: int) -> list[int]:
-    """The next ``size`` provider ids of the connection's tenants above ``after``, ascending:
-    keyset pagination on the unique (connection, provider_account_id) index, so memory holds
-    one chunk of ids whatever the number of tenants."""
-    rows = Tenant.objects.filter(connection_id=connection_id, provider_account_id__isnull=False)
-    if after is not None:
-        rows = rows.filter(provider_account_id__gt=after)
-    ids = rows.order_by("provider_account_id").values_list("provider_account_id", flat=True)[:size]
-    return [int(i) for i in ids if i is not None]
-
-
 def tenant_refresh(*, tenant_id: int) -> None:
     """Re-read one tenant's provider data (after a transfer) through the same chunk logic."""
     tenant = Tenant.objects.select_related("connection").get(pk=tenant_id)

@@ -61,9 +61,6 @@ class Total:
             return f"more than {shown}"
         return shown
 
-    def as_dict(self) -> dict[str, Any]:
-        return {"value": self.value, "kind": self.kind, "text": str(self)}
-
 
 def _round_estimate(value: float) -> int:
     """Statistics are approximate: show two significant digits (531,288 → 530,000)."""

@@ -134,11 +134,6 @@ def may_set_threshold(actor: Actor, tenant: Tenant) -> bool:
     )
 
 
-def _wanted_at_provider(tenant: Tenant) -> Decimal:
-    # No threshold in the portal means no warning at the provider either (0 turns it off).
-    return tenant.low_balance_threshold if tenant.low_balance_threshold is not None else Decimal(0)
-
-
 def _threshold_pending(tenant: Tenant) -> bool:
     """The provider should hold the portal's value and (as far as the portal knows) does not."""
     if tenant.provider_account is None or not tenant.is_open or threshold_local_reason(tenant):

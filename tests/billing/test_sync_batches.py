@@ -13,7 +13,7 @@ from django.test.utils import CaptureQueriesContext
 
 from billing import services, sync_write
 from billing.models import BalanceSnapshot, DriftItem, SyncRun
-from billing.shards import _claim, _done, _run_shard, ensure_plan, shard_state, sync_sweep, tenant_ids_between
+from billing.shards import ShardIds, _claim, _done, _run_shard, ensure_plan, shard_state, sync_sweep
 from billing.sync import claim_run
 from billing.sync_fetch import ChunkReader
 from portal.models import Job
@@ -99,7 +99,7 @@ def test_a_writer_behind_the_reads_takes_the_waiting_chunks_together(money) -> N
     money.sandbox.set_faults([{"method": CHILDREN, "kind": "latency", "latency_ms": 50}])  # logs the calls
     reader = ChunkReader(
         money.connection,
-        lambda after: tenant_ids_between(money.connection.pk, after, None, 4),
+        ShardIds(money.connection.pk, None, 4),
         after=None,
         concurrency=3,
         limiter=None,

@@ -14,7 +14,7 @@ from django.db import connection, connections, transaction
 from billing import provider as prov
 from billing import services, sync_write
 from billing.models import SyncRun
-from billing.shards import _claim, _set_owner, ensure_plan, shard_progress, tenant_ids_between
+from billing.shards import ShardIds, _claim, _set_owner, ensure_plan, shard_progress
 from billing.sync import RunLost, apply_chunk, claim_run
 from portal.models import Job
 from tenants.models import Tenant
@@ -48,7 +48,7 @@ def _first_chunk(run: SyncRun, token: str, job_id: int, owner: str) -> tuple[lis
     taken = _claim(job_id, owner)
     assert taken is not None
     _, shard = taken
-    ids = tenant_ids_between(run.connection_id, shard["lo"], shard["hi"], SIZE)
+    ids = ShardIds(run.connection_id, shard["hi"], SIZE)(shard["lo"])
     progress = sync_write.ShardProgress(job_id=shard["job"], owner=owner, run_id=run.pk, token=token)
     return ids, prov.read_children(run.connection, ids), progress
 
