@@ -31,8 +31,8 @@ from api.tenants import StaffOrNotFound, staff_tenant
 from portal import inputs
 from portal.errors import Conflict, PortalError
 from reselling import margin, plans
+from reselling.margin_report import margin_csv, report_filters
 from reselling.models import Charge, PlanAssignment, PricePlan
-from reselling.views_plans import margin_csv, report_filters
 
 PERMISSIONS = [StaffOrNotFound, Perm(plans.PERMISSION)]
 

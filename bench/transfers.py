@@ -165,7 +165,17 @@ def _in_process(tenant: Any, token: str) -> dict[str, Any]:
 
     web = Client(HTTP_HOST="127.0.0.1", headers={"Authorization": f"Bearer {token}"})
     counts, ids, post_s = [], [], []
-    for _ in range(IN_PROCESS_SAMPLES + 1):
+    # BENCH_PROFILE=path: the in-process POSTs' and steps' cProfile stats go to path.post
+    # and path.step (the figures are then the profiler's, slower than a plain run).
+    profile_to = os.environ.get("BENCH_PROFILE")
+    profiler: Any = None
+    if profile_to:
+        import cProfile
+
+        profiler = cProfile.Profile()
+    for sample in range(IN_PROCESS_SAMPLES + 1):
+        if sample == 1 and profiler is not None:
+            profiler.enable()  # after the warm-up POST (its imports and caches)
         started = time.perf_counter()
         with CaptureQueriesContext(connection) as ctx:
             response = web.post(
@@ -179,10 +189,16 @@ def _in_process(tenant: Any, token: str) -> dict[str, Any]:
         post_s.append(time.perf_counter() - started)
         counts.append(len(ctx.captured_queries))
         ids.append(response.json()["id"])
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(f"{profile_to}.post")
     from billing.models import Transfer
 
     pks = [Transfer.objects.get(uuid=ident).pk for ident in ids]
     transfer_execute(transfer_id=pks[0])  # warm the provider client
+    if profiler is not None:
+        profiler = cProfile.Profile()
+        profiler.enable()
     step_counts, step_s = [], []
     for pk in pks[1:]:
         started = time.perf_counter()
@@ -192,6 +208,9 @@ def _in_process(tenant: Any, token: str) -> dict[str, Any]:
         step_counts.append(len(ctx.captured_queries))
         if done.state != "succeeded":
             raise SystemExit(f"the in-process step ended {done.state}")
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(f"{profile_to}.step")
     return {
         "queries_post": counts[-1],
         "queries_step": step_counts[-1],

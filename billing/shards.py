@@ -366,6 +366,11 @@ def _run_shard(
     return _run_stream(run, token, job_id, owner, _Stream(run, job_id, owner, size, first=(index, shard), more=False))
 
 
+# How often a worker writing a run's chunks publishes the run's counters and heartbeat (well
+# inside BILLING_SYNC_STALE_SECONDS, after which the sweeper takes a silent run over).
+PUBLISH_SECONDS = 0.5
+
+
 def _run_stream(run: SyncRun, token: str, job_id: int, owner: str, stream: _Stream) -> ReaderStats:
     """Write the stream's chunks in order, each batch on the rows of its own shard; every
     shard but the last claimed is marked done once a chunk of a later shard comes (the
@@ -384,6 +389,8 @@ def _run_stream(run: SyncRun, token: str, job_id: int, owner: str, stream: _Stre
         limiter=ratelimit.for_connection(conn_obj, float(rate)) if rate else None,
     )
     finished = 0  # stream.claimed[:finished] are marked done
+    published = time.monotonic() - PUBLISH_SECONDS  # the first chunk shows at once
+    unpublished = False
     try:
         # A writer that falls behind the reads writes the chunks waiting for it together.
         for batch in reader.batches(concurrency):
@@ -406,14 +413,33 @@ def _run_stream(run: SyncRun, token: str, job_id: int, owner: str, stream: _Stre
                 apply_chunk(
                     conn_obj, asked, accounts, run_id=run.pk, token=token, job_id=None, chunks=len(part), shard=progress
                 )
-                # The rows every shard shares move in a statement of their own, after the commit.
+                unpublished = True
+            # The rows every shard shares (the run's counters and heartbeat, the progress bar)
+            # move in a statement of their own after the commit, at most every PUBLISH_SECONDS:
+            # the shards' rows already hold every chunk's counters, a reader of the bar sees it
+            # move a few times a second, and a batch costs no extra round trips for it.
+            if time.monotonic() - published >= PUBLISH_SECONDS:
                 if not sync_write.publish_run(run.pk, token, job_id, jobs, timezone.now()):
                     raise RunLost
+                published, unpublished = time.monotonic(), False
+        if unpublished and not sync_write.publish_run(run.pk, token, job_id, jobs, timezone.now()):
+            raise RunLost
         while finished < len(stream.claimed) - 1:
             _done(job_id, stream.claimed[finished][0], owner, ReaderStats(window=concurrency, min_window=concurrency))
             finished += 1
     except ShardLost as exc:
         raise RunLost from exc
+    except RunLost:
+        raise
+    except Exception:
+        # A read or a write that failed for good ends the run: its counters still show every
+        # chunk committed before it (the run's failure is recorded by the caller).
+        if unpublished:
+            try:
+                sync_write.publish_run(run.pk, token, job_id, jobs, timezone.now())
+            except Exception:  # noqa: BLE001 - the failure being raised is the one to record
+                logger.warning("sync %s: could not publish the counters of a failed stream", run.uuid, exc_info=True)
+        raise
     return reader.stats
 
 

@@ -51,7 +51,7 @@ from tenants.models import ProviderConnection, Tenant, TenantOperation, UnknownP
 
 logger = logging.getLogger("billing.sync")
 
-Q4 = Decimal("0.0001")
+Q4 = sync_write.Q4
 
 
 class RunLost(Exception):
@@ -372,29 +372,21 @@ def _apply_chunk_set(
     statement (billing.sync_write.write_chunk_set) that compares and writes in the database,
     drift, alerts and the shard's progress included; Python sees only counters."""
     wanted = set(asked)
-    by_id: dict[int, AccountSnapshot] = {}
-    for account in accounts:
-        aid = int(account.account_id)
-        if aid in wanted and aid not in by_id:  # the first answer for an id counts, as in _compare
-            by_id[aid] = account
-    rows = [
-        (
-            aid,
-            None if a.balance is None else a.balance.quantize(Q4),
-            (a.currency or "").upper(),
-            a.active,
-            a.frozen,
-            None if a.credit_limit is None else a.credit_limit.quantize(Q4),
-            None if a.min_balance_to_notify is None else a.min_balance_to_notify.quantize(Q4),
-        )
-        for aid, a in by_id.items()
-    ]
+    answered: set[int] = set()
+    lines: list[str] = []
+    line = sync_write.copy_line
+    for a in accounts:
+        aid = int(a.account_id)
+        if aid in wanted and aid not in answered:  # the first answer for an id counts, as in _compare
+            answered.add(aid)
+            lines.append(line(aid, a.balance, a.currency, a.active, a.frozen, a.credit_limit, a.min_balance_to_notify))
     result = PageResult()
     with transaction.atomic(savepoint=False):
         done = sync_write.write_chunk_set(
             conn_obj.pk,
             asked,
-            rows,
+            lines,
+            answered,
             now,
             (conn_obj.currency or "").upper(),
             run_id=run_id,

@@ -14,6 +14,11 @@ from portal.errortracking import init_error_tracking
 from portal.logs import redact, request_id_var
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+# Django's system checks run in `manage.py migrate`, the step every deployment runs before the
+# web and the workers start (docker-compose.yml, `make run`). A worker that ran them again
+# would import every URL conf and view, and keep about 10 MB it never uses; CELERY_SKIP_CHECKS=""
+# in the environment brings them back.
+os.environ.setdefault("CELERY_SKIP_CHECKS", "1")
 
 app = Celery("portal")
 app.config_from_object("django.conf:settings", namespace="CELERY")

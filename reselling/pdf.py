@@ -9,9 +9,6 @@ import io
 from decimal import Decimal
 
 from django.utils.translation import gettext_noop
-from reportlab.lib.pagesizes import A4
-from reportlab.lib.units import mm
-from reportlab.pdfgen import canvas
 
 from portal.listing import csv_cell
 from reselling.models import Invoice
@@ -32,6 +29,13 @@ def filename(invoice: Invoice, ext: str) -> str:
 
 
 def invoice_pdf(invoice: Invoice, *, places: int = 2) -> bytes:
+    # ReportLab (and Pillow under it) load on the first PDF, not in every process that
+    # imports the invoice views or the delivery task: a Celery worker syncing balances never
+    # draws one and keeps the memory.
+    from reportlab.lib.pagesizes import A4
+    from reportlab.lib.units import mm
+    from reportlab.pdfgen import canvas
+
     buffer = io.BytesIO()
     page = canvas.Canvas(buffer, pagesize=A4, pageCompression=1)
     page.setTitle(f"{TITLES[invoice.kind]} {invoice.number}")

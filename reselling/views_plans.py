@@ -4,24 +4,22 @@ Plain function views: parse, call a service in reselling.plans / reselling.charg
 from __future__ import annotations
 
 import uuid as uuid_mod
-from datetime import date
 from typing import Any
 
 from django.contrib import messages
-from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils import timezone
 from django.utils.translation import gettext
 from django.views.decorators.http import require_POST
 
 from portal import inputs
 from portal.errors import PortalError
-from portal.listing import stream_csv
 from portal.roles import require
 from reselling import charges, margin, plans
 from reselling.margin_chart import margin_chart_svg
+from reselling.margin_report import margin_csv, page_cursor, report_filters
 from reselling.models import Charge, PricePlan
 from tenants.models import ProviderConnection, Tenant
 
@@ -218,36 +216,6 @@ def tenant_topup(request: HttpRequest, tenant_uuid: uuid_mod.UUID) -> HttpRespon
 # -- the margin report ----------------------------------------------------------------------
 
 
-def _month(raw: str | None) -> date:
-    if not raw:
-        return timezone.now().date().replace(day=1)
-    day = inputs.iso_month(raw, field="month")
-    assert day is not None
-    return day
-
-
-def report_filters(params: Any) -> dict[str, Any]:
-    """The report's filters from a query string: month (YYYY-MM), connection (id), currency,
-    cursor (a tenant id). PortalError for anything malformed."""
-    period = _month(params.get("month", ""))
-    connection_id = None
-    raw = params.get("connection", "")
-    if raw:
-        if not inputs.is_ascii_digits(raw):
-            raise PortalError("Choose a connection.", field="connection", code="invalid")
-        connection_id = int(raw)
-    currency = (params.get("currency", "") or "").strip().upper() or None
-    if currency is not None and not (len(currency) == 3 and currency.isascii() and currency.isalpha()):
-        raise PortalError("Enter a three-letter currency code.", field="currency", code="invalid")
-    after = 0
-    raw_after = params.get("after", "")
-    if raw_after:
-        if not inputs.is_ascii_digits(raw_after):
-            raise PortalError("This page link is not valid; start from the first page.", field="after")
-        after = int(raw_after)
-    return {"period": period, "connection_id": connection_id, "currency": currency, "after": after}
-
-
 @require(PERMISSION)
 def margin_report(request: HttpRequest) -> HttpResponseBase:
     try:
@@ -284,30 +252,6 @@ def margin_report(request: HttpRequest) -> HttpResponseBase:
     )
 
 
-MARGIN_CSV_HEADER = ["month", "tenant", "company", "currency", "revenue", "cost", "margin", "charges"]
-
-
-def margin_csv(*, period: date, connection_id: int | None, currency: str | None) -> StreamingHttpResponse:
-    """Every row of the month, streamed page by page: memory stays flat whatever the size."""
-    month = period.strftime("%Y-%m")
-    rows = margin.iter_margin_rows(period=period, connection_id=connection_id, currency=currency)
-    return stream_csv(
-        f"margin-{month}.csv",
-        MARGIN_CSV_HEADER,
-        rows,
-        lambda row: (
-            month,
-            row.tenant.uuid if row.tenant else row.tenant_id,
-            row.tenant.company_name if row.tenant else "",
-            row.currency,
-            row.revenue,
-            row.cost,
-            row.margin,
-            row.charges,
-        ),
-    )
-
-
 # -- the charges ledger ---------------------------------------------------------------------
 
 CHARGES_PAGE = 50
@@ -328,13 +272,7 @@ def charge_filters(params: Any) -> dict[str, Any]:
         raise PortalError("Choose a kind of charge from the list.", field="kind")
     raw_month = (params.get("month", "") or "").strip()
     period = report_filters({"month": raw_month})["period"] if raw_month else None
-    before = None
-    raw_before = params.get("before", "")
-    if raw_before:
-        if not inputs.is_ascii_digits(raw_before):
-            raise PortalError("This page link is not valid; start from the first page.", field="before")
-        before = int(raw_before)
-    return {"tenant": tenant, "kind": kind, "period": period, "before": before}
+    return {"tenant": tenant, "kind": kind, "period": period, "before": page_cursor(params, "before")}
 
 
 def charge_page(f: dict[str, Any], limit: int = CHARGES_PAGE) -> tuple[list[Charge], int | None]:

@@ -62,7 +62,8 @@ class Tenant(models.Model):
     notes = models.TextField(blank=True)
     plan = models.CharField(max_length=100, blank=True)
 
-    connection = models.ForeignKey(ProviderConnection, on_delete=models.PROTECT, related_name="tenants")
+    # No index of its own: tenant_conn_status_idx (connection, status, id) leads with it.
+    connection = models.ForeignKey(ProviderConnection, on_delete=models.PROTECT, related_name="tenants", db_index=False)
     provider_account_id = models.BigIntegerField(null=True, blank=True)
     account_name = models.CharField(max_length=100, blank=True)
     account_email = models.EmailField(max_length=254, blank=True)

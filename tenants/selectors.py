@@ -4,8 +4,8 @@ The list is built for 530,000 rows: keyset (cursor) pagination instead of OFFSET
 that are capped or estimated instead of counted (portal.listing, docs/lists.md), fixed-choice
 filters, and searches that an index can answer (exact provider id,
 case-insensitive prefixes through range scans on lower(...)). Substring search is opt-in
-("anywhere") and uses pg_trgm on PostgreSQL or an FTS5 trigram table on SQLite (migration
-0004).
+("anywhere") and uses a pg_trgm index on a narrow search table on PostgreSQL (migration 0009)
+or an FTS5 trigram table on SQLite (migration 0004).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from uuid import UUID
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import connection as db_connection
-from django.db.models import BooleanField, Q, QuerySet
+from django.db.models import Q, QuerySet
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Lower
 from django.db.models.lookups import GreaterThanOrEqual, LessThan, StartsWith
@@ -206,8 +206,7 @@ def _search(qs: QuerySet[Tenant], q: str, anywhere: bool) -> QuerySet[Tenant]:
         condition |= Q(provider_account_id=int(q))
     condition |= Q(provider_account_ref=q) if q.startswith("key_") else Q()
     if anywhere and len(needle) >= 3:
-        substring = _substring_ids(needle)
-        condition |= Q(substring) if db_connection.vendor == "postgresql" else Q(id__in=substring)
+        condition |= Q(id__in=_substring_ids(needle))
         return qs.filter(condition)
     low, high = _prefix_range(needle)
     # Range scans on lower(col) use the expression indexes on both databases (lookups on the
@@ -232,19 +231,15 @@ def _search(qs: QuerySet[Tenant], q: str, anywhere: bool) -> QuerySet[Tenant]:
 
 
 def _substring_ids(needle: str) -> Any:
-    """Rows whose company, account name or email contains ``needle`` (3+ chars): a boolean
-    condition on PostgreSQL, a subquery of ids elsewhere."""
+    """Ids of the rows whose company, account name or email contains ``needle`` (3+ chars),
+    as a subquery."""
 
     if db_connection.vendor == "postgresql":
-        # The same expression as the pg_trgm index (migration 0004), on the row itself: no
-        # self-join. The needle's LIKE wildcards are escaped.
+        # The narrow search table (migration 0009) and its pg_trgm index: its document is
+        # lower(company || ' ' || account name || ' ' || email). The needle's LIKE wildcards
+        # are escaped.
         escaped = needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        return RawSQL(
-            "lower(tenants_tenant.company_name || ' ' || tenants_tenant.account_name || ' ' || "
-            "tenants_tenant.account_email) LIKE %s",
-            (f"%{escaped}%",),
-            output_field=BooleanField(),
-        )
+        return RawSQL("SELECT tenant_id FROM tenants_tenant_search WHERE document LIKE %s", (f"%{escaped}%",))
     if db_connection.vendor == "sqlite" and _sqlite_has_fts():
         phrase = '"' + needle.replace('"', '""') + '"'
         return RawSQL("SELECT rowid FROM tenants_tenant_fts WHERE tenants_tenant_fts MATCH %s", (phrase,))

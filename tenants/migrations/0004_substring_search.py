@@ -10,7 +10,7 @@ Other databases get nothing and fall back to icontains.
 
 from django.db import migrations
 
-from tenants.migrations._search_sql import PG_BACKWARD, PG_FORWARD, SQLITE_BACKWARD, SQLITE_FORWARD
+from tenants.migrations._search_sql import PG_BACKWARD, PG_FORWARD, SQLITE_BACKWARD, SQLITE_FORWARD, run_trigram_sql
 
 
 def _run(statements_by_vendor):
@@ -23,16 +23,7 @@ def _run(statements_by_vendor):
 
 def _forward(apps, schema_editor):
     if schema_editor.connection.vendor == "postgresql":
-        from django.db import DatabaseError, transaction
-
-        try:
-            # CREATE EXTENSION needs a privileged role; without it, substring search still
-            # works (a sequential LIKE), just slower, so the migration must not fail.
-            with transaction.atomic(using=schema_editor.connection.alias):
-                for sql in PG_FORWARD:
-                    schema_editor.execute(sql, params=None)
-        except DatabaseError as exc:
-            print(f"\n  tenants: pg_trgm is not available ({exc}); substring search will not be indexed.")
+        run_trigram_sql(schema_editor, PG_FORWARD)
         return
     _run({"sqlite": SQLITE_FORWARD})(apps, schema_editor)
 

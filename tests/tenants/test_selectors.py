@@ -96,6 +96,31 @@ def test_substring_search_follows_renames(db):
     assert tenant_list(filters={"q": "old n", "anywhere": "1"}).rows == []
 
 
+def test_substring_search_follows_bulk_adds_email_changes_and_deletes(db):
+    from tenants.models import Tenant
+
+    conn = ProviderConnectionFactory()
+    kept = TenantFactory(connection=conn, company_name="Kept Co", account_email="kept@example.com")
+    Tenant.objects.bulk_create(
+        [
+            Tenant(company_name=f"Bulkhead {i}", connection=conn, account_name=f"bulk{i}", status="active")
+            for i in range(3)
+        ]
+    )
+
+    def found(q: str) -> set[str]:
+        return {t.company_name for t in tenant_list(filters={"q": q, "anywhere": "1"}).rows}
+
+    assert found("ulkhea") == {"Bulkhead 0", "Bulkhead 1", "Bulkhead 2"}
+    Tenant.objects.filter(pk=kept.pk).update(account_email="renamed@elsewhere.example")
+    assert found("elsewhere") == {"Kept Co"} and found("kept@") == set()
+    # An update that sets none of the searched columns (the balance sync's) leaves the text be.
+    Tenant.objects.filter(pk=kept.pk).update(balance=Decimal("12.5"), currency="USD")
+    assert found("elsewhere") == {"Kept Co"}
+    Tenant.objects.filter(company_name__startswith="Bulkhead").delete()
+    assert found("ulkhea") == set() and found("ept c") == {"Kept Co"}
+
+
 @pytest.mark.parametrize(
     "filters,field",
     [
