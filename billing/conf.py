@@ -98,6 +98,13 @@ def provider_rate_per_second() -> int:
     return _int("BILLING_PROVIDER_RATE_PER_SECOND", 40)
 
 
+def sync_publish_seconds() -> float:
+    """How often a worker writing a run's chunks publishes the run's counters, heartbeat and
+    progress bar (the shards' own rows hold every chunk's counters meanwhile); well inside
+    BILLING_SYNC_STALE_SECONDS, after which the sweeper takes a silent run over."""
+    return _int("BILLING_SYNC_PUBLISH_MS", 500) / 1000
+
+
 def sync_shard_chunks() -> int:
     """Chunks per shard: a run is split into id ranges of about this many chunks, each a
     Celery task any worker can take."""
@@ -161,6 +168,7 @@ def validate_all() -> list[str]:
         sync_concurrency,
         provider_rate_per_second,
         sync_shard_chunks,
+        sync_publish_seconds,
         sync_max_resumes,
         parent_alert_days,
         spend_window_days,

@@ -366,11 +366,6 @@ def _run_shard(
     return _run_stream(run, token, job_id, owner, _Stream(run, job_id, owner, size, first=(index, shard), more=False))
 
 
-# How often a worker writing a run's chunks publishes the run's counters and heartbeat (well
-# inside BILLING_SYNC_STALE_SECONDS, after which the sweeper takes a silent run over).
-PUBLISH_SECONDS = 0.5
-
-
 def _run_stream(run: SyncRun, token: str, job_id: int, owner: str, stream: _Stream) -> ReaderStats:
     """Write the stream's chunks in order, each batch on the rows of its own shard; every
     shard but the last claimed is marked done once a chunk of a later shard comes (the
@@ -389,7 +384,8 @@ def _run_stream(run: SyncRun, token: str, job_id: int, owner: str, stream: _Stre
         limiter=ratelimit.for_connection(conn_obj, float(rate)) if rate else None,
     )
     finished = 0  # stream.claimed[:finished] are marked done
-    published = time.monotonic() - PUBLISH_SECONDS  # the first chunk shows at once
+    every = conf.sync_publish_seconds()
+    published = time.monotonic() - every  # the first chunk shows at once
     unpublished = False
     try:
         # A writer that falls behind the reads writes the chunks waiting for it together.
@@ -415,10 +411,11 @@ def _run_stream(run: SyncRun, token: str, job_id: int, owner: str, stream: _Stre
                 )
                 unpublished = True
             # The rows every shard shares (the run's counters and heartbeat, the progress bar)
-            # move in a statement of their own after the commit, at most every PUBLISH_SECONDS:
+            # move in a statement of their own after the commit, at most every
+            # BILLING_SYNC_PUBLISH_MS:
             # the shards' rows already hold every chunk's counters, a reader of the bar sees it
             # move a few times a second, and a batch costs no extra round trips for it.
-            if time.monotonic() - published >= PUBLISH_SECONDS:
+            if time.monotonic() - published >= every:
                 if not sync_write.publish_run(run.pk, token, job_id, jobs, timezone.now()):
                     raise RunLost
                 published, unpublished = time.monotonic(), False

@@ -14,10 +14,9 @@ from portal.errortracking import init_error_tracking
 from portal.logs import redact, request_id_var
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
-# Django's system checks run in `manage.py migrate`, the step every deployment runs before the
-# web and the workers start (docker-compose.yml, `make run`). A worker that ran them again
-# would import every URL conf and view, and keep about 10 MB it never uses; CELERY_SKIP_CHECKS=""
-# in the environment brings them back.
+# Celery's own run of Django's system checks at worker start imports every URL conf and view
+# (the URL check), some 10 MB a worker keeps and never uses, and ignores what the checks find:
+# the worker runs the checks it needs itself (_report_bad_settings, below).
 os.environ.setdefault("CELERY_SKIP_CHECKS", "1")
 
 app = Celery("portal")
@@ -149,6 +148,30 @@ def _leave_request_id(task_id: str | None = None, **kwargs: Any) -> None:
         request_id_var.reset(token)
     except ValueError:  # set in another context (another thread or greenlet)
         request_id_var.set("")
+
+
+# --- the system checks a worker runs ----------------------------------------------------
+#
+# Celery's Django fixup runs every system check at start-up and ignores what they find; the
+# environment skips that (above) and this runs them instead, without the URL conf's check,
+# which would import every view. A serious finding (a bad BILLING_* value, say) is an error
+# line in the worker's own log at start, whatever the web's migrate step found with its own
+# environment. The worker still starts, as before: the test suite's workers run with a lease
+# shorter than the provider timeouts on purpose, which the billing check reports.
+
+
+@signals.worker_init.connect
+def _report_bad_settings(**kwargs: Any) -> None:
+    import django
+    from django.apps import apps
+    from django.core import checks
+
+    if not apps.ready:
+        django.setup()
+    tags = sorted(set(checks.registry.registry.tags_available()) - {checks.Tags.urls})
+    serious = [m for m in checks.run_checks(tags=tags) if m.is_serious() and not m.is_silenced()]
+    for message in serious:
+        logging.getLogger("portal.celery").error("system check failed: %s", message)
 
 
 # --- heartbeats at start-up -------------------------------------------------------------

@@ -201,6 +201,10 @@ def _prefix_range(prefix: str) -> tuple[str, str]:
 
 def _search(qs: QuerySet[Tenant], q: str, anywhere: bool) -> QuerySet[Tenant]:
     needle = q.lower()
+    if anywhere and len(needle) >= 3 and db_connection.vendor == "postgresql":
+        # One id subquery for every way the text can match, so PostgreSQL can join it (an
+        # OR of it with the id columns would be checked row by row over the whole list).
+        return qs.filter(id__in=_pg_anywhere_ids(q, needle))
     condition = Q()
     if inputs.is_ascii_digits(q):
         condition |= Q(provider_account_id=int(q))
@@ -230,16 +234,26 @@ def _search(qs: QuerySet[Tenant], q: str, anywhere: bool) -> QuerySet[Tenant]:
     return qs.filter(condition)
 
 
+def _pg_anywhere_ids(q: str, needle: str) -> RawSQL:
+    """PostgreSQL: the ids of the tenants whose company, account name or email contains
+    ``needle`` (the narrow search table of migration 0009 and its pg_trgm index; its document
+    is lower(company || ' ' || account name || ' ' || email), the needle's LIKE wildcards
+    escaped), or whose provider id or key is exactly ``q``."""
+    escaped = needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    sql = "SELECT tenant_id FROM tenants_tenant_search WHERE document LIKE %s"
+    params: list[Any] = [f"%{escaped}%"]
+    if inputs.is_ascii_digits(q) and int(q) < 2**63:  # a provider id is a bigint
+        sql += " UNION ALL SELECT id FROM tenants_tenant WHERE provider_account_id = %s"
+        params.append(int(q))
+    if q.startswith("key_"):
+        sql += " UNION ALL SELECT id FROM tenants_tenant WHERE provider_account_ref = %s"
+        params.append(q)
+    return RawSQL(sql, params)  # noqa: S611 - fixed SQL text, every value bound
+
+
 def _substring_ids(needle: str) -> Any:
     """Ids of the rows whose company, account name or email contains ``needle`` (3+ chars),
-    as a subquery."""
-
-    if db_connection.vendor == "postgresql":
-        # The narrow search table (migration 0009) and its pg_trgm index: its document is
-        # lower(company || ' ' || account name || ' ' || email). The needle's LIKE wildcards
-        # are escaped.
-        escaped = needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        return RawSQL("SELECT tenant_id FROM tenants_tenant_search WHERE document LIKE %s", (f"%{escaped}%",))
+    as a subquery (SQLite's FTS5 table, or icontains elsewhere)."""
     if db_connection.vendor == "sqlite" and _sqlite_has_fts():
         phrase = '"' + needle.replace('"', '""') + '"'
         return RawSQL("SELECT rowid FROM tenants_tenant_fts WHERE tenants_tenant_fts MATCH %s", (phrase,))

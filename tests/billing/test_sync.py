@@ -276,7 +276,8 @@ def test_a_sync_killed_halfway_leaves_whole_pages_and_the_next_run_completes(mon
     ids = seed(money, 30)
     tenants = [money.tenant(account_id=aid, currency="") for aid in ids]
     money.sandbox.set_faults([{"method": CHILDREN, "kind": "latency", "latency_ms": 400}])
-    worker = workers.start(BILLING_SYNC_PAGE_SIZE="5")
+    # The run's counters after every batch, so the kill lands between two of them.
+    worker = workers.start(BILLING_SYNC_PAGE_SIZE="5", BILLING_SYNC_PUBLISH_MS="0")
     run = services.sync_start(actor=None, connection=money.connection)
     wait_for(lambda: SyncRun.objects.get(pk=run.pk).pages >= 2, 60, "two pages", workers)
     worker.kill()

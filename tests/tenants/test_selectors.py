@@ -84,6 +84,10 @@ def test_search_rules(db):
     assert names(q="wind") == []  # prefixes only by default...
     assert sorted(names(q="wind", anywhere="1")) == ["Northwind Traders", "Southwind"]  # ...substrings on request
     assert names(q="100%") == [] and names(q="a_b", anywhere="1") == []  # LIKE wildcards are literal
+    # Anywhere, a number matches the exact provider id as well as the text; an absurd one, nothing.
+    TenantFactory(connection=conn, company_name="Unit 9123456", account_name="unit", account_email="u@u.example")
+    assert sorted(names(q="123456", anywhere="1")) == ["Northwind Traders", "Unit 9123456"]
+    assert names(q="9" * 40, anywhere="1") == []
 
 
 def test_substring_search_follows_renames(db):
