@@ -66,7 +66,9 @@ def test_one_worker_reads_the_next_shard_before_the_one_before_is_done(money, mo
     for index in sorted(firsts)[1:]:
         assert events.index(("read", firsts[index])) < events.index(("done", index - 1)), events
     assert sorted(e[1] for e in events if e[0] == "done") == list(range(len(plan)))  # each once
-    assert [e[1] for e in events if e[0] == "read"] == [i for i in sorted(ids) if (i - ids[0]) % 4 == 0]
+    # Every chunk read once (two reader threads record their starts in either order).
+    reads = [e[1] for e in events if e[0] == "read"]
+    assert sorted(reads) == [i for i in sorted(ids) if (i - ids[0]) % 4 == 0] and len(set(reads)) == len(reads)
     assert (run.seen, run.changed, run.pages, run.missing) == (48, 48, 12, 0)
     assert all(s["state"] == "done" for s in shards.shard_state(run.job_id)["shards"])
     assert Job.objects.get(pk=run.job_id).done == 48
