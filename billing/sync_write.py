@@ -81,13 +81,16 @@ _READY: weakref.WeakSet[Any] = weakref.WeakSet()
 
 def _chunk_table(cursor: Any) -> None:
     """The per-connection temporary table, created once per database connection. It is
-    empty whenever a chunk starts: rows are deleted at each commit (ON COMMIT DELETE ROWS)
-    and by the chunk statement itself, and a rollback takes them away too."""
+    empty whenever a chunk starts: rows are deleted at each commit (ON COMMIT DELETE ROWS),
+    a rollback takes them away too, and a chunk written inside a longer transaction deletes
+    its own rows (``_chunk_sql(empties=True)``). It has no key: the caller hands over each
+    account once (billing.sync._apply_chunk_set), and an index here cost every COPY a third
+    of its time."""
     raw = connection.connection
     if raw in _READY:
         return
     cursor.execute(
-        f"CREATE TEMPORARY TABLE IF NOT EXISTS {CHUNK_TABLE} (aid bigint PRIMARY KEY, balance numeric(18, 4), "
+        f"CREATE TEMPORARY TABLE IF NOT EXISTS {CHUNK_TABLE} (aid bigint, balance numeric(18, 4), "
         "currency text, active boolean, frozen boolean, credit numeric(18, 4), notify numeric(18, 4)) "
         "ON COMMIT DELETE ROWS"
     )
@@ -101,7 +104,10 @@ def _py_bool(column: str) -> str:
 
 
 @functools.cache
-def _chunk_sql() -> str:
+def _chunk_sql(*, empties: bool) -> str:
+    """The chunk statement; ``empties`` deletes the chunk table's rows at its end, for a chunk
+    that does not commit on its own (ON COMMIT DELETE ROWS does it for one that does, at no
+    cost to the statement)."""
     tenant, snap, drift = Tenant._meta.db_table, BalanceSnapshot._meta.db_table, DriftItem._meta.db_table
     alert, job, run = LowBalanceAlert._meta.db_table, Job._meta.db_table, SyncRun._meta.db_table
     op = TenantOperation._meta.db_table
@@ -206,8 +212,7 @@ progress AS (
       AND EXISTS (SELECT 1 FROM {run} r WHERE r.id = %(run)s::bigint AND r.executor = %(token)s
                   AND r.state = %(running)s)
     RETURNING 1
-),
-emptied AS (DELETE FROM {CHUNK_TABLE} RETURNING 1)
+){f", emptied AS (DELETE FROM {CHUNK_TABLE} RETURNING 1)" if empties else ""}
 SELECT (SELECT count(*) FROM v), (SELECT count(*) FROM changed), (SELECT count(*) FROM gone),
        (SELECT count(*) FROM flagged), (SELECT count(*) FROM snaps), (SELECT amount FROM total),
        (SELECT count(*) FROM drifts), (SELECT count(*) FROM alerts), (SELECT count(*) FROM progress),
@@ -216,11 +221,8 @@ SELECT (SELECT count(*) FROM v), (SELECT count(*) FROM changed), (SELECT count(*
 
 
 Q4 = Decimal("0.0001")  # provider amounts are kept to four places (numeric(18, 4))
-_COPY_BOOL = {True: "t", False: "f", None: "\\N"}
-
-
-def _copy_amount(value: Decimal | None) -> str:
-    return "\\N" if value is None else str(value.quantize(Q4))
+_NULL = "\\N"
+_COPY_BOOL = {True: "t", False: "f", None: _NULL}
 
 
 def _copy_text(value: str) -> str:
@@ -238,10 +240,15 @@ def copy_line(
 ) -> str:
     """One provider account as a line of COPY's text format for the chunk table (amounts
     quantized to four places; a Decimal's text is exact): built in one f-string rather than
-    value by value through COPY's row writer, which cost the writer thread twice as much."""
+    value by value through COPY's row writer, which cost the writer thread twice as much.
+    A currency code of letters and digits, as every provider sends, needs no escaping."""
+    code = (currency or "").upper()
+    if not code.isalnum():
+        code = _copy_text(code)
     return (
-        f"{account_id}\t{_copy_amount(balance)}\t{_copy_text((currency or '').upper())}\t"
-        f"{_COPY_BOOL[active]}\t{_COPY_BOOL[frozen]}\t{_copy_amount(credit)}\t{_copy_amount(notify)}\n"
+        f"{account_id}\t{_NULL if balance is None else str(balance.quantize(Q4))}\t{code}\t"
+        f"{_COPY_BOOL[active]}\t{_COPY_BOOL[frozen]}\t{_NULL if credit is None else str(credit.quantize(Q4))}\t"
+        f"{_NULL if notify is None else str(notify.quantize(Q4))}\n"
     )
 
 
@@ -267,6 +274,11 @@ def write_chunk_set(
     the shard's progress is in the same transaction, so a resumed run reads them again."""
     from billing.sync import STATUS_OPS, THRESHOLD_OPS  # the drift rules live in billing.sync
 
+    # Outside a transaction the COPY would commit, and ON COMMIT DELETE ROWS empty the table.
+    assert connection.in_atomic_block, "write_chunk_set runs inside the caller's transaction"
+    # Only the caller's block is open: the transaction ends with this chunk, and its commit
+    # (or rollback) empties the chunk table; inside a longer one the statement empties it.
+    own_transaction = len(connection.atomic_blocks) == 1
     with connection.cursor() as cursor:
         _chunk_table(cursor)
         if lines:
@@ -299,7 +311,7 @@ def write_chunk_set(
         # once rather than for every chunk (a few ms a chunk), and the values are not spliced
         # into the statement's text in Python. Same connection, same transaction.
         with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as prepared:
-            prepared.execute(_chunk_sql(), params, prepare=True)
+            prepared.execute(_chunk_sql(empties=not own_transaction), params, prepare=True)
             counters = prepared.fetchone()
         assert counters is not None  # the statement's last SELECT returns one row
         seen, changed, missing, flagged, snapshots, total, drift, alerts, progressed, _ = counters

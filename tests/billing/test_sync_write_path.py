@@ -160,6 +160,30 @@ def test_a_balance_going_to_null_and_back(money, path: str) -> None:
     ]
 
 
+def test_chunks_inside_one_longer_transaction_see_only_their_own_rows(money, path: str) -> None:
+    # A chunk that commits alone leaves its rows to ON COMMIT DELETE ROWS; two chunks in one
+    # transaction must not see each other's rows (the second would count and write the first's).
+    from django.db import transaction
+
+    first, second = money.child(balance="1.0000"), money.child(balance="2.0000")
+    tenants = [money.tenant(account_id=aid, currency="") for aid in (first, second)]
+
+    def account(aid: int, balance: str) -> AccountSnapshot:
+        return AccountSnapshot(aid, "n", "e", True, False, Decimal(balance), "usd", None, None)
+
+    both = [first, second]
+    with transaction.atomic():
+        one = apply_chunk(money.connection, [first], [account(first, "1.5")], run_id=None, token=None, job_id=None)
+        accounts = [account(first, "1.5"), account(second, "2.5")]
+        two = apply_chunk(money.connection, both, accounts, run_id=None, token=None, job_id=None)
+    assert (one.seen, one.changed, two.seen, two.changed) == (1, 1, 2, 1)
+    assert [Tenant.objects.get(pk=t.pk).balance for t in tenants] == [Decimal("1.5"), Decimal("2.5")]
+    assert BalanceSnapshot.objects.count() == 2
+    # And the next chunk on its own, after that commit, starts from an empty table too.
+    three = apply_chunk(money.connection, [first], [account(first, "1.5")], run_id=None, token=None, job_id=None)
+    assert (three.seen, three.changed) == (1, 0)
+
+
 def test_unknown_accounts_are_upserted_and_left_alone_when_unchanged(money, path: str) -> None:
     money.sandbox.admin("PUT", "options", {"children_require_filter": False})
     ids = seed(money, 9)
