@@ -763,6 +763,11 @@ def _report(
         "rss_lt_150mb": peak < 150,
         "rss_within_1_2x_of_10k": None if rss_ratio is None else rss_ratio <= 1.2,
     }
+    # With a latency: the repeat against the time its reads would wait one after the other.
+    serial_wait = repeat["pages"] * args.latency_ms / 1000 if args.latency_ms else None
+    if serial_wait:
+        targets["latency_ratio_le_1_3"] = repeat["seconds"] / fetch <= 1.3
+        targets["repeat_under_40pct_of_serial_wait"] = repeat["seconds"] < 0.4 * serial_wait
     for name, met in targets.items():
         print(f"  target {name}: {'met' if met else 'NOT MET' if met is False else 'not measured (no --rss-baseline)'}")
     return {
@@ -779,6 +784,9 @@ def _report(
         "write_floor_s": floor["write_s"],
         "latency_ratio": round(repeat["seconds"] / fetch, 3),
         "latency_ratio_first": round(first["seconds"] / fetch, 3),
+        # pages × latency: what the repeat's reads would wait one after the other.
+        "serial_wait_s": round(serial_wait, 2) if serial_wait else None,
+        "repeat_share_of_serial_wait": round(repeat["seconds"] / serial_wait, 3) if serial_wait else None,
         "first": {
             "seconds": first["seconds"],
             "ratio": round(first["seconds"] / honest, 3),
