@@ -265,26 +265,19 @@ def _money(value: Any, name: str, method: str) -> Decimal | None:
 
 
 def _snapshot_from_row(row: Any, method: str) -> AccountSnapshot:
-    """A GetChildrenAccounts row as a snapshot, converting only the fields a snapshot has.
-
-    The sync converts every tenant's row each night, so the common wire types (an int id,
-    true/false, amounts that ``parse_float=Decimal`` already made Decimals) are taken as they
-    are and only the rest goes through the general parsers: the same values either way."""
+    """A GetChildrenAccounts row as a snapshot, converting only the fields a snapshot has."""
     if not isinstance(row, dict) or "account_id" not in row:
         raise OutcomeUnknown("malformed response: account without account_id", provider=PROVIDER, method=method)
-    get = row.get
-    account_id, active, frozen = row["account_id"], get("active"), get("frozen")
-    balance, credit, notify = get("balance"), get("credit_limit"), get("min_balance_to_notify")
     return AccountSnapshot(
-        account_id if type(account_id) is int else parse_int(account_id, "account_id", method),
-        get("account_name"),
-        get("account_email"),
-        active if active is None or type(active) is bool else parse_bool(active),
-        frozen if frozen is None or type(frozen) is bool else parse_bool(frozen),
-        balance if type(balance) is Decimal and balance.is_finite() else _money(balance, "balance", method),
-        get("currency"),
-        credit if type(credit) is Decimal and credit.is_finite() else _money(credit, "credit_limit", method),
-        notify if type(notify) is Decimal and notify.is_finite() else _money(notify, "min_balance_to_notify", method),
+        account_id=parse_int(row["account_id"], "account_id", method),
+        name=row.get("account_name"),
+        email=row.get("account_email"),
+        active=parse_bool(row.get("active")),
+        frozen=parse_bool(row.get("frozen")),
+        balance=_money(row.get("balance"), "balance", method),
+        currency=row.get("currency"),
+        credit_limit=_money(row.get("credit_limit"), "credit_limit", method),
+        min_balance_to_notify=_money(row.get("min_balance_to_notify"), "min_balance_to_notify", method),
     )
 
 
