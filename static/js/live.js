@@ -3,7 +3,22 @@
 //   when the tab is visible again every live part refreshes at once.
 // - Progress bars take their width from data-percent: the policy allows no style attribute,
 //   so the width is set through the DOM, on the first render and after every swap.
+// - Once the page is being left (a form sent, a link followed) no refresh goes out and no answer
+//   is applied: an answer asking for a reload (a job that just finished) would otherwise cancel
+//   the navigation the user started. A navigation that leaves the page in place (a download)
+//   lifts this after a few seconds.
 (function () {
+  var leaving = false;
+  var leavingTimer = null;
+  window.addEventListener("beforeunload", function () {
+    leaving = true;
+    clearTimeout(leavingTimer);
+    leavingTimer = setTimeout(function () { leaving = false; }, 5000);
+  });
+  window.addEventListener("pageshow", function () { leaving = false; });
+  function isLive(event) {
+    return event.target.hasAttribute && event.target.hasAttribute("data-live");
+  }
   function widths(root) {
     var bars = root.querySelectorAll ? root.querySelectorAll("[data-job-bar]") : [];
     bars.forEach(function (bar) {
@@ -11,9 +26,10 @@
     });
   }
   document.addEventListener("htmx:beforeRequest", function (event) {
-    if (document.hidden && event.target.hasAttribute && event.target.hasAttribute("data-live")) {
-      event.preventDefault();
-    }
+    if ((document.hidden || leaving) && isLive(event)) event.preventDefault();
+  });
+  document.addEventListener("htmx:beforeOnLoad", function (event) {
+    if (leaving && isLive(event)) event.preventDefault();
   });
   document.addEventListener("visibilitychange", function () {
     if (document.hidden || !window.htmx) return;

@@ -1,10 +1,12 @@
 """Live parts in real Chromium, under the portal's Content-Security-Policy: a transfer row turns
 from Sending to Succeeded and a job bar reaches 100 % without a reload, nothing is polled while
-the tab is hidden (and the parts refresh at once when it shows again), and no policy violation."""
+the tab is hidden (and the parts refresh at once when it shows again), a form sent while a job
+finishes is not cut short by the job's reload, and no policy violation."""
 
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 from django.utils import timezone
@@ -103,6 +105,53 @@ def test_nothing_is_polled_while_the_tab_is_hidden(page, live_server, staff) -> 
     page.evaluate(HIDE, False)
     page.wait_for_selector("[role=progressbar][aria-valuenow='50']", timeout=5000)
     assert polls[-1] - shown < 1.0  # refreshed on becoming visible, not at the next tick only
+
+
+def test_a_form_sent_while_its_job_finishes_lands_without_a_reload_cutting_it_short(
+    page, live_server, vox_connection
+) -> None:
+    """Abandon finishes the operation's job at once; the tenant page polls that job every second
+    and reloads the page when it finishes. While the answer to the form is on its way (held here
+    for 3 s, long enough for three polls), no poll may go out: a reload would cancel the
+    navigation and the user would never see what their click did."""
+    from portal.jobs import job_create
+    from tenants.models import TenantOperation
+
+    tenant = TenantFactory(company_name="Held Ltd", connection=vox_connection, status="active")
+    job = job_create(kind="tenants.freeze", title="Freeze Held Ltd", tenant_id=tenant.pk, total=1)
+    operation = TenantOperation.objects.create(
+        tenant=tenant, kind="freeze", state="needs_attention", job=job, last_error="The provider did not answer."
+    )
+    UserFactory(username="live-admin", role="reseller_admin")
+    log_in(page, live_server, "live-admin")
+    polls: list[float] = []
+    page.on("request", lambda request: polls.append(time.monotonic()) if "part=job" in request.url else None)
+    page.goto(f"{live_server.url}/console/tenants/{tenant.uuid}/")
+    page.wait_for_selector("[data-testid=open-operation] [data-live]")
+    deadline = time.monotonic() + 10
+    while not polls and time.monotonic() < deadline:  # the job part polls while the job is open
+        page.wait_for_timeout(200)
+    assert polls
+
+    held: list[Any] = []
+    page.route("**/operations/**", lambda route: held.append((route, route.fetch(max_redirects=0))))
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("button:has-text('Abandon')", no_wait_after=True)
+    deadline = time.monotonic() + 10
+    while not held and time.monotonic() < deadline:
+        page.wait_for_timeout(100)
+    assert held, "the form was not sent"
+    route, answer = held[0]
+    assert answer.status == 302
+    operation.refresh_from_db()
+    assert operation.state == "failed"  # abandoned at the server: the job's next poll would say finished
+    sent_at = time.monotonic()
+    page.wait_for_timeout(3000)
+    assert [t for t in polls if t > sent_at] == [], "a live part polled while the page was being left"
+    route.fulfill(response=answer)
+    page.wait_for_selector("text=The operation was abandoned.", timeout=10000)
+    assert page.url.rstrip("/").endswith(str(tenant.uuid))
+    assert page.locator("[data-testid=open-operation]").count() == 0
 
 
 def test_customer_balance_refreshes_on_the_customer_home(page, live_server) -> None:
