@@ -8,6 +8,8 @@ or outside a DRF view (unknown URLs, oversized bodies)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
@@ -18,9 +20,22 @@ from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
-from portal.errors import ERROR_CODES, ERROR_MESSAGES, PortalError, error_body, error_response
+from portal.errors import ERROR_CODES, ERROR_MESSAGES, Conflict, PortalError, error_body, error_response
 
 logger = logging.getLogger("api")
+
+
+@contextmanager
+def refusals_as_conflict(codes: Collection[str]) -> Iterator[None]:
+    """A service's refusal whose code is one of ``codes`` answers 409: the input was valid, the
+    state of things (the tenant's, the transfer's, the provider's) refused it. Any other error
+    goes on as it is."""
+    try:
+        yield
+    except PortalError as exc:
+        if exc.code not in codes or isinstance(exc, Conflict):
+            raise
+        raise Conflict(exc.message, field=exc.field, code=exc.code) from exc
 
 
 def _flatten(detail: Any, prefix: str = "") -> dict[str, list[str]]:

@@ -17,6 +17,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from api.base import SafeText, StrictInput, validated_input
+from api.errors import refusals_as_conflict
 from api.pagination import (
     PAGE_PARAMETERS,
     decode_cursor,
@@ -29,7 +30,7 @@ from api.pagination import (
 from api.permissions import Perm
 from api.tenants import StaffOrNotFound, staff_tenant
 from portal import inputs
-from portal.errors import Conflict, PortalError
+from portal.errors import PortalError
 from reselling import margin, plans
 from reselling.margin_report import margin_csv, report_filters
 from reselling.models import Charge, PlanAssignment, PricePlan
@@ -280,14 +281,10 @@ class TenantAssignmentsApi(APIView):
         plan = PricePlan.objects.filter(pk=data["plan"]).first()
         if plan is None:
             raise PortalError("No such plan.", field="plan", code="not_found", status=404)
-        try:
+        with refusals_as_conflict(PLAN_STATE_REFUSALS):
             done = plans.plan_assign(
                 actor=request.user, tenant=tenant, plan=plan, effective_from=data.get("effective_from"), request=request
             )
-        except PortalError as exc:
-            if exc.code not in PLAN_STATE_REFUSALS:
-                raise
-            raise Conflict(exc.message, field=exc.field, code=exc.code) from exc
         row = PlanAssignment.objects.select_related("tenant", "plan", "created_by").get(pk=done.assignment.pk)
         return Response(
             AssignmentOut(row).data, status=status.HTTP_200_OK if done.replayed else status.HTTP_201_CREATED

@@ -19,13 +19,14 @@ from rest_framework.views import APIView
 
 import tenants.services as services
 from api.base import SafeText, StrictInput, ThresholdField
+from api.errors import refusals_as_conflict
 from api.idempotency import idempotency_parameter, run_idempotent
 from api.misc import JobOut
 from api.pagination import PAGE_PARAMETERS, page_body, page_serializer, parse_limit, refuse_cursor
 from api.permissions import Perm
 from customers.selectors import balance_points
 from portal import inputs
-from portal.errors import Conflict, PortalError
+from portal.errors import PortalError
 from portal.jobs import job_status
 from portal.roles import has_perm
 from tenants.models import ProviderConnection, Tenant
@@ -294,14 +295,10 @@ class TenantDetailApi(APIView):
         tenant = staff_tenant(tenant_uuid)
         data = TenantEditIn(data=request.data)
         data.is_valid(raise_exception=True)
-        try:
+        with refusals_as_conflict({"not_editable"}):  # this provider cannot change that field of an account
             op = services.tenant_edit(
                 actor=request.user, tenant=tenant, request=request._request, **data.validated_data
             )
-        except PortalError as exc:
-            if exc.code == "not_editable":  # this provider cannot change that field of an account
-                raise Conflict(exc.message, field=exc.field, code=exc.code) from None
-            raise
         fresh = Tenant.objects.select_related("connection").get(pk=tenant.pk)
         return Response(TenantEditOut(fresh, context={"job": op.job if op is not None else None}).data)
 

@@ -17,6 +17,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from api.base import MoneyField, SafeText, StrictInput
+from api.errors import refusals_as_conflict
 from api.idempotency import idempotency_parameter, inline_claim, is_first_claim, run_idempotent
 from api.pagination import PAGE_PARAMETERS, page_body, page_serializer, parse_limit, refuse_cursor
 from api.permissions import Perm
@@ -25,7 +26,7 @@ from billing.conf import approval_threshold
 from billing.models import Transfer
 from billing.selectors import transfer_get, transfer_list
 from billing.services import transfer_approve, transfer_create
-from portal.errors import Conflict, PortalError
+from portal.errors import PortalError
 from portal.inputs import is_ascii_digits
 from portal.twofactor import recent_auth_response
 
@@ -153,7 +154,7 @@ class TenantTransferCreateApi(APIView):
                 assert claim is not None  # noqa: S101 - only passed when there is a claim
                 stored.append(claim.store(status.HTTP_201_CREATED, transfer_body(transfer, reload=False)))
 
-            try:
+            with refusals_as_conflict(TENANT_STATE_CODES):  # valid input, not in the tenant's state now
                 transfer = transfer_create(
                     actor=request.user,
                     tenant=tenant,
@@ -168,10 +169,6 @@ class TenantTransferCreateApi(APIView):
                     key_is_new=claim is not None or is_first_claim(request),
                     in_transaction=store if claim is not None else None,
                 )
-            except PortalError as exc:
-                if exc.code in TENANT_STATE_CODES:  # valid input, but not in the tenant's state now
-                    raise Conflict(exc.message, field=exc.field, code=exc.code) from None
-                raise
             # The created row (or the replayed one, read with its tenant) is the body as it stands.
             body = stored[0] if stored else transfer_body(transfer, reload=False)
             return Response(body, status=status.HTTP_201_CREATED)
@@ -216,10 +213,6 @@ class TransferApproveApi(APIView):
             refused = recent_auth_response(request._request)
             if refused is not None:
                 return refused  # type: ignore[return-value]
-        try:
+        with refusals_as_conflict(TRANSFER_STATE_CODES):  # the transfer is not awaiting approval (any more)
             result = transfer_approve(actor=request.user, transfer=transfer, request=request._request)
-        except PortalError as exc:
-            if exc.code in TRANSFER_STATE_CODES:  # the transfer is not awaiting approval (any more)
-                raise Conflict(exc.message, code=exc.code) from None
-            raise
         return Response(transfer_body(result or transfer))

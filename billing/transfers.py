@@ -15,6 +15,7 @@ import hashlib
 import logging
 import uuid as uuid_mod
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
@@ -293,34 +294,30 @@ def _create(
     # when the row is missing, stale or short, the budget is read (and refreshed when
     # stale) and reserved by its row (round 1), and refreshed once more if short (round 2).
     budget: ResellerBudget | None = None
-    top_up = direction == Direction.TO_TENANT
     short = PortalError(
         "The parent account does not have enough money for this transfer (counting transfers still in flight).",
         field="amount",
         code="insufficient_funds",
     )
-    for round_ in (0, 1, 2) if top_up else (1,):
+    intent = _Intent(
+        tenant=tenant,
+        amount=amount,
+        direction=direction,
+        reason=reason,
+        customer_description=customer_description,
+        currency=currency,
+        stored_key=stored_key,
+        fingerprint=fingerprint,
+        origin=origin,
+        job=job,
+        limits=limits,
+        requires_approval=requires_approval,
+        pbx_user=pbx_user,
+    )
+    for round_ in (0, 1, 2) if intent.top_up else (1,):
         try:
             return _insert(
-                actor=actor,
-                tenant=tenant,
-                amount=amount,
-                direction=direction,
-                reason=reason,
-                customer_description=customer_description,
-                currency=currency,
-                stored_key=stored_key,
-                fingerprint=fingerprint,
-                request=request,
-                origin=origin,
-                job=job,
-                dispatch=dispatch,
-                limits=limits,
-                requires_approval=requires_approval,
-                budget=budget,
-                top_up=top_up,
-                pbx_user=pbx_user,
-                in_transaction=in_transaction,
+                intent, actor=actor, request=request, dispatch=dispatch, budget=budget, in_transaction=in_transaction
             )
         except BudgetShort:
             if budget is None:
@@ -354,39 +351,52 @@ def _replay(existing: Transfer, fingerprint: str) -> Transfer:
     return existing
 
 
+@dataclass(frozen=True)
+class _Intent:
+    """A transfer checked and ready to record: what :func:`_insert` writes."""
+
+    tenant: Tenant
+    amount: Decimal
+    direction: str
+    reason: str
+    customer_description: str
+    currency: str
+    stored_key: str | None
+    fingerprint: str
+    origin: str
+    job: Job | None
+    limits: bool  # the transfer limit and the staff daily limit apply
+    requires_approval: bool
+    pbx_user: PbxUser | None
+
+    @property
+    def top_up(self) -> bool:
+        """Money to the tenant: the reseller's budget is reserved for it."""
+        return self.direction == Direction.TO_TENANT
+
+
 def _insert(
+    intent: _Intent,
     *,
     actor: Actor,
-    tenant: Tenant,
-    amount: Decimal,
-    direction: str,
-    reason: str,
-    currency: str,
-    stored_key: str | None,
-    fingerprint: str,
     request: HttpRequest | None,
-    origin: str,
-    job: Job | None,
     dispatch: bool,
-    limits: bool,
-    requires_approval: bool,
     budget: ResellerBudget | None,
-    top_up: bool = False,
-    customer_description: str = "",
-    pbx_user: PbxUser | None = None,
-    in_transaction: Callable[[Transfer], object] | None = None,
+    in_transaction: Callable[[Transfer], object] | None,
 ) -> Transfer:
     """One transaction: the budget reservation (top-ups), the staff member's daily usage,
     the row, the journal's reserve entry, the audit event, the caller's ``in_transaction``;
-    the task after the commit."""
+    the task after the commit. ``budget``: the budget row to reserve on; without it a top-up
+    tries the one-statement reservation and raises BudgetShort when that does not hold."""
+    tenant, amount, currency, pbx_user = intent.tenant, intent.amount, intent.currency, intent.pbx_user
     now = timezone.now()
     staff = actor if actor is not None and actor.is_authenticated else None
     with transaction.atomic():
         if budget is not None:
             budget_reserve(budget, amount)
-        elif top_up and not budget_reserve_fresh(tenant.connection_id, currency, amount):
+        elif intent.top_up and not budget_reserve_fresh(tenant.connection_id, currency, amount):
             raise BudgetShort  # nothing written yet: the caller reads the budget and tries again
-        if limits and staff is not None:
+        if intent.limits and staff is not None:
             _take_daily_usage(staff, now.date(), currency, amount)
         assert tenant.provider_account_id is not None  # _validate_tenant checked it
         ident = uuid_mod.uuid4()
@@ -397,19 +407,19 @@ def _insert(
             child_account_id=int(tenant.provider_account_id),
             pbx_user=pbx_user,
             provider_user_id=pbx_user.provider_user_id if pbx_user is not None else None,
-            direction=direction,
+            direction=intent.direction,
             amount=amount,
             currency=currency,
-            reason=reason,
-            customer_description=customer_description,
-            origin=origin,
+            reason=intent.reason,
+            customer_description=intent.customer_description,
+            origin=intent.origin,
             payment_reference=f"rp-{ident}",
             dup_check_from=(now - DUP_WINDOW_PADDING).replace(microsecond=0),
-            client_key=stored_key,
-            request_hash=fingerprint,
-            requires_approval=requires_approval,
+            client_key=intent.stored_key,
+            request_hash=intent.fingerprint,
+            requires_approval=intent.requires_approval,
             created_by=staff,
-            job=job,
+            job=intent.job,
             created_at=now,
             next_attempt_at=now,
         )
@@ -421,20 +431,20 @@ def _insert(
             request=request,
             data={
                 "transfer": str(transfer.uuid),
-                "direction": direction,
+                "direction": intent.direction,
                 "amount": str(amount),
                 "currency": currency,
-                "reason": reason,
-                "customer_description": customer_description,
-                "origin": origin,
+                "reason": intent.reason,
+                "customer_description": intent.customer_description,
+                "origin": intent.origin,
                 "payment_reference": transfer.payment_reference,
-                "requires_approval": requires_approval,
+                "requires_approval": intent.requires_approval,
                 **({"pbx_user": pbx_user.provider_user_id} if pbx_user is not None else {}),
             },
         )
         if in_transaction is not None:
             in_transaction(transfer)
-        if dispatch and not requires_approval:
+        if dispatch and not intent.requires_approval:
             publish_on_commit(lambda: dispatch_execute(transfer.pk), what=f"sending {transfer.payment_reference}")
     return transfer
 

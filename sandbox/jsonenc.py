@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from decimal import Decimal
 
 # json's own escaper: the C accelerator wherever CPython has it.
@@ -25,8 +26,9 @@ class Money(int):
         return f"Money({fmt(int(self))})"
 
 
-def esc(text: str) -> str:
-    return _esc(text)
+# A JSON string literal for ``text`` (ASCII only, as json.dumps writes it); the C function
+# itself, with no Python wrapper: a page of 1,000 accounts calls it 7,000 times.
+esc: Callable[[str], str] = _esc
 
 
 def _decimal_text(value: Decimal) -> str:

@@ -68,7 +68,7 @@ def render_account(
         cb_salt,
     ) = row
     b = fmt(bal)
-    available = fmt(bal - hold)
+    available = fmt(bal - hold) if hold else b  # most accounts hold nothing: one rendering less
     shown = available if hold_in_balance else b
     parts = [f'{{"account_id":{aid},"account_name":{esc(name)},"account_email":{esc(email)}']
     if with_key:
@@ -84,7 +84,7 @@ def render_account(
         f'"active":{_B[active]},"frozen":{_B[frozen]},"balance":{shown},"credit_limit":{fmt(credit)},'
         f'"currency":{esc(cur)},"support_robokassa":{_B[srk]},"support_bank_card":{_B[sbc]},'
         f'"support_invoice":{_B[sinv]},"send_js_error":false,"a2p_sms_enabled":false,"fixed_balance":{b},'
-        f'"money_on_hold":{fmt(hold)},"allow_invoice":false,"is_bank_card_auto_charge_prohibited":false,'
+        f'"money_on_hold":{fmt(hold) if hold else "0"},"allow_invoice":false,"is_bank_card_auto_charge_prohibited":false,'
         f'"taxpayer_type":"default","custom_pricing":false,"live_balance":{available}'
     )
     if custom is not None:

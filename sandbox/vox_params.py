@@ -102,15 +102,16 @@ class Params:
             if not allow_all:
                 raise VoxError(code)
             return ALL
-        out: list[int] = []
+        out: dict[int, None] = {}  # each id once, in the order given (a dict: a list lookup is quadratic)
         for item in value.split(";"):
             item = item.strip()
-            if not item.isascii() or not item.isdigit() or int(item) <= 0:
+            if not item.isascii() or not item.isdigit():
                 raise VoxError(code)
             number = int(item)
-            if number not in out:
-                out.append(number)
-        return out
+            if number <= 0:
+                raise VoxError(code)
+            out[number] = None
+        return list(out)
 
     def strlist(self, name: str) -> list[str] | None:
         if not self.given(name):

@@ -109,17 +109,19 @@ class UsersMixin(HistoryMixin):
         On :class:`OutcomeUnknown` look the name up with :meth:`find_user` before anything else."""
         method = "AddUser"
         _check_user_name(user_name, "user_name", method)
-        _check_display_name(user_display_name, method)
-        _check_custom_data(user_custom_data, method)
         if not isinstance(parent_accounting, bool):
             raise _invalid("parent_accounting must be True or False", "parent_accounting", method)
         params = {
             "user_name": user_name,
-            "user_display_name": user_display_name,
-            "user_password": _reveal(user_password),
-            "parent_accounting": parent_accounting,
-            "user_active": user_active,
-            "user_custom_data": user_custom_data,
+            **_user_fields(
+                method,
+                user_display_name=user_display_name,
+                user_password=user_password,
+                parent_accounting=parent_accounting,
+                user_active=user_active,
+                user_custom_data=user_custom_data,
+                new=True,
+            ),
             **_application(application_id, application_name, method, required=True),
         }
         body = self._user_call(method, account_id, params, read=False)
@@ -145,17 +147,17 @@ class UsersMixin(HistoryMixin):
         method = "SetUserInfo"
         if new_user_name is not None:
             _check_user_name(new_user_name, "new_user_name", method)
-        if user_display_name is not None:
-            _check_display_name(user_display_name, method)
-        _check_custom_data(user_custom_data, method)
         params = {
             "user_id": _child_id(user_id, method, "user_id"),
             "new_user_name": new_user_name,
-            "user_display_name": user_display_name,
-            "user_password": _reveal(user_password),
-            "parent_accounting": parent_accounting,
-            "user_active": user_active,
-            "user_custom_data": user_custom_data,
+            **_user_fields(
+                method,
+                user_display_name=user_display_name,
+                user_password=user_password,
+                parent_accounting=parent_accounting,
+                user_active=user_active,
+                user_custom_data=user_custom_data,
+            ),
         }
         _expect_result_one(self._user_call(method, account_id, params, read=False), method)
 
@@ -389,6 +391,30 @@ class UsersMixin(HistoryMixin):
                 )
             )
         return tuple(found)
+
+
+def _user_fields(
+    method: str,
+    *,
+    user_display_name: str | None,
+    user_password: Secret | str | None,
+    parent_accounting: bool | None,
+    user_active: bool | None,
+    user_custom_data: str | None,
+    new: bool = False,
+) -> dict[str, object]:
+    """The settings AddUser and SetUserInfo share, checked and as sent (``None``: not sent).
+    ``new``: a new user (AddUser), whose display name is required."""
+    if new or user_display_name is not None:
+        _check_display_name(user_display_name, method)
+    _check_custom_data(user_custom_data, method)
+    return {
+        "user_display_name": user_display_name,
+        "user_password": _reveal(user_password),
+        "parent_accounting": parent_accounting,
+        "user_active": user_active,
+        "user_custom_data": user_custom_data,
+    }
 
 
 def _application(

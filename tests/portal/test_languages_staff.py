@@ -12,6 +12,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 from django.utils import translation
+from django.utils.html import escape
 
 from billing.alerts import low_balance_alerts_send
 from billing.models import LowBalanceAlert
@@ -83,6 +84,17 @@ def test_staff_pages_turn_russian_after_the_switcher(reseller_admin, customer_te
     english.force_login(reseller_admin)
     text = english.get("/console/tenants/").content.decode()
     assert "New tenant" in text and "Новый клиент" not in text
+
+
+def test_the_row_labels_of_the_less_used_staff_pages_turn_russian(reseller_admin, customer_tenant) -> None:
+    """The labels a screen reader reads for each row's control, on the bulk transfer page and the
+    plans page's defaults per connection."""
+    client = _russian_console(reseller_admin)
+    name, connection = escape(customer_tenant.company_name), escape(customer_tenant.connection.name)
+    text = _page(client, "/console/billing/bulk/")
+    assert f'aria-label="Выбрать {name}"' in text and "Select " not in text
+    text = _page(client, "/console/reselling/plans/")
+    assert f'aria-label="План по умолчанию для {connection}"' in text and "Default plan of" not in text
 
 
 def _owner(tenant, username: str, language: str) -> User:

@@ -257,6 +257,13 @@ def test_children_filters(env: Env) -> None:
     )
     assert ignored["total_count"] == 1
     assert env.error_code("GetChildrenAccounts", {"child_account_id": "1;x"}) == 194
+    assert env.error_code("GetChildrenAccounts", {"child_account_id": f"{a['account_id']};0"}) == 194
+    # An id given twice is one id: no 194 for a "missing" second copy, one row back.
+    twice = env.ok(
+        "GetChildrenAccounts", {"child_account_id": f"{b['account_id']};{a['account_id']};{b['account_id']}"}
+    )
+    assert sorted(r["account_id"] for r in twice["result"]) == sorted([a["account_id"], b["account_id"]])
+    assert twice["total_count"] == 2
     part = env.ok("GetChildrenAccounts", {"child_account_name": "findme"})
     assert part["total_count"] == 2
     assert env.ok("GetChildrenAccounts", {"child_account_email": "FINDME-ALPHA@example.com"})["total_count"] == 1
